@@ -1,0 +1,227 @@
+//! The storage layer: one [`Store`] trait, implemented by SQL backends.
+//!
+//! The store sees only ciphertext for secrets: encryption happens above it, in the server's service
+//! layer. Every backend must pass the same conformance tests (`tests/conformance.rs`).
+//!
+//! Backends: [`sqlite::SqliteStore`] (embedded default). PostgreSQL is the next backend.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use credvault_core::model::{
+    AuditRecord, Credential, CredentialMeta, Group, Owner, Safe, SafeMember, TokenInfo, User, VersionInfo,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("version conflict: the credential is now at version {current}")]
+    VersionMismatch { current: i64 },
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Seal configuration written once by `operator init`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealConfig {
+    pub shares: u8,
+    pub threshold: u8,
+}
+
+/// A wrapped key in the keyring table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub purpose: String,
+    pub term: u32,
+    pub wrapped: Vec<u8>,
+}
+
+/// A new version to store with a credential write.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub payload: Vec<u8>,
+    pub operation: String,
+}
+
+/// A stored version: metadata snapshot plus the encrypted payload.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub info: VersionInfo,
+    pub meta: CredentialMeta,
+    pub payload: Vec<u8>,
+}
+
+/// Which credentials a listing may show. Restricted = owned by the user or one of its groups, or in
+/// one of the given safes.
+#[derive(Debug, Clone, Default)]
+pub enum Visibility {
+    #[default]
+    All,
+    Restricted { user: String, groups: Vec<String>, safes: Vec<String> },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFilter {
+    pub safe: Option<String>,
+    pub folder: Option<String>,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    pub identifier: Option<String>,
+    pub hostname: Option<String>,
+    pub ip: Option<String>,
+    pub tag: Option<String>,
+    pub owner: Option<Owner>,
+    /// Keyset pagination: only ids greater than this.
+    pub after: Option<Uuid>,
+    pub limit: i64,
+    pub visibility: Visibility,
+}
+
+/// An audit record about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub time: OffsetDateTime,
+    pub actor: String,
+    pub door: String,
+    pub action: String,
+    pub target: String,
+    pub source: String,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+}
+
+/// An audit row exactly as stored, for chain verification.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub time: String,
+    pub actor: String,
+    pub door: String,
+    pub action: String,
+    pub target: String,
+    pub source: String,
+    pub outcome: String,
+    pub detail: String,
+    pub hash: Vec<u8>,
+}
+
+impl AuditRow {
+    /// The bytes the chain hash covers: every field, in a fixed JSON array form.
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(&(
+            self.seq,
+            &self.time,
+            &self.actor,
+            &self.door,
+            &self.action,
+            &self.target,
+            &self.source,
+            &self.outcome,
+            &self.detail,
+        ))
+        .unwrap_or_default()
+    }
+
+    pub fn to_record(&self) -> AuditRecord {
+        AuditRecord {
+            seq: self.seq,
+            time: parse_time(&self.time).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            actor: self.actor.clone(),
+            door: self.door.clone(),
+            action: self.action.clone(),
+            target: self.target.clone(),
+            source: self.source.clone(),
+            outcome: self.outcome.clone(),
+            detail: serde_json::from_str(&self.detail).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// Computes one chain link: `f(previous hash, canonical record) -> hash`.
+pub type ChainFn<'a> = &'a (dyn Fn(&[u8], &[u8]) -> [u8; 32] + Send + Sync);
+
+pub fn format_time(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+pub fn parse_time(s: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| StoreError::Corrupt(format!("bad timestamp '{s}'")))
+}
+
+/// The storage interface. All methods are atomic; writes are durable when they return.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for health output (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    // --- seal and keys
+    async fn seal_config(&self) -> Result<Option<SealConfig>>;
+    /// Write the seal config and the first keys in one transaction; Conflict if already initialised.
+    async fn initialize(&self, cfg: &SealConfig, keys: &[WrappedKey]) -> Result<()>;
+    async fn keys(&self) -> Result<Vec<WrappedKey>>;
+    async fn add_key(&self, key: &WrappedKey) -> Result<()>;
+
+    // --- users, groups
+    async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;
+    async fn get_user(&self, name: &str) -> Result<Option<User>>;
+    async fn user_password_hash(&self, name: &str) -> Result<Option<String>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    async fn delete_user(&self, name: &str) -> Result<()>;
+    async fn create_group(&self, name: &str) -> Result<()>;
+    async fn get_group(&self, name: &str) -> Result<Option<Group>>;
+    async fn list_groups(&self) -> Result<Vec<Group>>;
+    async fn delete_group(&self, name: &str) -> Result<()>;
+    async fn add_group_member(&self, group: &str, user: &str) -> Result<()>;
+    async fn remove_group_member(&self, group: &str, user: &str) -> Result<()>;
+    async fn groups_of(&self, user: &str) -> Result<Vec<String>>;
+
+    // --- tokens
+    async fn insert_token(&self, info: &TokenInfo, hash: &str) -> Result<()>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
+    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>>;
+    async fn get_token(&self, id: Uuid) -> Result<Option<TokenInfo>>;
+    async fn revoke_token(&self, id: Uuid) -> Result<()>;
+
+    // --- safes
+    async fn create_safe(&self, safe: &Safe) -> Result<()>;
+    async fn get_safe(&self, name: &str) -> Result<Option<Safe>>;
+    async fn list_safes(&self) -> Result<Vec<Safe>>;
+    async fn delete_safe(&self, name: &str) -> Result<()>;
+    async fn set_safe_member(&self, safe: &str, member: &SafeMember, perms: u8) -> Result<()>;
+    async fn remove_safe_member(&self, safe: &str, kind: &str, name: &str) -> Result<()>;
+    /// (kind, name, perms bits) of every member.
+    async fn safe_members(&self, safe: &str) -> Result<Vec<(String, String, u8)>>;
+    /// Safes in which the user (directly or through the groups) holds all of `perms`.
+    async fn safes_with(&self, user: &str, groups: &[String], perms: u8) -> Result<Vec<String>>;
+
+    // --- credentials
+    async fn insert_credential(&self, cred: &Credential, v: &NewVersion) -> Result<()>;
+    /// Replace the current state when it is still at `expected_version`; `cred.version` is the new one.
+    async fn update_credential(&self, cred: &Credential, expected_version: i64, v: &NewVersion) -> Result<()>;
+    async fn get_credential(&self, id: Uuid) -> Result<Option<Credential>>;
+    async fn credential_by_identifier(&self, identifier: &str) -> Result<Option<Credential>>;
+    /// The current credential and its current encrypted payload, in one read.
+    async fn credential_with_payload(&self, id: Uuid) -> Result<Option<(Credential, Vec<u8>)>>;
+    async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<Credential>>;
+    async fn delete_credential(&self, id: Uuid) -> Result<()>;
+    async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>>;
+    async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<StoredVersion>>;
+
+    // --- audit
+    /// Append records in one transaction, chaining each to the previous hash. Returns their seqs.
+    async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>>;
+    /// Rows with seq > after, oldest first.
+    async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>>;
+    /// The newest `n` rows, oldest first.
+    async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>>;
+}
