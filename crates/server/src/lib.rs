@@ -1,1 +1,227 @@
+//! The credvault HTTP server: front doors over shared auth, policy, audit and the seal.
+//!
+//! ```text
+//! request ─▶ router (one module per door) ─▶ door extractor: token → Actor (auth.rs)
+//!         ─▶ service::Vault (policy, crypto via barrier.rs, store, audit.rs) ─▶ door error/response
+//! ```
 
+pub mod audit;
+pub mod auth;
+pub mod barrier;
+pub mod error;
+pub mod native;
+pub mod openapi;
+pub mod service;
+mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use credvault_crypto::SecretString;
+use credvault_store::sqlite::SqliteStore;
+use credvault_store::Store;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ServiceError;
+use crate::native::ApiError;
+pub use crate::service::Vault;
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// PEM certificate chain and private key; HTTPS when both are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A file holding a single unseal key: the server unseals itself at start.
+    pub unseal_key_file: Option<PathBuf>,
+    /// Initialise and unseal automatically (development only).
+    pub dev: bool,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
+            data_dir: PathBuf::from("./credvault-data"),
+            tls_cert: None,
+            tls_key: None,
+            unseal_key_file: None,
+            dev: false,
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            auth_failures_per_minute: 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Store(#[from] credvault_store::StoreError),
+    #[error("{0}")]
+    Service(#[from] ServiceError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub https: bool,
+    pub vault: Arc<Vault>,
+    /// Set in dev mode on the first start: the root token.
+    pub dev_root_token: Option<SecretString>,
+    handle: axum_server::Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
+    }
+    /// Stop accepting, finish in-flight requests, and wait.
+    pub async fn shutdown(self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        let _ = self.task.await;
+    }
+    /// Wait until the server stops (it runs until shutdown or a fatal error).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.unwrap_or(Ok(()))
+    }
+    pub fn handle(&self) -> axum_server::Handle {
+        self.handle.clone()
+    }
+}
+
+/// Paths served while sealed or uninitialised.
+fn open_while_sealed(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/v1/sys/health" | "/api/v1/sys/seal-status" | "/api/v1/sys/init" | "/api/v1/sys/unseal" | "/api/v1/openapi.json" | "/metrics"
+    )
+}
+
+async fn seal_gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if !open_while_sealed(req.uri().path()) && s.vault.barrier.is_sealed().await {
+        let e = match s.vault.store.seal_config().await {
+            Ok(None) => ServiceError::NotInitialized,
+            _ => ServiceError::Sealed,
+        };
+        return ApiError::from(e).into_response();
+    }
+    next.run(req).await
+}
+
+/// The whole application router.
+pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
+    let state = AppState { vault };
+    Router::new()
+        .nest("/api/v1", native::router())
+        .route("/metrics", get(telemetry::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn_with_state(state.clone(), seal_gate))
+        .layer(middleware::from_fn(telemetry::track))
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Open the store, prepare the seal (key file, dev mode) and start serving.
+pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    telemetry::install();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir).await?);
+    let vault = Vault::new(store, cfg.auth_failures_per_minute);
+    let dev_root_token = if cfg.dev { dev_bootstrap(&vault, &cfg).await? } else { None };
+    if let Some(f) = &cfg.unseal_key_file {
+        unseal_from_file(&vault, f).await?;
+    }
+    let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| StartError::Io(format!("bind {}", cfg.listen), e))?;
+    listener.set_nonblocking(true).map_err(|e| StartError::Io("listener".into(), e))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Io("listener".into(), e))?;
+    let app = app(vault.clone(), &cfg).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let (https, task) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| StartError::Tls(format!("loading {} and {}: {e}", cert.display(), key.display())))?;
+            let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
+            (true, tokio::spawn(server.serve(app)))
+        }
+        (None, None) => {
+            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            (false, tokio::spawn(server.serve(app)))
+        }
+        _ => return Err(StartError::Tls("set both a certificate and a key, or neither".into())),
+    };
+    tracing::info!(%addr, https, storage = vault.store.backend(), "credvault listening");
+    Ok(Running { addr, https, vault, dev_root_token, handle, task })
+}
+
+async fn unseal_from_file(vault: &Vault, path: &std::path::Path) -> Result<(), StartError> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| StartError::Io(format!("reading unseal key file {}", path.display()), e))?,
+    );
+    vault.barrier.reset().await;
+    vault.barrier.submit_share(text.trim()).await?;
+    if vault.barrier.is_sealed().await {
+        return Err(ServiceError::Unseal(format!("the key file {} holds one share but more are needed", path.display())).into());
+    }
+    Ok(())
+}
+
+const DEV_KEY: &str = "dev-unseal.key";
+const DEV_TOKEN: &str = "dev-root-token";
+
+/// Dev mode: initialise with a single key kept in the data directory, unseal, and hand back the root
+/// token (kept in the data directory too, so restarts can show it). Never use for real secrets.
+async fn dev_bootstrap(vault: &Vault, cfg: &Config) -> Result<Option<SecretString>, StartError> {
+    let key_path = cfg.data_dir.join(DEV_KEY);
+    let token_path = cfg.data_dir.join(DEV_TOKEN);
+    if vault.store.seal_config().await?.is_none() {
+        let (shares, token) = vault.initialize(1, 1).await?;
+        let share = shares.first().ok_or_else(|| ServiceError::Unseal("no share".into()))?;
+        write_private(&key_path, share.as_bytes())?;
+        write_private(&token_path, token.expose().as_bytes())?;
+    }
+    unseal_from_file(vault, &key_path).await?;
+    let token = std::fs::read_to_string(&token_path).ok().map(|t| SecretString::new(t.trim().to_owned()));
+    Ok(token)
+}
+
+/// Write a file readable only by its owner.
+pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), StartError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
+    f.write_all(data).map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
+    f.sync_all().map_err(|e| StartError::Io(format!("writing {}", path.display()), e))
+}

@@ -1,0 +1,120 @@
+//! The native REST API under `/api/v1`: the design centre every other door maps onto.
+
+pub mod credentials;
+pub mod error;
+pub mod identity;
+pub mod sys;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+pub use error::ApiError;
+use serde::Serialize;
+
+use crate::auth::token_from_headers;
+use crate::service::Ctx;
+use crate::AppState;
+
+pub const DOOR: &str = "native";
+
+/// JSON body with errors in the native format.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// A list response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+    /// Cursor for the next page (`after=`), when there may be more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+impl<T> Items<T> {
+    pub fn all(items: Vec<T>) -> Self {
+        Self { items, next: None }
+    }
+}
+
+/// The source address of a request.
+pub fn source_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// The authenticated caller of a native API request.
+pub struct Caller(pub Ctx);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ip = source_ip(parts);
+        let token = token_from_headers(&parts.headers);
+        let actor = state.vault.authenticate(token.as_deref(), ip).await?;
+        Ok(Caller(Ctx { actor, source: ip.to_string(), door: DOOR }))
+    }
+}
+
+/// Source address without authentication (login, unseal).
+pub struct Source(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(source_ip(parts)))
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sys/health", get(sys::health))
+        .route("/sys/seal-status", get(sys::seal_status))
+        .route("/sys/init", post(sys::init))
+        .route("/sys/unseal", post(sys::unseal))
+        .route("/sys/seal", post(sys::seal))
+        .route("/sys/rotate", post(sys::rotate))
+        .route("/audit/tail", get(sys::audit_tail))
+        .route("/audit/verify", post(sys::audit_verify))
+        .route("/auth/login", post(identity::login))
+        .route("/auth/self", get(identity::whoami))
+        .route("/credentials", get(credentials::list).post(credentials::create))
+        .route(
+            "/credentials/{id}",
+            get(credentials::get).put(credentials::update).patch(credentials::update).delete(credentials::remove),
+        )
+        .route("/credentials/{id}/secret", get(credentials::secret))
+        .route("/credentials/{id}/versions", get(credentials::versions))
+        .route("/credentials/{id}/versions/{version}", get(credentials::version))
+        .route("/credentials/{id}/rollback", post(credentials::rollback))
+        .route("/safes", get(identity::list_safes).post(identity::create_safe))
+        .route("/safes/{name}", delete(identity::delete_safe))
+        .route("/safes/{name}/members", get(identity::safe_members).put(identity::set_safe_member))
+        .route("/safes/{name}/members/{kind}/{member}", delete(identity::remove_safe_member))
+        .route("/users", get(identity::list_users).post(identity::create_user))
+        .route("/users/{name}", get(identity::get_user).delete(identity::delete_user))
+        .route("/groups", get(identity::list_groups).post(identity::create_group))
+        .route("/groups/{name}", get(identity::get_group).delete(identity::delete_group))
+        .route(
+            "/groups/{name}/members/{user}",
+            put(identity::add_group_member).delete(identity::remove_group_member),
+        )
+        .route("/tokens", get(identity::list_tokens).post(identity::create_token))
+        .route("/tokens/{id}", delete(identity::revoke_token))
+        .route("/openapi.json", get(crate::openapi::serve))
+}

@@ -1,0 +1,131 @@
+//! `/api/v1/sys/*` (health, init, unseal, seal, rotate) and `/api/v1/audit/*`.
+
+use axum::extract::State;
+use axum::Json;
+use credvault_core::model::AuditRecord;
+use credvault_crypto::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiJson, ApiQuery, Caller, Items};
+use crate::audit::Verification;
+use crate::barrier::SealStatus;
+use crate::AppState;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub initialized: bool,
+    pub sealed: bool,
+    pub version: &'static str,
+    pub storage: &'static str,
+}
+
+#[utoipa::path(get, path = "/api/v1/sys/health", tag = "sys", responses((status = 200, body = Health)))]
+pub async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let st = s.vault.barrier.status().await?;
+    Ok(Json(Health {
+        initialized: st.initialized,
+        sealed: st.sealed,
+        version: env!("CARGO_PKG_VERSION"),
+        storage: s.vault.store.backend(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/sys/seal-status", tag = "sys", responses((status = 200, body = SealStatus)))]
+pub async fn seal_status(State(s): State<AppState>) -> Result<Json<SealStatus>, ApiError> {
+    Ok(Json(s.vault.barrier.status().await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    /// Number of unseal key shares (default 5).
+    #[serde(default = "five")]
+    pub shares: u8,
+    /// Shares needed to unseal (default 3).
+    #[serde(default = "three")]
+    pub threshold: u8,
+}
+fn five() -> u8 {
+    5
+}
+fn three() -> u8 {
+    3
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InitResponse {
+    /// Unseal key shares, hex. Shown only once: store them apart from each other.
+    #[schema(value_type = Vec<String>)]
+    pub keys: Vec<SecretString>,
+    pub threshold: u8,
+    /// The initial root token. Shown only once.
+    #[schema(value_type = String)]
+    pub root_token: SecretString,
+}
+
+#[utoipa::path(post, path = "/api/v1/sys/init", tag = "sys", request_body = InitRequest,
+    responses((status = 200, body = InitResponse), (status = 400), (status = 409)))]
+pub async fn init(State(s): State<AppState>, ApiJson(b): ApiJson<InitRequest>) -> Result<Json<InitResponse>, ApiError> {
+    let (shares, token) = s.vault.initialize(b.shares, b.threshold).await?;
+    Ok(Json(InitResponse {
+        keys: shares.iter().map(|k| SecretString::from(k.as_str())).collect(),
+        threshold: b.threshold,
+        root_token: token,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealRequest {
+    /// One unseal key share (hex).
+    #[schema(value_type = Option<String>)]
+    pub key: Option<SecretString>,
+    /// Forget the shares given so far.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/sys/unseal", tag = "sys", request_body = UnsealRequest,
+    responses((status = 200, body = SealStatus), (status = 400)))]
+pub async fn unseal(State(s): State<AppState>, ApiJson(b): ApiJson<UnsealRequest>) -> Result<Json<SealStatus>, ApiError> {
+    if b.reset {
+        s.vault.barrier.reset().await;
+        return Ok(Json(s.vault.barrier.status().await?));
+    }
+    let key = b.key.ok_or_else(|| ApiError::bad_request("give `key` (one unseal key share) or `reset: true`"))?;
+    Ok(Json(s.vault.barrier.submit_share(key.expose()).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/sys/seal", tag = "sys", responses((status = 200, body = SealStatus)))]
+pub async fn seal(State(s): State<AppState>, Caller(ctx): Caller) -> Result<Json<SealStatus>, ApiError> {
+    s.vault.seal(&ctx).await?;
+    Ok(Json(s.vault.barrier.status().await?))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RotateResponse {
+    /// The new active data key term.
+    pub term: u32,
+}
+
+#[utoipa::path(post, path = "/api/v1/sys/rotate", tag = "sys", responses((status = 200, body = RotateResponse)))]
+pub async fn rotate(State(s): State<AppState>, Caller(ctx): Caller) -> Result<Json<RotateResponse>, ApiError> {
+    Ok(Json(RotateResponse { term: s.vault.rotate(&ctx).await? }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TailQuery {
+    /// How many of the newest records (default 20).
+    pub n: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/tail", tag = "audit", params(TailQuery), responses((status = 200, body = Items<AuditRecord>)))]
+pub async fn audit_tail(State(s): State<AppState>, Caller(ctx): Caller, ApiQuery(q): ApiQuery<TailQuery>) -> Result<Json<Items<AuditRecord>>, ApiError> {
+    Ok(Json(Items::all(s.vault.audit_tail(&ctx, q.n.unwrap_or(20)).await?)))
+}
+
+#[utoipa::path(post, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, body = Verification)))]
+pub async fn audit_verify(State(s): State<AppState>, Caller(ctx): Caller) -> Result<Json<Verification>, ApiError> {
+    Ok(Json(s.vault.audit_verify(&ctx).await?))
+}

@@ -1,0 +1,31 @@
+//! The OpenAPI description of the native API, generated from the handler annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::native;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "credvault", description = "Native REST API of the credvault credential vault. Authenticate with `X-Vault-Token: <token>` or `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\"}}`."),
+    paths(
+        native::sys::health, native::sys::seal_status, native::sys::init, native::sys::unseal, native::sys::seal,
+        native::sys::rotate, native::sys::audit_tail, native::sys::audit_verify,
+        native::identity::login, native::identity::whoami,
+        native::credentials::create, native::credentials::list, native::credentials::get, native::credentials::update,
+        native::credentials::remove, native::credentials::secret, native::credentials::versions,
+        native::credentials::version, native::credentials::rollback,
+        native::identity::list_safes, native::identity::create_safe, native::identity::delete_safe,
+        native::identity::safe_members, native::identity::set_safe_member, native::identity::remove_safe_member,
+        native::identity::list_users, native::identity::create_user, native::identity::get_user, native::identity::delete_user,
+        native::identity::list_groups, native::identity::create_group, native::identity::get_group, native::identity::delete_group,
+        native::identity::add_group_member, native::identity::remove_group_member,
+        native::identity::list_tokens, native::identity::create_token, native::identity::revoke_token,
+    ),
+    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"))
+)]
+pub struct ApiDoc;
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

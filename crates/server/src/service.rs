@@ -1,0 +1,636 @@
+//! The vault service: every door calls these methods. Each one authorises the actor with
+//! `credvault_core::policy`, encrypts or decrypts through the barrier's keyring, talks to the store
+//! and appends the audit record. Doors only translate their dialect to and from these calls.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use credvault_core::model::{
+    Credential, CredentialMeta, Group, Owner, OwnerKind, Perms, Safe, SafeMember, SecretPayload, TokenInfo, User,
+    UserKind, VersionInfo,
+};
+use credvault_core::policy::{self, Actor, Membership};
+use credvault_core::{validate, DomainError};
+use credvault_crypto::{password, token, SecretString};
+use credvault_store::{CredentialFilter, NewVersion, Store, StoreError, Visibility};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::audit::{Auditor, Event};
+use crate::auth::FailureLimiter;
+use crate::barrier::Barrier;
+use crate::error::{ServiceError, ServiceResult};
+
+/// Who is calling, from where, through which door.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub actor: Actor,
+    pub source: String,
+    pub door: &'static str,
+}
+
+pub struct Vault {
+    pub store: Arc<dyn Store>,
+    pub barrier: Arc<Barrier>,
+    pub auditor: Auditor,
+    pub limiter: FailureLimiter,
+}
+
+/// A decrypted secret read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SecretRead {
+    pub id: Uuid,
+    pub version: i64,
+    pub secret: SecretString,
+    pub parameters: BTreeMap<String, SecretString>,
+}
+
+const MAX_RETRIES: usize = 16;
+
+fn binding(id: Uuid, version: i64) -> String {
+    format!("credvault:cred:{id}:v{version}")
+}
+
+fn forbidden() -> ServiceError {
+    DomainError::Forbidden.into()
+}
+
+impl Vault {
+    pub fn new(store: Arc<dyn Store>, auth_failures_per_minute: u32) -> Arc<Self> {
+        let barrier = Arc::new(Barrier::new(store.clone()));
+        let auditor = Auditor::start(store.clone(), barrier.clone());
+        Arc::new(Self { store, barrier, auditor, limiter: FailureLimiter::new(auth_failures_per_minute) })
+    }
+
+    async fn audit(&self, ctx: &Ctx, action: &'static str, target: impl Into<String>, outcome: &'static str, detail: serde_json::Value) -> ServiceResult<i64> {
+        self.auditor
+            .record(Event {
+                actor: ctx.actor.name.clone(),
+                door: ctx.door,
+                action,
+                target: target.into(),
+                source: ctx.source.clone(),
+                outcome,
+                detail,
+            })
+            .await
+    }
+
+    /// Audit a refusal (best effort: the request is refused either way).
+    async fn audit_denied(&self, ctx: &Ctx, action: &'static str, target: impl Into<String>) {
+        let _ = self.audit(ctx, action, target, "denied", json!({})).await;
+    }
+
+    fn require_admin(&self, ctx: &Ctx) -> ServiceResult<()> {
+        if ctx.actor.is_admin() {
+            Ok(())
+        } else {
+            Err(forbidden())
+        }
+    }
+
+    // ---------------------------------------------------------------- policy helpers
+
+    async fn memberships(&self, safe: &str) -> ServiceResult<Vec<Membership>> {
+        Ok(self
+            .store
+            .safe_members(safe)
+            .await?
+            .into_iter()
+            .filter_map(|(kind, name, perms)| {
+                OwnerKind::parse(&kind).map(|kind| Membership { kind, name, perms: Perms(perms) })
+            })
+            .collect())
+    }
+
+    async fn perms_on(&self, actor: &Actor, meta: &CredentialMeta) -> ServiceResult<Perms> {
+        if actor.is_admin() {
+            return Ok(Perms::ALL);
+        }
+        let members = match &meta.safe {
+            Some(s) => self.memberships(s).await?,
+            None => vec![],
+        };
+        Ok(policy::credential_perms(actor, meta, &members))
+    }
+
+    async fn safe_perms(&self, actor: &Actor, safe: &str) -> ServiceResult<Perms> {
+        if self.store.get_safe(safe).await?.is_none() {
+            return Err(DomainError::NotFound(format!("safe '{safe}'")).into());
+        }
+        Ok(policy::safe_perms(actor, &self.memberships(safe).await?))
+    }
+
+    /// Check that `ctx` may place a credential with this metadata (safe write, owner rules).
+    async fn check_placement(&self, ctx: &Ctx, meta: &CredentialMeta) -> ServiceResult<()> {
+        if let Some(s) = &meta.safe {
+            if !self.safe_perms(&ctx.actor, s).await?.contains(Perms::WRITE) {
+                return Err(forbidden());
+            }
+        }
+        if let Some(o) = &meta.owner {
+            match o.kind {
+                OwnerKind::User if self.store.get_user(&o.name).await?.is_none() => {
+                    return Err(DomainError::invalid("owner", format!("no user '{}'", o.name)).into())
+                }
+                OwnerKind::Group if self.store.get_group(&o.name).await?.is_none() => {
+                    return Err(DomainError::invalid("owner", format!("no group '{}'", o.name)).into())
+                }
+                _ => {}
+            }
+            if !ctx.actor.is_admin() && !ctx.actor.is_principal(o.kind, &o.name) {
+                return Err(DomainError::invalid("owner", "you can only give ownership to yourself or a group you belong to").into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn load(&self, id: Uuid) -> ServiceResult<Credential> {
+        self.store.get_credential(id).await?.ok_or_else(|| DomainError::NotFound("credential".into()).into())
+    }
+
+    fn encrypt(&self, keys: &crate::barrier::Keys, id: Uuid, version: i64, p: &SecretPayload) -> ServiceResult<Vec<u8>> {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(p).map_err(|_| ServiceError::Integrity)?);
+        Ok(keys.keyring.encrypt(&plain, &binding(id, version))?)
+    }
+
+    async fn decrypt(&self, id: Uuid, version: i64, blob: &[u8]) -> ServiceResult<SecretPayload> {
+        let mut keys = self.barrier.keys().await?;
+        if let Ok(term) = credvault_crypto::barrier::parse_header(blob) {
+            if !keys.keyring.terms().any(|t| t == term) {
+                // Another server may have rotated: reload the keyring once.
+                self.barrier.refresh().await?;
+                keys = self.barrier.keys().await?;
+            }
+        }
+        let plain = keys.keyring.decrypt(blob, &binding(id, version)).map_err(|e| {
+            tracing::error!(credential = %id, version, error = %e, "secret failed to decrypt");
+            ServiceError::Integrity
+        })?;
+        serde_json::from_slice(plain.expose()).map_err(|_| ServiceError::Integrity)
+    }
+
+    // ---------------------------------------------------------------- credentials
+
+    pub async fn create_credential(&self, ctx: &Ctx, mut meta: CredentialMeta, payload: SecretPayload) -> ServiceResult<Credential> {
+        if meta.owner.is_none() && meta.safe.is_none() && !matches!(ctx.actor.kind, policy::ActorKind::Root) {
+            meta.owner = Some(Owner { kind: OwnerKind::User, name: ctx.actor.name.clone() });
+        }
+        meta.parameter_names = payload.parameters.keys().cloned().collect();
+        validate::credential(&meta, &payload)?;
+        self.check_placement(ctx, &meta).await?;
+        let keys = self.barrier.keys().await?;
+        let now = OffsetDateTime::now_utc();
+        let id = Uuid::now_v7();
+        let cred = Credential {
+            id,
+            meta,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            created_by: ctx.actor.name.clone(),
+            updated_by: ctx.actor.name.clone(),
+        };
+        let v = NewVersion { payload: self.encrypt(&keys, id, 1, &payload)?, operation: "create".into() };
+        self.store.insert_credential(&cred, &v).await?;
+        self.audit(ctx, "credential.create", id.to_string(), "ok", json!({"name": cred.meta.name, "version": 1})).await?;
+        Ok(cred)
+    }
+
+    /// Read-modify-write with optimistic versioning. `change` gets the current metadata and secret
+    /// payload and edits them; on a concurrent write the change is re-applied to the fresh state, so
+    /// no update is lost. With `expected` set, a stale version is a conflict instead.
+    pub async fn update_credential<F>(&self, ctx: &Ctx, id: Uuid, expected: Option<i64>, operation: &str, change: F) -> ServiceResult<Credential>
+    where
+        F: Fn(&mut CredentialMeta, &mut SecretPayload) -> ServiceResult<()>,
+    {
+        for _ in 0..MAX_RETRIES {
+            let (cur, blob) = self
+                .store
+                .credential_with_payload(id)
+                .await?
+                .ok_or_else(|| ServiceError::from(DomainError::NotFound("credential".into())))?;
+            let perms = self.perms_on(&ctx.actor, &cur.meta).await?;
+            if !perms.contains(Perms::WRITE) {
+                self.audit_denied(ctx, "credential.update", id.to_string()).await;
+                return Err(forbidden());
+            }
+            if let Some(e) = expected {
+                if e != cur.version {
+                    return Err(ServiceError::VersionConflict { current: cur.version });
+                }
+            }
+            let mut payload = self.decrypt(id, cur.version, &blob).await?;
+            let mut meta = cur.meta.clone();
+            change(&mut meta, &mut payload)?;
+            meta.parameter_names = payload.parameters.keys().cloned().collect();
+            validate::credential(&meta, &payload)?;
+            if meta.safe != cur.meta.safe || meta.owner != cur.meta.owner {
+                if !perms.contains(Perms::MANAGE) {
+                    return Err(forbidden());
+                }
+                self.check_placement(ctx, &meta).await?;
+            }
+            let keys = self.barrier.keys().await?;
+            let next = cur.version + 1;
+            let cred = Credential {
+                meta,
+                version: next,
+                updated_at: OffsetDateTime::now_utc(),
+                updated_by: ctx.actor.name.clone(),
+                ..cur.clone()
+            };
+            let v = NewVersion { payload: self.encrypt(&keys, id, next, &payload)?, operation: operation.into() };
+            match self.store.update_credential(&cred, cur.version, &v).await {
+                Ok(()) => {
+                    self.audit(ctx, "credential.update", id.to_string(), "ok", json!({"version": next, "operation": operation})).await?;
+                    return Ok(cred);
+                }
+                Err(StoreError::VersionMismatch { current }) if expected.is_some() => {
+                    return Err(ServiceError::VersionConflict { current })
+                }
+                Err(StoreError::VersionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DomainError::Conflict("the credential is being changed by too many writers; try again".into()).into())
+    }
+
+    pub async fn get_credential(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<Credential> {
+        let cred = self.load(id).await?;
+        if !self.perms_on(&ctx.actor, &cred.meta).await?.contains(Perms::LIST) {
+            return Err(forbidden());
+        }
+        Ok(cred)
+    }
+
+    pub async fn list_credentials(&self, ctx: &Ctx, mut filter: CredentialFilter) -> ServiceResult<Vec<Credential>> {
+        filter.limit = filter.limit.clamp(1, 1000);
+        if !ctx.actor.is_admin() {
+            let safes = self.store.safes_with(&ctx.actor.name, &ctx.actor.groups, Perms::LIST.0).await?;
+            filter.visibility =
+                Visibility::Restricted { user: ctx.actor.name.clone(), groups: ctx.actor.groups.clone(), safes };
+        }
+        Ok(self.store.list_credentials(&filter).await?)
+    }
+
+    /// Decrypt and return a credential's secret (current or given version). Audited, fail-closed.
+    pub async fn read_secret(&self, ctx: &Ctx, id: Uuid, version: Option<i64>) -> ServiceResult<SecretRead> {
+        let (cred, ver, blob) = match version {
+            None => {
+                let (c, blob) = self
+                    .store
+                    .credential_with_payload(id)
+                    .await?
+                    .ok_or_else(|| ServiceError::from(DomainError::NotFound("credential".into())))?;
+                let v = c.version;
+                (c, v, blob)
+            }
+            Some(v) => {
+                let c = self.load(id).await?;
+                let sv = self
+                    .store
+                    .get_version(id, v)
+                    .await?
+                    .ok_or_else(|| ServiceError::from(DomainError::NotFound(format!("version {v}"))))?;
+                (c, v, sv.payload)
+            }
+        };
+        if !self.perms_on(&ctx.actor, &cred.meta).await?.contains(Perms::READ) {
+            self.audit_denied(ctx, "credential.read_secret", id.to_string()).await;
+            return Err(forbidden());
+        }
+        let payload = self.decrypt(id, ver, &blob).await?;
+        self.audit(ctx, "credential.read_secret", id.to_string(), "ok", json!({"version": ver})).await?;
+        metrics::counter!("credvault_secret_reads_total", "door" => ctx.door).increment(1);
+        Ok(SecretRead { id, version: ver, secret: payload.secret, parameters: payload.parameters })
+    }
+
+    pub async fn delete_credential(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<()> {
+        let cred = self.load(id).await?;
+        if !self.perms_on(&ctx.actor, &cred.meta).await?.contains(Perms::WRITE) {
+            self.audit_denied(ctx, "credential.delete", id.to_string()).await;
+            return Err(forbidden());
+        }
+        self.store.delete_credential(id).await?;
+        self.audit(ctx, "credential.delete", id.to_string(), "ok", json!({"name": cred.meta.name})).await?;
+        Ok(())
+    }
+
+    pub async fn versions(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<Vec<VersionInfo>> {
+        self.get_credential(ctx, id).await?;
+        Ok(self.store.list_versions(id).await?)
+    }
+
+    /// Metadata of one past version (no secret).
+    pub async fn version_meta(&self, ctx: &Ctx, id: Uuid, version: i64) -> ServiceResult<(VersionInfo, CredentialMeta)> {
+        self.get_credential(ctx, id).await?;
+        let v = self
+            .store
+            .get_version(id, version)
+            .await?
+            .ok_or_else(|| ServiceError::from(DomainError::NotFound(format!("version {version}"))))?;
+        Ok((v.info, v.meta))
+    }
+
+    /// Make a new version whose metadata and secret are those of `to`.
+    pub async fn rollback(&self, ctx: &Ctx, id: Uuid, to: i64) -> ServiceResult<Credential> {
+        let target = self
+            .store
+            .get_version(id, to)
+            .await?
+            .ok_or_else(|| ServiceError::from(DomainError::NotFound(format!("version {to}"))))?;
+        let old_payload = self.decrypt(id, to, &target.payload).await?;
+        let old_meta = target.meta;
+        self.update_credential(ctx, id, None, &format!("rollback:{to}"), move |meta, payload| {
+            *meta = old_meta.clone();
+            *payload = old_payload.clone();
+            Ok(())
+        })
+        .await
+    }
+
+    // ---------------------------------------------------------------- safes
+
+    pub async fn create_safe(&self, ctx: &Ctx, safe: Safe) -> ServiceResult<Safe> {
+        self.require_admin(ctx)?;
+        validate::principal_name("name", &safe.name)?;
+        self.store.create_safe(&safe).await?;
+        self.audit(ctx, "safe.create", &safe.name, "ok", json!({})).await?;
+        Ok(safe)
+    }
+
+    pub async fn list_safes(&self, ctx: &Ctx) -> ServiceResult<Vec<Safe>> {
+        let all = self.store.list_safes().await?;
+        if ctx.actor.is_admin() {
+            return Ok(all);
+        }
+        let mine = self.store.safes_with(&ctx.actor.name, &ctx.actor.groups, Perms::NONE.0).await?;
+        Ok(all.into_iter().filter(|s| mine.contains(&s.name)).collect())
+    }
+
+    pub async fn delete_safe(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
+        self.require_admin(ctx)?;
+        self.store.delete_safe(name).await?;
+        self.audit(ctx, "safe.delete", name, "ok", json!({})).await?;
+        Ok(())
+    }
+
+    pub async fn safe_members(&self, ctx: &Ctx, safe: &str) -> ServiceResult<Vec<SafeMember>> {
+        if self.safe_perms(&ctx.actor, safe).await? == Perms::NONE {
+            return Err(forbidden());
+        }
+        Ok(self
+            .memberships(safe)
+            .await?
+            .into_iter()
+            .map(|m| SafeMember { kind: m.kind, name: m.name, permissions: m.perms.names() })
+            .collect())
+    }
+
+    pub async fn set_safe_member(&self, ctx: &Ctx, safe: &str, member: SafeMember) -> ServiceResult<SafeMember> {
+        if !self.safe_perms(&ctx.actor, safe).await?.contains(Perms::MANAGE) {
+            return Err(forbidden());
+        }
+        let perms = Perms::from_names(&member.permissions).map_err(|m| DomainError::invalid("permissions", m))?;
+        let exists = match member.kind {
+            OwnerKind::User => self.store.get_user(&member.name).await?.is_some(),
+            OwnerKind::Group => self.store.get_group(&member.name).await?.is_some(),
+        };
+        if !exists {
+            return Err(DomainError::invalid("name", format!("no {} '{}'", member.kind.as_str(), member.name)).into());
+        }
+        self.store.set_safe_member(safe, &member, perms.0).await?;
+        self.audit(ctx, "safe.member.set", safe, "ok", json!({"member": member.name, "type": member.kind.as_str(), "permissions": perms.names()})).await?;
+        Ok(SafeMember { permissions: perms.names(), ..member })
+    }
+
+    pub async fn remove_safe_member(&self, ctx: &Ctx, safe: &str, kind: OwnerKind, name: &str) -> ServiceResult<()> {
+        if !self.safe_perms(&ctx.actor, safe).await?.contains(Perms::MANAGE) {
+            return Err(forbidden());
+        }
+        self.store.remove_safe_member(safe, kind.as_str(), name).await?;
+        self.audit(ctx, "safe.member.remove", safe, "ok", json!({"member": name, "type": kind.as_str()})).await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- users and groups
+
+    pub async fn create_user(&self, ctx: &Ctx, name: &str, kind: UserKind, admin: bool, pw: Option<&SecretString>) -> ServiceResult<User> {
+        self.require_admin(ctx)?;
+        validate::principal_name("name", name)?;
+        let hash = match pw {
+            Some(_) if kind == UserKind::Service => {
+                return Err(DomainError::invalid("password", "service users authenticate with API tokens, not passwords").into())
+            }
+            Some(p) if p.len() < 12 => return Err(DomainError::invalid("password", "must be at least 12 characters").into()),
+            Some(p) => Some(password::hash_password(p.expose())?),
+            None => None,
+        };
+        let user = User { name: name.to_owned(), kind, admin, created_at: OffsetDateTime::now_utc() };
+        self.store.create_user(&user, hash.as_deref()).await?;
+        self.audit(ctx, "user.create", name, "ok", json!({"kind": kind.as_str(), "admin": admin})).await?;
+        Ok(user)
+    }
+
+    pub async fn list_users(&self, ctx: &Ctx) -> ServiceResult<Vec<User>> {
+        self.require_admin(ctx)?;
+        Ok(self.store.list_users().await?)
+    }
+
+    pub async fn get_user(&self, ctx: &Ctx, name: &str) -> ServiceResult<User> {
+        if !ctx.actor.is_admin() && ctx.actor.name != name {
+            return Err(forbidden());
+        }
+        self.store.get_user(name).await?.ok_or_else(|| DomainError::NotFound(format!("user '{name}'")).into())
+    }
+
+    pub async fn delete_user(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
+        self.require_admin(ctx)?;
+        self.store.delete_user(name).await?;
+        self.audit(ctx, "user.delete", name, "ok", json!({})).await?;
+        Ok(())
+    }
+
+    pub async fn create_group(&self, ctx: &Ctx, name: &str) -> ServiceResult<Group> {
+        self.require_admin(ctx)?;
+        validate::principal_name("name", name)?;
+        self.store.create_group(name).await?;
+        self.audit(ctx, "group.create", name, "ok", json!({})).await?;
+        Ok(Group { name: name.to_owned(), members: vec![] })
+    }
+
+    pub async fn list_groups(&self, ctx: &Ctx) -> ServiceResult<Vec<Group>> {
+        let all = self.store.list_groups().await?;
+        if ctx.actor.is_admin() {
+            return Ok(all);
+        }
+        Ok(all.into_iter().filter(|g| ctx.actor.in_group(&g.name)).collect())
+    }
+
+    pub async fn get_group(&self, ctx: &Ctx, name: &str) -> ServiceResult<Group> {
+        if !ctx.actor.is_admin() && !ctx.actor.in_group(name) {
+            return Err(forbidden());
+        }
+        self.store.get_group(name).await?.ok_or_else(|| DomainError::NotFound(format!("group '{name}'")).into())
+    }
+
+    pub async fn delete_group(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
+        self.require_admin(ctx)?;
+        self.store.delete_group(name).await?;
+        self.audit(ctx, "group.delete", name, "ok", json!({})).await?;
+        Ok(())
+    }
+
+    pub async fn add_group_member(&self, ctx: &Ctx, group: &str, user: &str) -> ServiceResult<Group> {
+        self.require_admin(ctx)?;
+        if self.store.get_group(group).await?.is_none() {
+            return Err(DomainError::NotFound(format!("group '{group}'")).into());
+        }
+        if self.store.get_user(user).await?.is_none() {
+            return Err(DomainError::invalid("user", format!("no user '{user}'")).into());
+        }
+        self.store.add_group_member(group, user).await?;
+        self.audit(ctx, "group.member.add", group, "ok", json!({"user": user})).await?;
+        self.get_group(ctx, group).await
+    }
+
+    pub async fn remove_group_member(&self, ctx: &Ctx, group: &str, user: &str) -> ServiceResult<()> {
+        self.require_admin(ctx)?;
+        self.store.remove_group_member(group, user).await?;
+        self.audit(ctx, "group.member.remove", group, "ok", json!({"user": user})).await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- tokens
+
+    /// Create a token for `user` (default: the caller). Returns the token, shown only this once.
+    pub async fn create_token(&self, ctx: &Ctx, user: Option<&str>, ttl_seconds: Option<i64>, description: Option<String>) -> ServiceResult<(TokenInfo, SecretString)> {
+        let user = user.unwrap_or(&ctx.actor.name).to_owned();
+        if user != ctx.actor.name && !ctx.actor.is_admin() {
+            return Err(forbidden());
+        }
+        if user == "root" && !matches!(ctx.actor.kind, policy::ActorKind::Root) {
+            return Err(forbidden());
+        }
+        if user != "root" && self.store.get_user(&user).await?.is_none() {
+            return Err(DomainError::invalid("user", format!("no user '{user}'")).into());
+        }
+        if let Some(d) = &description {
+            if d.len() > validate::MAX_NAME {
+                return Err(DomainError::invalid("description", "is too long").into());
+            }
+        }
+        let expires_at = match ttl_seconds {
+            Some(s) if s <= 0 || s > 10 * 365 * 86_400 => {
+                return Err(DomainError::invalid("ttl_seconds", "must be between 1 and 315360000").into())
+            }
+            Some(s) => Some(OffsetDateTime::now_utc() + time::Duration::seconds(s)),
+            None => None,
+        };
+        let (info, secret) = self.issue_token(&user, expires_at, description).await?;
+        self.audit(ctx, "token.create", info.id.to_string(), "ok", json!({"user": user})).await?;
+        Ok((info, secret))
+    }
+
+    /// Mint and store a token without authorisation checks (init, login).
+    pub async fn issue_token(&self, user: &str, expires_at: Option<OffsetDateTime>, description: Option<String>) -> ServiceResult<(TokenInfo, SecretString)> {
+        let keys = self.barrier.keys().await?;
+        let secret = token::generate_token();
+        let info = TokenInfo {
+            id: Uuid::now_v7(),
+            user: user.to_owned(),
+            description,
+            created_at: OffsetDateTime::now_utc(),
+            expires_at,
+            revoked: false,
+        };
+        self.store.insert_token(&info, &keys.tokens.token_hash(secret.expose())).await?;
+        Ok((info, secret))
+    }
+
+    pub async fn list_tokens(&self, ctx: &Ctx) -> ServiceResult<Vec<TokenInfo>> {
+        let user = (!ctx.actor.is_admin()).then_some(ctx.actor.name.as_str());
+        Ok(self.store.list_tokens(user).await?)
+    }
+
+    pub async fn revoke_token(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<()> {
+        let t = self.store.get_token(id).await?.ok_or_else(|| ServiceError::from(DomainError::NotFound("token".into())))?;
+        if t.user != ctx.actor.name && !ctx.actor.is_admin() {
+            return Err(DomainError::NotFound("token".into()).into());
+        }
+        self.store.revoke_token(id).await?;
+        self.audit(ctx, "token.revoke", id.to_string(), "ok", json!({"user": t.user})).await?;
+        Ok(())
+    }
+
+    /// Exchange a human user's password for a token (default lifetime 8 hours).
+    pub async fn login(&self, source: std::net::IpAddr, door: &'static str, user: &str, pw: &SecretString) -> ServiceResult<(TokenInfo, SecretString)> {
+        self.limiter.check(source)?;
+        let hash = self.store.user_password_hash(user).await?;
+        let ok = match &hash {
+            Some(h) => password::verify_password(pw.expose(), h),
+            None => {
+                // Spend the same time as a real check so user names cannot be probed by timing.
+                let _ = password::hash_password(pw.expose());
+                false
+            }
+        };
+        let ctx = Ctx { actor: Actor { name: user.to_owned(), kind: policy::ActorKind::User, groups: vec![] }, source: source.to_string(), door };
+        if !ok {
+            self.limiter.failed(source);
+            self.audit_denied(&ctx, "auth.login", user).await;
+            return Err(DomainError::Unauthenticated.into());
+        }
+        let out = self
+            .issue_token(user, Some(OffsetDateTime::now_utc() + time::Duration::hours(8)), Some("login".into()))
+            .await?;
+        self.audit(&ctx, "auth.login", user, "ok", json!({"token": out.0.id})).await?;
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- sys
+
+    /// Initialise and return the unseal shares plus a root token (which needs the vault unsealed,
+    /// so the token is minted with the freshly split key before sealing again).
+    pub async fn initialize(&self, shares: u8, threshold: u8) -> ServiceResult<(Vec<zeroize::Zeroizing<String>>, SecretString)> {
+        let printed = self.barrier.initialize(shares, threshold).await?;
+        let decoded: Vec<_> = printed
+            .iter()
+            .take(usize::from(threshold))
+            .map(|s| credvault_crypto::shamir::decode_share(s))
+            .collect::<Result<_, _>>()?;
+        let root = credvault_crypto::shamir::combine(&decoded)?;
+        self.barrier.unseal_with(&root).await?;
+        let (_, token) = self.issue_token("root", None, Some("initial root token".into())).await?;
+        let ctx = Ctx { actor: Actor::root(), source: "local".into(), door: "sys" };
+        self.audit(&ctx, "sys.init", "vault", "ok", json!({"shares": shares, "threshold": threshold})).await?;
+        self.barrier.seal().await;
+        Ok((printed, token))
+    }
+
+    pub async fn seal(&self, ctx: &Ctx) -> ServiceResult<()> {
+        self.require_admin(ctx)?;
+        self.audit(ctx, "sys.seal", "vault", "ok", json!({})).await?;
+        self.barrier.seal().await;
+        Ok(())
+    }
+
+    pub async fn rotate(&self, ctx: &Ctx) -> ServiceResult<u32> {
+        self.require_admin(ctx)?;
+        let term = self.barrier.rotate().await?;
+        self.audit(ctx, "sys.rotate", "keyring", "ok", json!({"term": term})).await?;
+        Ok(term)
+    }
+
+    pub async fn audit_verify(&self, ctx: &Ctx) -> ServiceResult<crate::audit::Verification> {
+        self.require_admin(ctx)?;
+        crate::audit::verify(self.store.as_ref(), &self.barrier).await
+    }
+
+    pub async fn audit_tail(&self, ctx: &Ctx, n: i64) -> ServiceResult<Vec<credvault_core::model::AuditRecord>> {
+        self.require_admin(ctx)?;
+        Ok(self.store.audit_tail(n.clamp(1, 10_000)).await?.iter().map(|r| r.to_record()).collect())
+    }
+}
