@@ -1,1 +1,95 @@
-fn main() {}
+//! `credvault`: the server and the command-line client.
+//!
+//! Every command except `server` talks to a running server over HTTP, like the Vault CLI:
+//! set `CREDVAULT_ADDR` (default http://127.0.0.1:8200) and `CREDVAULT_TOKEN`.
+
+mod client;
+mod commands;
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "credvault",
+    version,
+    about = "A self-hosted credential vault: one binary, encrypted at rest, every read audited.",
+    long_about = "A self-hosted credential vault: one binary, encrypted at rest, every read audited.\n\n\
+Quick start:\n  credvault server --dev                 # in one terminal: a dev vault on 127.0.0.1:8200\n  \
+export CREDVAULT_TOKEN=<printed root token>\n  \
+credvault cred put db-prod --username app --secret-stdin <<< 's3cret'\n  \
+credvault cred list\n  credvault cred get <ID> --secret\n  credvault audit tail",
+    after_help = "Environment: CREDVAULT_ADDR (server URL), CREDVAULT_TOKEN (API token), CREDVAULT_CACERT (CA for HTTPS)."
+)]
+struct Cli {
+    /// Server URL.
+    #[arg(long, global = true, env = "CREDVAULT_ADDR", default_value = "http://127.0.0.1:8200")]
+    address: String,
+    /// API token (prefer the environment variable: flags end up in shell history).
+    #[arg(long, global = true, env = "CREDVAULT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) to trust for an HTTPS server.
+    #[arg(long, global = true, env = "CREDVAULT_CACERT")]
+    ca_cert: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    format: Format,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// Run the server (embedded SQLite store; `--dev` for a self-unsealing development vault).
+    Server(serve::ServerArgs),
+    /// Initialise, unseal, seal, rotate keys, show status.
+    #[command(subcommand)]
+    Operator(commands::Operator),
+    /// Credentials: put, get, list, history, rollback, rm.
+    #[command(subcommand)]
+    Cred(commands::Cred),
+    /// Users (human and service).
+    #[command(subcommand)]
+    User(commands::UserCmd),
+    /// Groups and their members.
+    #[command(subcommand)]
+    Group(commands::GroupCmd),
+    /// Safes and who may do what in them.
+    #[command(subcommand)]
+    Safe(commands::SafeCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(commands::TokenCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(commands::AuditCmd),
+    /// Log in with a user name and password (read from stdin); prints a token.
+    Login {
+        username: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Server(args) => serve::run(args).await,
+        cmd => match client::Client::new(&cli.address, cli.token.clone(), cli.ca_cert.as_deref()) {
+            Ok(c) => commands::run(&c, cli.format, cmd).await,
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
