@@ -16,6 +16,9 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.to_owned(), message: message.into() }
+        Self::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 }

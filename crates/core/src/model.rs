@@ -138,8 +138,12 @@ impl Perms {
     pub const MANAGE: Perms = Perms(8);
     pub const ALL: Perms = Perms(15);
     pub const NONE: Perms = Perms(0);
-    pub const NAMES: [(&'static str, Perms); 4] =
-        [("list", Perms::LIST), ("read", Perms::READ), ("write", Perms::WRITE), ("manage", Perms::MANAGE)];
+    pub const NAMES: [(&'static str, Perms); 4] = [
+        ("list", Perms::LIST),
+        ("read", Perms::READ),
+        ("write", Perms::WRITE),
+        ("manage", Perms::MANAGE),
+    ];
 
     pub fn contains(self, other: Perms) -> bool {
         self.0 & other.0 == other.0
@@ -148,14 +152,24 @@ impl Perms {
         Perms(self.0 | other.0)
     }
     pub fn names(self) -> Vec<String> {
-        Self::NAMES.iter().filter(|(_, p)| self.contains(*p)).map(|(n, _)| (*n).to_owned()).collect()
+        Self::NAMES
+            .iter()
+            .filter(|(_, p)| self.contains(*p))
+            .map(|(n, _)| (*n).to_owned())
+            .collect()
     }
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Perms, String> {
         let mut p = Perms::NONE;
         for n in names {
             let n = n.as_ref();
-            let found = Self::NAMES.iter().find(|(name, _)| *name == n).map(|(_, p)| *p);
-            p = p.union(found.ok_or_else(|| format!("unknown permission '{n}' (list, read, write, manage)"))?);
+            let found = Self::NAMES
+                .iter()
+                .find(|(name, _)| *name == n)
+                .map(|(_, p)| *p);
+            p =
+                p.union(found.ok_or_else(|| {
+                    format!("unknown permission '{n}' (list, read, write, manage)")
+                })?);
         }
         Ok(p)
     }

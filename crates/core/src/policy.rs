@@ -26,7 +26,11 @@ pub enum ActorKind {
 
 impl Actor {
     pub fn root() -> Self {
-        Self { name: "root".into(), kind: ActorKind::Root, groups: vec![] }
+        Self {
+            name: "root".into(),
+            kind: ActorKind::Root,
+            groups: vec![],
+        }
     }
     pub fn is_admin(&self) -> bool {
         matches!(self.kind, ActorKind::Root | ActorKind::Admin)
@@ -63,7 +67,11 @@ pub fn safe_perms(actor: &Actor, members: &[Membership]) -> Perms {
 }
 
 /// Permissions of `actor` on a credential, given the membership list of its safe (empty when none).
-pub fn credential_perms(actor: &Actor, meta: &CredentialMeta, safe_members: &[Membership]) -> Perms {
+pub fn credential_perms(
+    actor: &Actor,
+    meta: &CredentialMeta,
+    safe_members: &[Membership],
+) -> Perms {
     if actor.is_admin() {
         return Perms::ALL;
     }
@@ -103,29 +111,56 @@ mod tests {
     }
 
     fn user(name: &str, groups: &[&str]) -> Actor {
-        Actor { name: name.into(), kind: ActorKind::User, groups: groups.iter().map(|g| (*g).into()).collect() }
+        Actor {
+            name: name.into(),
+            kind: ActorKind::User,
+            groups: groups.iter().map(|g| (*g).into()).collect(),
+        }
     }
 
     #[test]
     fn deny_by_default_owner_group_and_safe_rules() {
         let alice = user("alice", &["ops"]);
         let bob = user("bob", &[]);
-        let owned = meta(Some(Owner { kind: OwnerKind::User, name: "alice".into() }), None);
+        let owned = meta(
+            Some(Owner {
+                kind: OwnerKind::User,
+                name: "alice".into(),
+            }),
+            None,
+        );
         assert_eq!(credential_perms(&alice, &owned, &[]), Perms::ALL);
         assert_eq!(credential_perms(&bob, &owned, &[]), Perms::NONE);
 
-        let group_owned = meta(Some(Owner { kind: OwnerKind::Group, name: "ops".into() }), None);
+        let group_owned = meta(
+            Some(Owner {
+                kind: OwnerKind::Group,
+                name: "ops".into(),
+            }),
+            None,
+        );
         assert_eq!(credential_perms(&alice, &group_owned, &[]), Perms::ALL);
         assert_eq!(credential_perms(&bob, &group_owned, &[]), Perms::NONE);
 
         let in_safe = meta(None, Some("prod"));
         let members = vec![
-            Membership { kind: OwnerKind::User, name: "bob".into(), perms: Perms::LIST },
-            Membership { kind: OwnerKind::Group, name: "ops".into(), perms: Perms::READ },
+            Membership {
+                kind: OwnerKind::User,
+                name: "bob".into(),
+                perms: Perms::LIST,
+            },
+            Membership {
+                kind: OwnerKind::Group,
+                name: "ops".into(),
+                perms: Perms::READ,
+            },
         ];
         assert_eq!(credential_perms(&bob, &in_safe, &members), Perms::LIST);
         assert_eq!(credential_perms(&alice, &in_safe, &members), Perms::READ);
-        assert_eq!(credential_perms(&user("eve", &[]), &in_safe, &members), Perms::NONE);
+        assert_eq!(
+            credential_perms(&user("eve", &[]), &in_safe, &members),
+            Perms::NONE
+        );
         assert_eq!(credential_perms(&Actor::root(), &in_safe, &[]), Perms::ALL);
     }
 }

@@ -16,8 +16,14 @@ pub fn principal_name(field: &str, s: &str) -> Result<(), DomainError> {
     if s.is_empty() || s.len() > 64 {
         return Err(DomainError::invalid(field, "must be 1 to 64 characters"));
     }
-    if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')) {
-        return Err(DomainError::invalid(field, "may contain only letters, digits, '.', '_', '-' and '@'"));
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    {
+        return Err(DomainError::invalid(
+            field,
+            "may contain only letters, digits, '.', '_', '-' and '@'",
+        ));
     }
     if s == "root" {
         return Err(DomainError::invalid(field, "'root' is reserved"));
@@ -30,7 +36,10 @@ fn text(field: &str, s: &str, max: usize, required: bool) -> Result<(), DomainEr
         return Err(DomainError::invalid(field, "is required"));
     }
     if s.len() > max {
-        return Err(DomainError::invalid(field, format!("is longer than {max} bytes")));
+        return Err(DomainError::invalid(
+            field,
+            format!("is longer than {max} bytes"),
+        ));
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(DomainError::invalid(field, "contains control characters"));
@@ -44,24 +53,36 @@ fn opt_text(field: &str, s: &Option<String>, max: usize) -> Result<(), DomainErr
 
 fn tags(field: &str, t: &[String]) -> Result<(), DomainError> {
     if t.len() > MAX_TAGS {
-        return Err(DomainError::invalid(field, format!("more than {MAX_TAGS} tags")));
+        return Err(DomainError::invalid(
+            field,
+            format!("more than {MAX_TAGS} tags"),
+        ));
     }
     t.iter().try_for_each(|x| text(field, x, MAX_NAME, true))
 }
 
 /// A parameter key: 1..=128 of `[A-Za-z0-9._-]`, starting with a letter or `_`.
 pub fn parameter_key(k: &str) -> Result<(), DomainError> {
-    let ok_start = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let ok_start = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !ok_start || k.len() > MAX_PARAM_KEY {
         return Err(DomainError::invalid(
             "parameters",
             format!("key '{}' must start with a letter or '_' and be at most {MAX_PARAM_KEY} characters", truncate(k)),
         ));
     }
-    if !k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+    if !k
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
         return Err(DomainError::invalid(
             "parameters",
-            format!("key '{}' may contain only letters, digits, '.', '_' and '-'", truncate(k)),
+            format!(
+                "key '{}' may contain only letters, digits, '.', '_' and '-'",
+                truncate(k)
+            ),
         ));
     }
     Ok(())
@@ -77,14 +98,22 @@ pub fn parse_connectivities(s: &str) -> Result<Vec<Connectivity>, DomainError> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| {
-            let (proto, port) = p
-                .split_once(':')
-                .ok_or_else(|| DomainError::invalid("connectivities", format!("'{}' is not PROTOCOL:PORT", truncate(p))))?;
-            let port: u16 = port
-                .trim()
-                .parse()
-                .map_err(|_| DomainError::invalid("connectivities", format!("'{}' has no valid port", truncate(p))))?;
-            Ok(Connectivity { protocol: proto.trim().to_ascii_uppercase(), port })
+            let (proto, port) = p.split_once(':').ok_or_else(|| {
+                DomainError::invalid(
+                    "connectivities",
+                    format!("'{}' is not PROTOCOL:PORT", truncate(p)),
+                )
+            })?;
+            let port: u16 = port.trim().parse().map_err(|_| {
+                DomainError::invalid(
+                    "connectivities",
+                    format!("'{}' has no valid port", truncate(p)),
+                )
+            })?;
+            Ok(Connectivity {
+                protocol: proto.trim().to_ascii_uppercase(),
+                port,
+            })
         })
         .collect()
 }
@@ -122,15 +151,24 @@ pub fn credential(meta: &CredentialMeta, payload: &SecretPayload) -> Result<(), 
         tags("device.tags", &d.tags)?;
     }
     if payload.secret.len() > MAX_SECRET {
-        return Err(DomainError::invalid("secret", format!("is longer than {MAX_SECRET} bytes")));
+        return Err(DomainError::invalid(
+            "secret",
+            format!("is longer than {MAX_SECRET} bytes"),
+        ));
     }
     if payload.parameters.len() > MAX_PARAMS {
-        return Err(DomainError::invalid("parameters", format!("more than {MAX_PARAMS} parameters")));
+        return Err(DomainError::invalid(
+            "parameters",
+            format!("more than {MAX_PARAMS} parameters"),
+        ));
     }
     for (k, v) in &payload.parameters {
         parameter_key(k)?;
         if v.len() > MAX_SECRET {
-            return Err(DomainError::invalid("parameters", format!("value of '{k}' is too long")));
+            return Err(DomainError::invalid(
+                "parameters",
+                format!("value of '{k}' is too long"),
+            ));
         }
     }
     if !(meta.settings.is_null() || meta.settings.is_object()) {

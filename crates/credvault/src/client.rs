@@ -12,17 +12,35 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(address: &str, token: Option<String>, ca_cert: Option<&std::path::Path>) -> Result<Self> {
+    pub fn new(
+        address: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).use_rustls_tls();
+        let mut b = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .use_rustls_tls();
         if let Some(p) = ca_cert {
-            let pem = std::fs::read(p).with_context(|| format!("reading CA certificate {}", p.display()))?;
-            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("parsing CA certificate")?);
+            let pem = std::fs::read(p)
+                .with_context(|| format!("reading CA certificate {}", p.display()))?;
+            b = b.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).context("parsing CA certificate")?,
+            );
         }
-        Ok(Self { http: b.build()?, base: address.trim_end_matches('/').to_owned(), token })
+        Ok(Self {
+            http: b.build()?,
+            base: address.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Option<Value>> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>> {
         let url = format!("{}/api/v1{}", self.base, path);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -31,7 +49,10 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| anyhow!("cannot reach credvault at {}: {e}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach credvault at {}: {e}", self.base))?;
         let status = resp.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
@@ -44,8 +65,14 @@ impl Client {
                 .and_then(|j| j.get("error"))
                 .map(|e| {
                     (
-                        e.get("code").and_then(Value::as_str).unwrap_or("error").to_owned(),
-                        e.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+                        e.get("code")
+                            .and_then(Value::as_str)
+                            .unwrap_or("error")
+                            .to_owned(),
+                        e.get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
                     )
                 })
                 .unwrap_or_else(|| ("error".into(), text.chars().take(200).collect()));
@@ -55,12 +82,18 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let v = self.call(Method::GET, path, None).await?.unwrap_or(Value::Null);
+        let v = self
+            .call(Method::GET, path, None)
+            .await?
+            .unwrap_or(Value::Null);
         serde_json::from_value(v).context("unexpected response")
     }
 
     pub async fn send(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
-        Ok(self.call(method, path, Some(body)).await?.unwrap_or(Value::Null))
+        Ok(self
+            .call(method, path, Some(body))
+            .await?
+            .unwrap_or(Value::Null))
     }
 
     pub async fn delete(&self, path: &str) -> Result<()> {

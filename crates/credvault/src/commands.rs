@@ -83,7 +83,9 @@ pub struct CredFields {
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| "expected KEY=VALUE".to_owned())
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "expected KEY=VALUE".to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +101,7 @@ pub enum Cred {
         #[arg(long, requires = "id")]
         expected_version: Option<i64>,
         #[command(flatten)]
-        fields: CredFields,
+        fields: Box<CredFields>,
     },
     /// Show a credential's metadata; with --secret, also its secret (audited).
     Get {
@@ -152,20 +154,36 @@ pub enum UserCmd {
         password_stdin: bool,
     },
     List,
-    Show { name: String },
-    Rm { name: String },
+    Show {
+        name: String,
+    },
+    Rm {
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
-    Add { name: String },
+    Add {
+        name: String,
+    },
     List,
-    Show { name: String },
-    Rm { name: String },
+    Show {
+        name: String,
+    },
+    Rm {
+        name: String,
+    },
     /// Add USER to GROUP.
-    AddMember { group: String, user: String },
+    AddMember {
+        group: String,
+        user: String,
+    },
     /// Remove USER from GROUP.
-    RmMember { group: String, user: String },
+    RmMember {
+        group: String,
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,9 +194,13 @@ pub enum SafeCmd {
         description: Option<String>,
     },
     List,
-    Rm { name: String },
+    Rm {
+        name: String,
+    },
     /// Show a safe's members.
-    Members { name: String },
+    Members {
+        name: String,
+    },
     /// Grant a user or group permissions in a safe: list, read, write, manage (comma-separated).
     Grant {
         safe: String,
@@ -188,7 +210,10 @@ pub enum SafeCmd {
         permissions: Vec<String>,
     },
     /// Remove a member from a safe.
-    Revoke { safe: String, member: String },
+    Revoke {
+        safe: String,
+        member: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,7 +230,9 @@ pub enum TokenCmd {
         description: Option<String>,
     },
     List,
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,7 +261,9 @@ fn read_stdin_secret(what: &str) -> Result<String> {
 }
 
 fn owner_json(o: &str) -> Result<Value> {
-    let (k, n) = o.split_once(':').context("owner must be user:NAME or group:NAME")?;
+    let (k, n) = o
+        .split_once(':')
+        .context("owner must be user:NAME or group:NAME")?;
     Ok(json!({"type": k, "name": n}))
 }
 
@@ -251,25 +280,43 @@ fn fields_json(f: CredFields, body: &mut Map<String, Value>) -> Result<()> {
     set("additional_info", f.additional_info);
     set("credential_type", f.credential_type);
     set("domain", f.domain);
-    let secret = if f.secret_stdin { Some(read_stdin_secret("secret")?) } else { f.secret };
+    let secret = if f.secret_stdin {
+        Some(read_stdin_secret("secret")?)
+    } else {
+        f.secret
+    };
     set("secret", secret);
     if !f.tags.is_empty() {
         body.insert("tags".into(), json!(f.tags));
     }
     if !f.params.is_empty() {
-        body.insert("parameters".into(), Value::Object(f.params.into_iter().map(|(k, v)| (k, Value::String(v))).collect()));
+        body.insert(
+            "parameters".into(),
+            Value::Object(
+                f.params
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            ),
+        );
     }
     if let Some(o) = f.owner {
         body.insert("owner".into(), owner_json(&o)?);
     }
     if f.hostname.is_some() || f.ip.is_some() {
-        body.insert("device".into(), json!({"hostname": f.hostname.unwrap_or_default(), "ip": f.ip.unwrap_or_default()}));
+        body.insert(
+            "device".into(),
+            json!({"hostname": f.hostname.unwrap_or_default(), "ip": f.ip.unwrap_or_default()}),
+        );
     }
     Ok(())
 }
 
 fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let q: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v)))).collect();
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
+        .collect();
     if q.is_empty() {
         String::new()
     } else {
@@ -277,7 +324,15 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-const CRED_COLS: [&str; 7] = ["id", "name", "username", "safe", "folder", "version", "updated_at"];
+const CRED_COLS: [&str; 7] = [
+    "id",
+    "name",
+    "username",
+    "safe",
+    "folder",
+    "version",
+    "updated_at",
+];
 
 pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
     match cmd {
@@ -285,7 +340,12 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
         Cmd::Operator(op) => operator(c, fmt, op).await,
         Cmd::Cred(cmd) => cred(c, fmt, cmd).await,
         Cmd::User(cmd) => match cmd {
-            UserCmd::Add { name, service, admin, password_stdin } => {
+            UserCmd::Add {
+                name,
+                service,
+                admin,
+                password_stdin,
+            } => {
                 let mut b = json!({"name": name, "kind": if service {"service"} else {"human"}, "admin": admin});
                 if password_stdin {
                     b["password"] = Value::String(read_stdin_secret("password")?);
@@ -294,18 +354,29 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
                 Ok(())
             }
             UserCmd::List => {
-                output::list(fmt, &c.get("/users").await?, &["name", "kind", "admin", "created_at"]);
+                output::list(
+                    fmt,
+                    &c.get("/users").await?,
+                    &["name", "kind", "admin", "created_at"],
+                );
                 Ok(())
             }
             UserCmd::Show { name } => {
-                output::object(fmt, &c.get::<Value>(&format!("/users/{}", enc(&name))).await?);
+                output::object(
+                    fmt,
+                    &c.get::<Value>(&format!("/users/{}", enc(&name))).await?,
+                );
                 Ok(())
             }
             UserCmd::Rm { name } => c.delete(&format!("/users/{}", enc(&name))).await,
         },
         Cmd::Group(cmd) => match cmd {
             GroupCmd::Add { name } => {
-                output::object(fmt, &c.send(Method::POST, "/groups", &json!({"name": name})).await?);
+                output::object(
+                    fmt,
+                    &c.send(Method::POST, "/groups", &json!({"name": name}))
+                        .await?,
+                );
                 Ok(())
             }
             GroupCmd::List => {
@@ -313,20 +384,38 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
                 Ok(())
             }
             GroupCmd::Show { name } => {
-                output::object(fmt, &c.get::<Value>(&format!("/groups/{}", enc(&name))).await?);
+                output::object(
+                    fmt,
+                    &c.get::<Value>(&format!("/groups/{}", enc(&name))).await?,
+                );
                 Ok(())
             }
             GroupCmd::Rm { name } => c.delete(&format!("/groups/{}", enc(&name))).await,
             GroupCmd::AddMember { group, user } => {
-                let v = c.send(Method::PUT, &format!("/groups/{}/members/{}", enc(&group), enc(&user)), &json!({})).await?;
+                let v = c
+                    .send(
+                        Method::PUT,
+                        &format!("/groups/{}/members/{}", enc(&group), enc(&user)),
+                        &json!({}),
+                    )
+                    .await?;
                 output::object(fmt, &v);
                 Ok(())
             }
-            GroupCmd::RmMember { group, user } => c.delete(&format!("/groups/{}/members/{}", enc(&group), enc(&user))).await,
+            GroupCmd::RmMember { group, user } => {
+                c.delete(&format!("/groups/{}/members/{}", enc(&group), enc(&user)))
+                    .await
+            }
         },
         Cmd::Safe(cmd) => match cmd {
             SafeCmd::Add { name, description } => {
-                let v = c.send(Method::POST, "/safes", &json!({"name": name, "description": description})).await?;
+                let v = c
+                    .send(
+                        Method::POST,
+                        "/safes",
+                        &json!({"name": name, "description": description}),
+                    )
+                    .await?;
                 output::object(fmt, &v);
                 Ok(())
             }
@@ -336,33 +425,69 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
             }
             SafeCmd::Rm { name } => c.delete(&format!("/safes/{}", enc(&name))).await,
             SafeCmd::Members { name } => {
-                output::list(fmt, &c.get(&format!("/safes/{}/members", enc(&name))).await?, &["type", "name", "permissions"]);
+                output::list(
+                    fmt,
+                    &c.get(&format!("/safes/{}/members", enc(&name))).await?,
+                    &["type", "name", "permissions"],
+                );
                 Ok(())
             }
-            SafeCmd::Grant { safe, member, permissions } => {
-                let (k, n) = member.split_once(':').context("member must be user:NAME or group:NAME")?;
+            SafeCmd::Grant {
+                safe,
+                member,
+                permissions,
+            } => {
+                let (k, n) = member
+                    .split_once(':')
+                    .context("member must be user:NAME or group:NAME")?;
                 let b = json!({"type": k, "name": n, "permissions": permissions});
-                output::object(fmt, &c.send(Method::PUT, &format!("/safes/{}/members", enc(&safe)), &b).await?);
+                output::object(
+                    fmt,
+                    &c.send(Method::PUT, &format!("/safes/{}/members", enc(&safe)), &b)
+                        .await?,
+                );
                 Ok(())
             }
             SafeCmd::Revoke { safe, member } => {
-                let (k, n) = member.split_once(':').context("member must be user:NAME or group:NAME")?;
-                c.delete(&format!("/safes/{}/members/{}/{}", enc(&safe), enc(k), enc(n))).await
+                let (k, n) = member
+                    .split_once(':')
+                    .context("member must be user:NAME or group:NAME")?;
+                c.delete(&format!(
+                    "/safes/{}/members/{}/{}",
+                    enc(&safe),
+                    enc(k),
+                    enc(n)
+                ))
+                .await
             }
         },
         Cmd::Token(cmd) => match cmd {
-            TokenCmd::Create { user, ttl, description } => {
+            TokenCmd::Create {
+                user,
+                ttl,
+                description,
+            } => {
                 let v = c
-                    .send(Method::POST, "/tokens", &json!({"user": user, "ttl_seconds": ttl, "description": description}))
+                    .send(
+                        Method::POST,
+                        "/tokens",
+                        &json!({"user": user, "ttl_seconds": ttl, "description": description}),
+                    )
                     .await?;
                 output::object(fmt, &v);
                 if fmt == Format::Table {
-                    eprintln!("The token is shown only now; credvault keeps only a keyed hash of it.");
+                    eprintln!(
+                        "The token is shown only now; credvault keeps only a keyed hash of it."
+                    );
                 }
                 Ok(())
             }
             TokenCmd::List => {
-                output::list(fmt, &c.get("/tokens").await?, &["id", "user", "description", "expires_at", "revoked"]);
+                output::list(
+                    fmt,
+                    &c.get("/tokens").await?,
+                    &["id", "user", "description", "expires_at", "revoked"],
+                );
                 Ok(())
             }
             TokenCmd::Revoke { id } => c.delete(&format!("/tokens/{}", enc(&id))).await,
@@ -378,17 +503,32 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
             }
             AuditCmd::Tail { n } => {
                 let v = c.get(&format!("/audit/tail?n={n}")).await?;
-                output::list(fmt, &v, &["seq", "time", "actor", "door", "action", "target", "source", "outcome"]);
+                output::list(
+                    fmt,
+                    &v,
+                    &[
+                        "seq", "time", "actor", "door", "action", "target", "source", "outcome",
+                    ],
+                );
                 Ok(())
             }
         },
         Cmd::Login { username } => {
             let pw = read_stdin_secret("password")?;
-            let v = c.send(Method::POST, "/auth/login", &json!({"username": username, "password": pw})).await?;
+            let v = c
+                .send(
+                    Method::POST,
+                    "/auth/login",
+                    &json!({"username": username, "password": pw}),
+                )
+                .await?;
             if fmt == Format::Json {
                 output::object(fmt, &v);
             } else {
-                println!("{}", v.get("token").and_then(Value::as_str).unwrap_or_default());
+                println!(
+                    "{}",
+                    v.get("token").and_then(Value::as_str).unwrap_or_default()
+                );
             }
             Ok(())
         }
@@ -401,15 +541,36 @@ fn unreachable_server() -> Result<()> {
 
 async fn operator(c: &Client, fmt: Format, op: Operator) -> Result<()> {
     match op {
-        Operator::Init { shares, threshold, key_file } => {
-            let (s, t) = if key_file.is_some() { (1, 1) } else { (shares, threshold) };
-            let v = c.send(Method::POST, "/sys/init", &json!({"shares": s, "threshold": t})).await?;
+        Operator::Init {
+            shares,
+            threshold,
+            key_file,
+        } => {
+            let (s, t) = if key_file.is_some() {
+                (1, 1)
+            } else {
+                (shares, threshold)
+            };
+            let v = c
+                .send(
+                    Method::POST,
+                    "/sys/init",
+                    &json!({"shares": s, "threshold": t}),
+                )
+                .await?;
             let keys: Vec<String> = v
                 .get("keys")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let root = v.get("root_token").and_then(Value::as_str).unwrap_or_default();
+            let root = v
+                .get("root_token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if let Some(path) = key_file {
                 let key = keys.first().context("the server returned no key")?;
                 credvault_server::write_private(&path, key.as_bytes())?;
@@ -418,7 +579,10 @@ async fn operator(c: &Client, fmt: Format, op: Operator) -> Result<()> {
                 } else {
                     println!("Unseal key written to {} (mode 0600).", path.display());
                     println!("Initial root token: {root}");
-                    println!("\nStart the server with --unseal-key-file {} to unseal automatically.", path.display());
+                    println!(
+                        "\nStart the server with --unseal-key-file {} to unseal automatically.",
+                        path.display()
+                    );
                 }
                 return Ok(());
             }
@@ -470,30 +634,45 @@ fn status_out(fmt: Format, v: &Value) {
 
 async fn cred(c: &Client, fmt: Format, cmd: Cred) -> Result<()> {
     match cmd {
-        Cred::Put { name, id, expected_version, fields } => {
+        Cred::Put {
+            name,
+            id,
+            expected_version,
+            fields,
+        } => {
             let mut body = Map::new();
             if let Some(n) = &name {
                 body.insert("name".into(), Value::String(n.clone()));
             }
-            fields_json(fields, &mut body)?;
+            fields_json(*fields, &mut body)?;
             let v = match id {
                 Some(id) => {
                     if let Some(e) = expected_version {
                         body.insert("expected_version".into(), json!(e));
                     }
-                    c.send(Method::PATCH, &format!("/credentials/{}", enc(&id)), &Value::Object(body)).await?
+                    c.send(
+                        Method::PATCH,
+                        &format!("/credentials/{}", enc(&id)),
+                        &Value::Object(body),
+                    )
+                    .await?
                 }
                 None => {
                     if name.is_none() {
                         bail!("a NAME is required to create a credential (or give --id to update one)");
                     }
-                    c.send(Method::POST, "/credentials", &Value::Object(body)).await?
+                    c.send(Method::POST, "/credentials", &Value::Object(body))
+                        .await?
                 }
             };
             output::object(fmt, &v);
             Ok(())
         }
-        Cred::Get { id, secret, version } => {
+        Cred::Get {
+            id,
+            secret,
+            version,
+        } => {
             let path = match version {
                 Some(n) => format!("/credentials/{}/versions/{n}", enc(&id)),
                 None => format!("/credentials/{}", enc(&id)),
@@ -501,16 +680,33 @@ async fn cred(c: &Client, fmt: Format, cmd: Cred) -> Result<()> {
             let mut v: Value = c.get(&path).await?;
             if secret {
                 let q = version.map(|n| format!("?version={n}")).unwrap_or_default();
-                let s: Value = c.get(&format!("/credentials/{}/secret{q}", enc(&id))).await?;
+                let s: Value = c
+                    .get(&format!("/credentials/{}/secret{q}", enc(&id)))
+                    .await?;
                 if let (Some(o), Some(so)) = (v.as_object_mut(), s.as_object()) {
-                    o.insert("secret".into(), so.get("secret").cloned().unwrap_or(Value::Null));
-                    o.insert("parameters".into(), so.get("parameters").cloned().unwrap_or(Value::Null));
+                    o.insert(
+                        "secret".into(),
+                        so.get("secret").cloned().unwrap_or(Value::Null),
+                    );
+                    o.insert(
+                        "parameters".into(),
+                        so.get("parameters").cloned().unwrap_or(Value::Null),
+                    );
                 }
             }
             output::object(fmt, &v);
             Ok(())
         }
-        Cred::List { safe, folder, name, username, tag, hostname, limit, after } => {
+        Cred::List {
+            safe,
+            folder,
+            name,
+            username,
+            tag,
+            hostname,
+            limit,
+            after,
+        } => {
             let q = query(&[
                 ("safe", safe),
                 ("folder", folder),
@@ -525,12 +721,24 @@ async fn cred(c: &Client, fmt: Format, cmd: Cred) -> Result<()> {
             Ok(())
         }
         Cred::History { id } => {
-            let v = c.get(&format!("/credentials/{}/versions", enc(&id))).await?;
-            output::list(fmt, &v, &["version", "created_at", "created_by", "operation"]);
+            let v = c
+                .get(&format!("/credentials/{}/versions", enc(&id)))
+                .await?;
+            output::list(
+                fmt,
+                &v,
+                &["version", "created_at", "created_by", "operation"],
+            );
             Ok(())
         }
         Cred::Rollback { id, version } => {
-            let v = c.send(Method::POST, &format!("/credentials/{}/rollback", enc(&id)), &json!({"version": version})).await?;
+            let v = c
+                .send(
+                    Method::POST,
+                    &format!("/credentials/{}/rollback", enc(&id)),
+                    &json!({"version": version}),
+                )
+                .await?;
             output::object(fmt, &v);
             Ok(())
         }

@@ -29,7 +29,12 @@ credvault cred list\n  credvault cred get <ID> --secret\n  credvault audit tail"
 )]
 struct Cli {
     /// Server URL.
-    #[arg(long, global = true, env = "CREDVAULT_ADDR", default_value = "http://127.0.0.1:8200")]
+    #[arg(
+        long,
+        global = true,
+        env = "CREDVAULT_ADDR",
+        default_value = "http://127.0.0.1:8200"
+    )]
     address: String,
     /// API token (prefer the environment variable: flags end up in shell history).
     #[arg(long, global = true, env = "CREDVAULT_TOKEN", hide_env_values = true)]
@@ -70,9 +75,7 @@ pub(crate) enum Cmd {
     #[command(subcommand)]
     Audit(commands::AuditCmd),
     /// Log in with a user name and password (read from stdin); prints a token.
-    Login {
-        username: String,
-    },
+    Login { username: String },
 }
 
 #[tokio::main]

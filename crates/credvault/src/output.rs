@@ -13,7 +13,11 @@ fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x))).collect::<Vec<_>>().join(","),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| cell(Some(x)))
+            .collect::<Vec<_>>()
+            .join(","),
         Some(Value::Object(o)) if o.contains_key("type") && o.contains_key("name") => {
             format!("{}:{}", cell(o.get("type")), cell(o.get("name")))
         }
@@ -27,9 +31,14 @@ pub fn list(fmt: Format, v: &Value, columns: &[&str]) {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         return;
     }
-    let items = v.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = v
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(columns.iter().map(|c| c.to_uppercase()));
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(columns.iter().map(|c| c.to_uppercase()));
     for it in &items {
         t.add_row(columns.iter().map(|c| cell(it.get(*c))));
     }
@@ -46,11 +55,14 @@ pub fn object(fmt: Format, v: &Value) {
         return;
     }
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(["KEY", "VALUE"]);
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["KEY", "VALUE"]);
     if let Some(o) = v.as_object() {
         for (k, val) in o {
             let shown = match val {
-                Value::Object(_) if !(val.get("type").is_some() && val.get("name").is_some()) => val.to_string(),
+                Value::Object(_) if !(val.get("type").is_some() && val.get("name").is_some()) => {
+                    val.to_string()
+                }
                 _ => cell(Some(val)),
             };
             t.add_row([k.clone(), shown]);

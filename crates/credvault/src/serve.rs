@@ -119,7 +119,9 @@ pub fn load(args: &ServerArgs) -> Result<FileConfig> {
 pub fn init_logging(level: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {
@@ -141,9 +143,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         request_timeout: Duration::from_secs(fc.request_timeout_seconds),
         auth_failures_per_minute: fc.auth_failures_per_minute,
     };
-    let running = credvault_server::start(cfg).await.context("starting the server")?;
+    let running = credvault_server::start(cfg)
+        .await
+        .context("starting the server")?;
     if let Some(t) = &running.dev_root_token {
-        eprintln!("credvault dev server on {} (data in {})", running.url(), fc.data_dir.display());
+        eprintln!(
+            "credvault dev server on {} (data in {})",
+            running.url(),
+            fc.data_dir.display()
+        );
         eprintln!("The dev vault is initialised and unsealed. Use it with:\n");
         eprintln!("    export CREDVAULT_ADDR={}", running.url());
         eprintln!("    export CREDVAULT_TOKEN={}\n", t.expose());

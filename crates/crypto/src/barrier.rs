@@ -54,7 +54,13 @@ impl DataKey {
         out.extend_from_slice(&term.to_be_bytes());
         let aad = aad(&out, binding);
         let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Encrypt)?;
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
@@ -133,7 +139,9 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring").field("terms", &self.keys.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Keyring")
+            .field("terms", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -190,15 +198,24 @@ mod tests {
         let new = r.encrypt(b"new", "b").unwrap_or_default();
         assert_eq!(parse_header(&old), Ok(1));
         assert_eq!(parse_header(&new), Ok(2));
-        assert_eq!(r.decrypt(&old, "b").map(|p| p.expose().to_vec()), Ok(b"old".to_vec()));
-        assert_eq!(r.decrypt(&new, "b").map(|p| p.expose().to_vec()), Ok(b"new".to_vec()));
+        assert_eq!(
+            r.decrypt(&old, "b").map(|p| p.expose().to_vec()),
+            Ok(b"old".to_vec())
+        );
+        assert_eq!(
+            r.decrypt(&new, "b").map(|p| p.expose().to_vec()),
+            Ok(b"new".to_vec())
+        );
     }
 
     #[test]
     fn unknown_term_and_garbage_are_errors_not_panics() {
         let r = ring();
         assert_eq!(r.decrypt(b"", "b").err(), Some(CryptoError::Malformed));
-        assert_eq!(r.decrypt(&[1u8; 10], "b").err(), Some(CryptoError::Malformed));
+        assert_eq!(
+            r.decrypt(&[1u8; 10], "b").err(),
+            Some(CryptoError::Malformed)
+        );
         let mut v = r.encrypt(b"x", "b").unwrap_or_default();
         v[4] = 9; // term 9
         assert_eq!(r.decrypt(&v, "b").err(), Some(CryptoError::UnknownTerm(9)));
@@ -211,8 +228,14 @@ mod tests {
         let w = root.wrap(&dk, "keyring:1").unwrap_or_default();
         assert_eq!(root.unwrap_key(&w, "keyring:1").ok(), Some(dk));
         let other = RootKey::generate();
-        assert_eq!(other.unwrap_key(&w, "keyring:1").err(), Some(CryptoError::Decrypt));
-        assert_eq!(root.unwrap_key(&w, "keyring:2").err(), Some(CryptoError::Decrypt));
+        assert_eq!(
+            other.unwrap_key(&w, "keyring:1").err(),
+            Some(CryptoError::Decrypt)
+        );
+        assert_eq!(
+            root.unwrap_key(&w, "keyring:2").err(),
+            Some(CryptoError::Decrypt)
+        );
     }
 
     proptest! {

@@ -17,7 +17,9 @@ pub fn hash_password(password: &str) -> Result<String, CryptoError> {
 /// True when `password` matches the stored PHC string. Malformed stored hashes verify as false.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default().verify_password(password.as_bytes(), &h).is_ok(),
+        Ok(h) => Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
         Err(_) => false,
     }
 }

@@ -14,14 +14,20 @@ use crate::{CryptoError, RootKey, KEY_LEN};
 pub const MAX_SHARES: u8 = 255;
 
 /// Split `root` into `shares` shares of which any `threshold` recover it.
-pub fn split(root: &RootKey, shares: u8, threshold: u8) -> Result<Vec<Zeroizing<String>>, CryptoError> {
+pub fn split(
+    root: &RootKey,
+    shares: u8,
+    threshold: u8,
+) -> Result<Vec<Zeroizing<String>>, CryptoError> {
     if threshold < 1 || shares < threshold {
         return Err(CryptoError::InvalidSharing("need 1 <= threshold <= shares"));
     }
     if threshold == 1 {
         // Shamir with threshold 1 is the key itself; say so instead of pretending.
         if shares != 1 {
-            return Err(CryptoError::InvalidSharing("threshold 1 requires exactly 1 share"));
+            return Err(CryptoError::InvalidSharing(
+                "threshold 1 requires exactly 1 share",
+            ));
         }
         let mut s = vec![1u8];
         s.extend_from_slice(root.expose());
@@ -29,12 +35,16 @@ pub fn split(root: &RootKey, shares: u8, threshold: u8) -> Result<Vec<Zeroizing<
     }
     let parts = Gf256::split_array(threshold as usize, shares as usize, root.expose(), OsRng)
         .map_err(|_| CryptoError::InvalidSharing("split failed"))?;
-    Ok(parts.into_iter().map(|p| Zeroizing::new(hex::encode(Zeroizing::new(p)))).collect())
+    Ok(parts
+        .into_iter()
+        .map(|p| Zeroizing::new(hex::encode(Zeroizing::new(p))))
+        .collect())
 }
 
 /// Decode one printed share. Checks its shape only; whether it is right shows when combining.
 pub fn decode_share(s: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let bytes = Zeroizing::new(hex::decode(s.trim()).map_err(|_| CryptoError::InvalidShare("not hex"))?);
+    let bytes =
+        Zeroizing::new(hex::decode(s.trim()).map_err(|_| CryptoError::InvalidShare("not hex"))?);
     if bytes.len() != KEY_LEN + 1 {
         return Err(CryptoError::InvalidShare("wrong length"));
     }
@@ -57,7 +67,8 @@ pub fn combine(shares: &[Zeroizing<Vec<u8>>]) -> Result<RootKey, CryptoError> {
                 return Err(CryptoError::InvalidShare("the same share was given twice"));
             }
             let v: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
-            let out = Gf256::combine_array(&v).map_err(|_| CryptoError::InvalidShare("cannot combine"));
+            let out =
+                Gf256::combine_array(&v).map_err(|_| CryptoError::InvalidShare("cannot combine"));
             for mut s in v {
                 zeroize::Zeroize::zeroize(&mut s);
             }

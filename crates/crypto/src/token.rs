@@ -16,7 +16,10 @@ pub const TOKEN_PREFIX: &str = "cvt_";
 pub fn generate_token() -> SecretString {
     let mut b = zeroize::Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(b.as_mut());
-    SecretString::new(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(b.as_ref())))
+    SecretString::new(format!(
+        "{TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(b.as_ref())
+    ))
 }
 
 /// Random bytes as base64url text (for ids of app secrets and similar).

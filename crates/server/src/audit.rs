@@ -57,14 +57,20 @@ impl Auditor {
             detail: e.detail,
         };
         let (done, wait) = oneshot::channel();
-        self.tx.send((rec, done)).await.map_err(|_| ServiceError::AuditFailed)?;
-        wait.await.map_err(|_| ServiceError::AuditFailed)?.map_err(|_| ServiceError::AuditFailed)
+        self.tx
+            .send((rec, done))
+            .await
+            .map_err(|_| ServiceError::AuditFailed)?;
+        wait.await
+            .map_err(|_| ServiceError::AuditFailed)?
+            .map_err(|_| ServiceError::AuditFailed)
     }
 }
 
 fn now_micros() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
 }
 
 async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Receiver<Pending>) {
@@ -124,7 +130,10 @@ pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verif
                 let why = if row.seq != expected_seq {
                     format!("record {expected_seq} is missing")
                 } else {
-                    format!("record {} does not match its hash chain (tampered)", row.seq)
+                    format!(
+                        "record {} does not match its hash chain (tampered)",
+                        row.seq
+                    )
                 };
                 return Ok(Verification {
                     ok: false,
@@ -138,5 +147,10 @@ pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verif
             count += 1;
         }
     }
-    Ok(Verification { ok: true, records: count, first_bad_seq: None, message: format!("{count} records verified") })
+    Ok(Verification {
+        ok: true,
+        records: count,
+        first_bad_seq: None,
+        message: format!("{count} records verified"),
+    })
 }

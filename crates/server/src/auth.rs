@@ -68,7 +68,9 @@ pub fn token_from_headers(h: &axum::http::HeaderMap) -> Option<String> {
     }
     let v = h.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_owned())
 }
 
 impl Vault {
@@ -104,7 +106,11 @@ impl Vault {
             (false, UserKind::Service) => ActorKind::Service,
         };
         let groups = self.store.groups_of(&user.name).await?;
-        Ok(Actor { name: user.name, kind, groups })
+        Ok(Actor {
+            name: user.name,
+            kind,
+            groups,
+        })
     }
 }
 

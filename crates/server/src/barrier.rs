@@ -31,7 +31,9 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("keyring", &self.keyring).finish_non_exhaustive()
+        f.debug_struct("Keys")
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,7 +56,11 @@ pub struct Barrier {
 
 impl Barrier {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, keys: RwLock::new(None), pending: Mutex::new(Vec::new()) }
+        Self {
+            store,
+            keys: RwLock::new(None),
+            pending: Mutex::new(Vec::new()),
+        }
     }
 
     /// The unsealed keys, or `Sealed`.
@@ -81,9 +87,16 @@ impl Barrier {
 
     /// Create the root key, the first data key and the HMAC keys; return the unseal shares.
     /// The vault stays sealed afterwards.
-    pub async fn initialize(&self, shares: u8, threshold: u8) -> ServiceResult<Vec<Zeroizing<String>>> {
+    pub async fn initialize(
+        &self,
+        shares: u8,
+        threshold: u8,
+    ) -> ServiceResult<Vec<Zeroizing<String>>> {
         if self.store.seal_config().await?.is_some() {
-            return Err(credvault_core::DomainError::Conflict("the vault is already initialised".into()).into());
+            return Err(credvault_core::DomainError::Conflict(
+                "the vault is already initialised".into(),
+            )
+            .into());
         }
         let root = RootKey::generate();
         let printed = shamir::split(&root, shares, threshold)?;
@@ -91,15 +104,25 @@ impl Barrier {
         for purpose in [PURPOSE_DATA, PURPOSE_TOKEN, PURPOSE_AUDIT] {
             let term = if purpose == PURPOSE_DATA { 1 } else { 0 };
             let w = root.wrap(&DataKey::generate(), &binding(purpose, term))?;
-            wrapped.push(WrappedKey { purpose: purpose.to_owned(), term, wrapped: w });
+            wrapped.push(WrappedKey {
+                purpose: purpose.to_owned(),
+                term,
+                wrapped: w,
+            });
         }
-        self.store.initialize(&SealConfig { shares, threshold }, &wrapped).await?;
+        self.store
+            .initialize(&SealConfig { shares, threshold }, &wrapped)
+            .await?;
         Ok(printed)
     }
 
     /// Add one share. Returns the status after it; unseals when the threshold is reached.
     pub async fn submit_share(&self, share: &str) -> ServiceResult<SealStatus> {
-        let cfg = self.store.seal_config().await?.ok_or(ServiceError::NotInitialized)?;
+        let cfg = self
+            .store
+            .seal_config()
+            .await?
+            .ok_or(ServiceError::NotInitialized)?;
         if !self.is_sealed().await {
             return self.status().await;
         }
@@ -107,7 +130,9 @@ impl Barrier {
         let ready = {
             let mut pending = self.pending.lock().await;
             if pending.iter().any(|p| p[0] == decoded[0]) {
-                return Err(ServiceError::Unseal("this unseal key was already given".into()));
+                return Err(ServiceError::Unseal(
+                    "this unseal key was already given".into(),
+                ));
             }
             pending.push(decoded);
             if pending.len() >= usize::from(cfg.threshold) {
@@ -131,9 +156,9 @@ impl Barrier {
     /// Unseal directly with a root key (key file, dev mode).
     pub async fn unseal_with(&self, root: &RootKey) -> ServiceResult<()> {
         let keys = self.load_keys(root).await.map_err(|e| match e {
-            ServiceError::Integrity => {
-                ServiceError::Unseal("unseal failed: the keys given do not reconstruct the root key".into())
-            }
+            ServiceError::Integrity => ServiceError::Unseal(
+                "unseal failed: the keys given do not reconstruct the root key".into(),
+            ),
             other => other,
         })?;
         *self.keys.write().await = Some(Arc::new(keys));
@@ -155,7 +180,12 @@ impl Barrier {
             }
         }
         match (tokens, audit, keyring.is_empty()) {
-            (Some(tokens), Some(audit), false) => Ok(Keys { root: root.clone(), keyring, tokens, audit }),
+            (Some(tokens), Some(audit), false) => Ok(Keys {
+                root: root.clone(),
+                keyring,
+                tokens,
+                audit,
+            }),
             _ => Err(ServiceError::Integrity),
         }
     }
@@ -172,7 +202,13 @@ impl Barrier {
         let next = keys.keyring.active_term().unwrap_or(0) + 1;
         let dk = DataKey::generate();
         let w = keys.root.wrap(&dk, &binding(PURPOSE_DATA, next))?;
-        self.store.add_key(&WrappedKey { purpose: PURPOSE_DATA.into(), term: next, wrapped: w }).await?;
+        self.store
+            .add_key(&WrappedKey {
+                purpose: PURPOSE_DATA.into(),
+                term: next,
+                wrapped: w,
+            })
+            .await?;
         self.refresh().await?;
         Ok(next)
     }

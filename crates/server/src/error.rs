@@ -41,8 +41,12 @@ impl From<StoreError> for ServiceError {
 impl From<CryptoError> for ServiceError {
     fn from(e: CryptoError) -> Self {
         match e {
-            CryptoError::InvalidShare(m) => ServiceError::Unseal(format!("invalid unseal key: {m}")),
-            CryptoError::InvalidSharing(m) => ServiceError::Domain(DomainError::invalid("shares", m)),
+            CryptoError::InvalidShare(m) => {
+                ServiceError::Unseal(format!("invalid unseal key: {m}"))
+            }
+            CryptoError::InvalidSharing(m) => {
+                ServiceError::Domain(DomainError::invalid("shares", m))
+            }
             _ => ServiceError::Integrity,
         }
     }

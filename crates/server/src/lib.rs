@@ -97,7 +97,11 @@ pub struct Running {
 
 impl Running {
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
+        format!(
+            "{}://{}",
+            if self.https { "https" } else { "http" },
+            self.addr
+        )
     }
     /// Stop accepting, finish in-flight requests, and wait.
     pub async fn shutdown(self) {
@@ -117,7 +121,12 @@ impl Running {
 fn open_while_sealed(path: &str) -> bool {
     matches!(
         path,
-        "/api/v1/sys/health" | "/api/v1/sys/seal-status" | "/api/v1/sys/init" | "/api/v1/sys/unseal" | "/api/v1/openapi.json" | "/metrics"
+        "/api/v1/sys/health"
+            | "/api/v1/sys/seal-status"
+            | "/api/v1/sys/init"
+            | "/api/v1/sys/unseal"
+            | "/api/v1/openapi.json"
+            | "/metrics"
     )
 }
 
@@ -142,7 +151,10 @@ pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), seal_gate))
         .layer(middleware::from_fn(telemetry::track))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            cfg.request_timeout,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -153,20 +165,35 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     telemetry::install();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir).await?);
     let vault = Vault::new(store, cfg.auth_failures_per_minute);
-    let dev_root_token = if cfg.dev { dev_bootstrap(&vault, &cfg).await? } else { None };
+    let dev_root_token = if cfg.dev {
+        dev_bootstrap(&vault, &cfg).await?
+    } else {
+        None
+    };
     if let Some(f) = &cfg.unseal_key_file {
         unseal_from_file(&vault, f).await?;
     }
-    let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| StartError::Io(format!("bind {}", cfg.listen), e))?;
-    listener.set_nonblocking(true).map_err(|e| StartError::Io("listener".into(), e))?;
-    let addr = listener.local_addr().map_err(|e| StartError::Io("listener".into(), e))?;
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .map_err(|e| StartError::Io(format!("bind {}", cfg.listen), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| StartError::Io("listener".into(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Io("listener".into(), e))?;
     let app = app(vault.clone(), &cfg).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let (https, task) = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
-                .map_err(|e| StartError::Tls(format!("loading {} and {}: {e}", cert.display(), key.display())))?;
+                .map_err(|e| {
+                    StartError::Tls(format!(
+                        "loading {} and {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
             let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
             (true, tokio::spawn(server.serve(app)))
         }
@@ -174,20 +201,36 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             let server = axum_server::from_tcp(listener).handle(handle.clone());
             (false, tokio::spawn(server.serve(app)))
         }
-        _ => return Err(StartError::Tls("set both a certificate and a key, or neither".into())),
+        _ => {
+            return Err(StartError::Tls(
+                "set both a certificate and a key, or neither".into(),
+            ))
+        }
     };
     tracing::info!(%addr, https, storage = vault.store.backend(), "credvault listening");
-    Ok(Running { addr, https, vault, dev_root_token, handle, task })
+    Ok(Running {
+        addr,
+        https,
+        vault,
+        dev_root_token,
+        handle,
+        task,
+    })
 }
 
 async fn unseal_from_file(vault: &Vault, path: &std::path::Path) -> Result<(), StartError> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| StartError::Io(format!("reading unseal key file {}", path.display()), e))?,
-    );
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            StartError::Io(format!("reading unseal key file {}", path.display()), e)
+        })?);
     vault.barrier.reset().await;
     vault.barrier.submit_share(text.trim()).await?;
     if vault.barrier.is_sealed().await {
-        return Err(ServiceError::Unseal(format!("the key file {} holds one share but more are needed", path.display())).into());
+        return Err(ServiceError::Unseal(format!(
+            "the key file {} holds one share but more are needed",
+            path.display()
+        ))
+        .into());
     }
     Ok(())
 }
@@ -202,12 +245,16 @@ async fn dev_bootstrap(vault: &Vault, cfg: &Config) -> Result<Option<SecretStrin
     let token_path = cfg.data_dir.join(DEV_TOKEN);
     if vault.store.seal_config().await?.is_none() {
         let (shares, token) = vault.initialize(1, 1).await?;
-        let share = shares.first().ok_or_else(|| ServiceError::Unseal("no share".into()))?;
+        let share = shares
+            .first()
+            .ok_or_else(|| ServiceError::Unseal("no share".into()))?;
         write_private(&key_path, share.as_bytes())?;
         write_private(&token_path, token.expose().as_bytes())?;
     }
     unseal_from_file(vault, &key_path).await?;
-    let token = std::fs::read_to_string(&token_path).ok().map(|t| SecretString::new(t.trim().to_owned()));
+    let token = std::fs::read_to_string(&token_path)
+        .ok()
+        .map(|t| SecretString::new(t.trim().to_owned()));
     Ok(token)
 }
 
@@ -221,7 +268,11 @@ pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), StartErr
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
-    f.write_all(data).map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
-    f.sync_all().map_err(|e| StartError::Io(format!("writing {}", path.display()), e))
+    let mut f = opts
+        .open(path)
+        .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
+    f.write_all(data)
+        .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
+    f.sync_all()
+        .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))
 }

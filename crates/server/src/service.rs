@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use credvault_core::model::{
-    Credential, CredentialMeta, Group, Owner, OwnerKind, Perms, Safe, SafeMember, SecretPayload, TokenInfo, User,
-    UserKind, VersionInfo,
+    Credential, CredentialMeta, Group, Owner, OwnerKind, Perms, Safe, SafeMember, SecretPayload,
+    TokenInfo, User, UserKind, VersionInfo,
 };
 use credvault_core::policy::{self, Actor, Membership};
 use credvault_core::{validate, DomainError};
@@ -31,6 +31,9 @@ pub struct Ctx {
 }
 
 pub struct Vault {
+    /// Striped per-credential write locks: writers in this process queue instead of racing, so the
+    /// optimistic retry below is only needed against other servers.
+    write_locks: Vec<tokio::sync::Mutex<()>>,
     pub store: Arc<dyn Store>,
     pub barrier: Arc<Barrier>,
     pub auditor: Auditor,
@@ -60,10 +63,24 @@ impl Vault {
     pub fn new(store: Arc<dyn Store>, auth_failures_per_minute: u32) -> Arc<Self> {
         let barrier = Arc::new(Barrier::new(store.clone()));
         let auditor = Auditor::start(store.clone(), barrier.clone());
-        Arc::new(Self { store, barrier, auditor, limiter: FailureLimiter::new(auth_failures_per_minute) })
+        let write_locks = (0..64).map(|_| tokio::sync::Mutex::new(())).collect();
+        Arc::new(Self {
+            write_locks,
+            store,
+            barrier,
+            auditor,
+            limiter: FailureLimiter::new(auth_failures_per_minute),
+        })
     }
 
-    async fn audit(&self, ctx: &Ctx, action: &'static str, target: impl Into<String>, outcome: &'static str, detail: serde_json::Value) -> ServiceResult<i64> {
+    async fn audit(
+        &self,
+        ctx: &Ctx,
+        action: &'static str,
+        target: impl Into<String>,
+        outcome: &'static str,
+        detail: serde_json::Value,
+    ) -> ServiceResult<i64> {
         self.auditor
             .record(Event {
                 actor: ctx.actor.name.clone(),
@@ -99,7 +116,11 @@ impl Vault {
             .await?
             .into_iter()
             .filter_map(|(kind, name, perms)| {
-                OwnerKind::parse(&kind).map(|kind| Membership { kind, name, perms: Perms(perms) })
+                OwnerKind::parse(&kind).map(|kind| Membership {
+                    kind,
+                    name,
+                    perms: Perms(perms),
+                })
             })
             .collect())
     }
@@ -132,26 +153,44 @@ impl Vault {
         if let Some(o) = &meta.owner {
             match o.kind {
                 OwnerKind::User if self.store.get_user(&o.name).await?.is_none() => {
-                    return Err(DomainError::invalid("owner", format!("no user '{}'", o.name)).into())
+                    return Err(
+                        DomainError::invalid("owner", format!("no user '{}'", o.name)).into(),
+                    )
                 }
                 OwnerKind::Group if self.store.get_group(&o.name).await?.is_none() => {
-                    return Err(DomainError::invalid("owner", format!("no group '{}'", o.name)).into())
+                    return Err(
+                        DomainError::invalid("owner", format!("no group '{}'", o.name)).into(),
+                    )
                 }
                 _ => {}
             }
             if !ctx.actor.is_admin() && !ctx.actor.is_principal(o.kind, &o.name) {
-                return Err(DomainError::invalid("owner", "you can only give ownership to yourself or a group you belong to").into());
+                return Err(DomainError::invalid(
+                    "owner",
+                    "you can only give ownership to yourself or a group you belong to",
+                )
+                .into());
             }
         }
         Ok(())
     }
 
     async fn load(&self, id: Uuid) -> ServiceResult<Credential> {
-        self.store.get_credential(id).await?.ok_or_else(|| DomainError::NotFound("credential".into()).into())
+        self.store
+            .get_credential(id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound("credential".into()).into())
     }
 
-    fn encrypt(&self, keys: &crate::barrier::Keys, id: Uuid, version: i64, p: &SecretPayload) -> ServiceResult<Vec<u8>> {
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(p).map_err(|_| ServiceError::Integrity)?);
+    fn encrypt(
+        &self,
+        keys: &crate::barrier::Keys,
+        id: Uuid,
+        version: i64,
+        p: &SecretPayload,
+    ) -> ServiceResult<Vec<u8>> {
+        let plain =
+            zeroize::Zeroizing::new(serde_json::to_vec(p).map_err(|_| ServiceError::Integrity)?);
         Ok(keys.keyring.encrypt(&plain, &binding(id, version))?)
     }
 
@@ -164,18 +203,32 @@ impl Vault {
                 keys = self.barrier.keys().await?;
             }
         }
-        let plain = keys.keyring.decrypt(blob, &binding(id, version)).map_err(|e| {
-            tracing::error!(credential = %id, version, error = %e, "secret failed to decrypt");
-            ServiceError::Integrity
-        })?;
+        let plain = keys
+            .keyring
+            .decrypt(blob, &binding(id, version))
+            .map_err(|e| {
+                tracing::error!(credential = %id, version, error = %e, "secret failed to decrypt");
+                ServiceError::Integrity
+            })?;
         serde_json::from_slice(plain.expose()).map_err(|_| ServiceError::Integrity)
     }
 
     // ---------------------------------------------------------------- credentials
 
-    pub async fn create_credential(&self, ctx: &Ctx, mut meta: CredentialMeta, payload: SecretPayload) -> ServiceResult<Credential> {
-        if meta.owner.is_none() && meta.safe.is_none() && !matches!(ctx.actor.kind, policy::ActorKind::Root) {
-            meta.owner = Some(Owner { kind: OwnerKind::User, name: ctx.actor.name.clone() });
+    pub async fn create_credential(
+        &self,
+        ctx: &Ctx,
+        mut meta: CredentialMeta,
+        payload: SecretPayload,
+    ) -> ServiceResult<Credential> {
+        if meta.owner.is_none()
+            && meta.safe.is_none()
+            && !matches!(ctx.actor.kind, policy::ActorKind::Root)
+        {
+            meta.owner = Some(Owner {
+                kind: OwnerKind::User,
+                name: ctx.actor.name.clone(),
+            });
         }
         meta.parameter_names = payload.parameters.keys().cloned().collect();
         validate::credential(&meta, &payload)?;
@@ -192,19 +245,41 @@ impl Vault {
             created_by: ctx.actor.name.clone(),
             updated_by: ctx.actor.name.clone(),
         };
-        let v = NewVersion { payload: self.encrypt(&keys, id, 1, &payload)?, operation: "create".into() };
+        let v = NewVersion {
+            payload: self.encrypt(&keys, id, 1, &payload)?,
+            operation: "create".into(),
+        };
         self.store.insert_credential(&cred, &v).await?;
-        self.audit(ctx, "credential.create", id.to_string(), "ok", json!({"name": cred.meta.name, "version": 1})).await?;
+        self.audit(
+            ctx,
+            "credential.create",
+            id.to_string(),
+            "ok",
+            json!({"name": cred.meta.name, "version": 1}),
+        )
+        .await?;
         Ok(cred)
     }
 
     /// Read-modify-write with optimistic versioning. `change` gets the current metadata and secret
     /// payload and edits them; on a concurrent write the change is re-applied to the fresh state, so
     /// no update is lost. With `expected` set, a stale version is a conflict instead.
-    pub async fn update_credential<F>(&self, ctx: &Ctx, id: Uuid, expected: Option<i64>, operation: &str, change: F) -> ServiceResult<Credential>
+    pub async fn update_credential<F>(
+        &self,
+        ctx: &Ctx,
+        id: Uuid,
+        expected: Option<i64>,
+        operation: &str,
+        change: F,
+    ) -> ServiceResult<Credential>
     where
         F: Fn(&mut CredentialMeta, &mut SecretPayload) -> ServiceResult<()>,
     {
+        let stripe = (id.as_u128() % self.write_locks.len() as u128) as usize;
+        let _guard = match self.write_locks.get(stripe) {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
         for _ in 0..MAX_RETRIES {
             let (cur, blob) = self
                 .store
@@ -213,12 +288,15 @@ impl Vault {
                 .ok_or_else(|| ServiceError::from(DomainError::NotFound("credential".into())))?;
             let perms = self.perms_on(&ctx.actor, &cur.meta).await?;
             if !perms.contains(Perms::WRITE) {
-                self.audit_denied(ctx, "credential.update", id.to_string()).await;
+                self.audit_denied(ctx, "credential.update", id.to_string())
+                    .await;
                 return Err(forbidden());
             }
             if let Some(e) = expected {
                 if e != cur.version {
-                    return Err(ServiceError::VersionConflict { current: cur.version });
+                    return Err(ServiceError::VersionConflict {
+                        current: cur.version,
+                    });
                 }
             }
             let mut payload = self.decrypt(id, cur.version, &blob).await?;
@@ -241,10 +319,20 @@ impl Vault {
                 updated_by: ctx.actor.name.clone(),
                 ..cur.clone()
             };
-            let v = NewVersion { payload: self.encrypt(&keys, id, next, &payload)?, operation: operation.into() };
+            let v = NewVersion {
+                payload: self.encrypt(&keys, id, next, &payload)?,
+                operation: operation.into(),
+            };
             match self.store.update_credential(&cred, cur.version, &v).await {
                 Ok(()) => {
-                    self.audit(ctx, "credential.update", id.to_string(), "ok", json!({"version": next, "operation": operation})).await?;
+                    self.audit(
+                        ctx,
+                        "credential.update",
+                        id.to_string(),
+                        "ok",
+                        json!({"version": next, "operation": operation}),
+                    )
+                    .await?;
                     return Ok(cred);
                 }
                 Err(StoreError::VersionMismatch { current }) if expected.is_some() => {
@@ -254,67 +342,118 @@ impl Vault {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(DomainError::Conflict("the credential is being changed by too many writers; try again".into()).into())
+        Err(DomainError::Conflict(
+            "the credential is being changed by too many writers; try again".into(),
+        )
+        .into())
     }
 
     pub async fn get_credential(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<Credential> {
         let cred = self.load(id).await?;
-        if !self.perms_on(&ctx.actor, &cred.meta).await?.contains(Perms::LIST) {
+        if !self
+            .perms_on(&ctx.actor, &cred.meta)
+            .await?
+            .contains(Perms::LIST)
+        {
             return Err(forbidden());
         }
         Ok(cred)
     }
 
-    pub async fn list_credentials(&self, ctx: &Ctx, mut filter: CredentialFilter) -> ServiceResult<Vec<Credential>> {
+    pub async fn list_credentials(
+        &self,
+        ctx: &Ctx,
+        mut filter: CredentialFilter,
+    ) -> ServiceResult<Vec<Credential>> {
         filter.limit = filter.limit.clamp(1, 1000);
         if !ctx.actor.is_admin() {
-            let safes = self.store.safes_with(&ctx.actor.name, &ctx.actor.groups, Perms::LIST.0).await?;
-            filter.visibility =
-                Visibility::Restricted { user: ctx.actor.name.clone(), groups: ctx.actor.groups.clone(), safes };
+            let safes = self
+                .store
+                .safes_with(&ctx.actor.name, &ctx.actor.groups, Perms::LIST.0)
+                .await?;
+            filter.visibility = Visibility::Restricted {
+                user: ctx.actor.name.clone(),
+                groups: ctx.actor.groups.clone(),
+                safes,
+            };
         }
         Ok(self.store.list_credentials(&filter).await?)
     }
 
     /// Decrypt and return a credential's secret (current or given version). Audited, fail-closed.
-    pub async fn read_secret(&self, ctx: &Ctx, id: Uuid, version: Option<i64>) -> ServiceResult<SecretRead> {
+    pub async fn read_secret(
+        &self,
+        ctx: &Ctx,
+        id: Uuid,
+        version: Option<i64>,
+    ) -> ServiceResult<SecretRead> {
         let (cred, ver, blob) = match version {
             None => {
                 let (c, blob) = self
                     .store
                     .credential_with_payload(id)
                     .await?
-                    .ok_or_else(|| ServiceError::from(DomainError::NotFound("credential".into())))?;
+                    .ok_or_else(|| {
+                        ServiceError::from(DomainError::NotFound("credential".into()))
+                    })?;
                 let v = c.version;
                 (c, v, blob)
             }
             Some(v) => {
                 let c = self.load(id).await?;
-                let sv = self
-                    .store
-                    .get_version(id, v)
-                    .await?
-                    .ok_or_else(|| ServiceError::from(DomainError::NotFound(format!("version {v}"))))?;
+                let sv = self.store.get_version(id, v).await?.ok_or_else(|| {
+                    ServiceError::from(DomainError::NotFound(format!("version {v}")))
+                })?;
                 (c, v, sv.payload)
             }
         };
-        if !self.perms_on(&ctx.actor, &cred.meta).await?.contains(Perms::READ) {
-            self.audit_denied(ctx, "credential.read_secret", id.to_string()).await;
+        if !self
+            .perms_on(&ctx.actor, &cred.meta)
+            .await?
+            .contains(Perms::READ)
+        {
+            self.audit_denied(ctx, "credential.read_secret", id.to_string())
+                .await;
             return Err(forbidden());
         }
         let payload = self.decrypt(id, ver, &blob).await?;
-        self.audit(ctx, "credential.read_secret", id.to_string(), "ok", json!({"version": ver})).await?;
+        self.audit(
+            ctx,
+            "credential.read_secret",
+            id.to_string(),
+            "ok",
+            json!({"version": ver}),
+        )
+        .await?;
         metrics::counter!("credvault_secret_reads_total", "door" => ctx.door).increment(1);
-        Ok(SecretRead { id, version: ver, secret: payload.secret, parameters: payload.parameters })
+        Ok(SecretRead {
+            id,
+            version: ver,
+            secret: payload.secret,
+            parameters: payload.parameters,
+        })
     }
 
     pub async fn delete_credential(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<()> {
         let cred = self.load(id).await?;
-        if !self.perms_on(&ctx.actor, &cred.meta).await?.contains(Perms::WRITE) {
-            self.audit_denied(ctx, "credential.delete", id.to_string()).await;
+        if !self
+            .perms_on(&ctx.actor, &cred.meta)
+            .await?
+            .contains(Perms::WRITE)
+        {
+            self.audit_denied(ctx, "credential.delete", id.to_string())
+                .await;
             return Err(forbidden());
         }
         self.store.delete_credential(id).await?;
-        self.audit(ctx, "credential.delete", id.to_string(), "ok", json!({"name": cred.meta.name})).await?;
+        self.audit(
+            ctx,
+            "credential.delete",
+            id.to_string(),
+            "ok",
+            json!({"name": cred.meta.name}),
+        )
+        .await?;
         Ok(())
     }
 
@@ -324,30 +463,38 @@ impl Vault {
     }
 
     /// Metadata of one past version (no secret).
-    pub async fn version_meta(&self, ctx: &Ctx, id: Uuid, version: i64) -> ServiceResult<(VersionInfo, CredentialMeta)> {
+    pub async fn version_meta(
+        &self,
+        ctx: &Ctx,
+        id: Uuid,
+        version: i64,
+    ) -> ServiceResult<(VersionInfo, CredentialMeta)> {
         self.get_credential(ctx, id).await?;
-        let v = self
-            .store
-            .get_version(id, version)
-            .await?
-            .ok_or_else(|| ServiceError::from(DomainError::NotFound(format!("version {version}"))))?;
+        let v = self.store.get_version(id, version).await?.ok_or_else(|| {
+            ServiceError::from(DomainError::NotFound(format!("version {version}")))
+        })?;
         Ok((v.info, v.meta))
     }
 
     /// Make a new version whose metadata and secret are those of `to`.
     pub async fn rollback(&self, ctx: &Ctx, id: Uuid, to: i64) -> ServiceResult<Credential> {
-        let target = self
-            .store
-            .get_version(id, to)
-            .await?
-            .ok_or_else(|| ServiceError::from(DomainError::NotFound(format!("version {to}"))))?;
+        let target =
+            self.store.get_version(id, to).await?.ok_or_else(|| {
+                ServiceError::from(DomainError::NotFound(format!("version {to}")))
+            })?;
         let old_payload = self.decrypt(id, to, &target.payload).await?;
         let old_meta = target.meta;
-        self.update_credential(ctx, id, None, &format!("rollback:{to}"), move |meta, payload| {
-            *meta = old_meta.clone();
-            *payload = old_payload.clone();
-            Ok(())
-        })
+        self.update_credential(
+            ctx,
+            id,
+            None,
+            &format!("rollback:{to}"),
+            move |meta, payload| {
+                *meta = old_meta.clone();
+                *payload = old_payload.clone();
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -357,7 +504,8 @@ impl Vault {
         self.require_admin(ctx)?;
         validate::principal_name("name", &safe.name)?;
         self.store.create_safe(&safe).await?;
-        self.audit(ctx, "safe.create", &safe.name, "ok", json!({})).await?;
+        self.audit(ctx, "safe.create", &safe.name, "ok", json!({}))
+            .await?;
         Ok(safe)
     }
 
@@ -366,14 +514,18 @@ impl Vault {
         if ctx.actor.is_admin() {
             return Ok(all);
         }
-        let mine = self.store.safes_with(&ctx.actor.name, &ctx.actor.groups, Perms::NONE.0).await?;
+        let mine = self
+            .store
+            .safes_with(&ctx.actor.name, &ctx.actor.groups, Perms::NONE.0)
+            .await?;
         Ok(all.into_iter().filter(|s| mine.contains(&s.name)).collect())
     }
 
     pub async fn delete_safe(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
         self.store.delete_safe(name).await?;
-        self.audit(ctx, "safe.delete", name, "ok", json!({})).await?;
+        self.audit(ctx, "safe.delete", name, "ok", json!({}))
+            .await?;
         Ok(())
     }
 
@@ -385,52 +537,119 @@ impl Vault {
             .memberships(safe)
             .await?
             .into_iter()
-            .map(|m| SafeMember { kind: m.kind, name: m.name, permissions: m.perms.names() })
+            .map(|m| SafeMember {
+                kind: m.kind,
+                name: m.name,
+                permissions: m.perms.names(),
+            })
             .collect())
     }
 
-    pub async fn set_safe_member(&self, ctx: &Ctx, safe: &str, member: SafeMember) -> ServiceResult<SafeMember> {
-        if !self.safe_perms(&ctx.actor, safe).await?.contains(Perms::MANAGE) {
+    pub async fn set_safe_member(
+        &self,
+        ctx: &Ctx,
+        safe: &str,
+        member: SafeMember,
+    ) -> ServiceResult<SafeMember> {
+        if !self
+            .safe_perms(&ctx.actor, safe)
+            .await?
+            .contains(Perms::MANAGE)
+        {
             return Err(forbidden());
         }
-        let perms = Perms::from_names(&member.permissions).map_err(|m| DomainError::invalid("permissions", m))?;
+        let perms = Perms::from_names(&member.permissions)
+            .map_err(|m| DomainError::invalid("permissions", m))?;
         let exists = match member.kind {
             OwnerKind::User => self.store.get_user(&member.name).await?.is_some(),
             OwnerKind::Group => self.store.get_group(&member.name).await?.is_some(),
         };
         if !exists {
-            return Err(DomainError::invalid("name", format!("no {} '{}'", member.kind.as_str(), member.name)).into());
+            return Err(DomainError::invalid(
+                "name",
+                format!("no {} '{}'", member.kind.as_str(), member.name),
+            )
+            .into());
         }
         self.store.set_safe_member(safe, &member, perms.0).await?;
         self.audit(ctx, "safe.member.set", safe, "ok", json!({"member": member.name, "type": member.kind.as_str(), "permissions": perms.names()})).await?;
-        Ok(SafeMember { permissions: perms.names(), ..member })
+        Ok(SafeMember {
+            permissions: perms.names(),
+            ..member
+        })
     }
 
-    pub async fn remove_safe_member(&self, ctx: &Ctx, safe: &str, kind: OwnerKind, name: &str) -> ServiceResult<()> {
-        if !self.safe_perms(&ctx.actor, safe).await?.contains(Perms::MANAGE) {
+    pub async fn remove_safe_member(
+        &self,
+        ctx: &Ctx,
+        safe: &str,
+        kind: OwnerKind,
+        name: &str,
+    ) -> ServiceResult<()> {
+        if !self
+            .safe_perms(&ctx.actor, safe)
+            .await?
+            .contains(Perms::MANAGE)
+        {
             return Err(forbidden());
         }
-        self.store.remove_safe_member(safe, kind.as_str(), name).await?;
-        self.audit(ctx, "safe.member.remove", safe, "ok", json!({"member": name, "type": kind.as_str()})).await?;
+        self.store
+            .remove_safe_member(safe, kind.as_str(), name)
+            .await?;
+        self.audit(
+            ctx,
+            "safe.member.remove",
+            safe,
+            "ok",
+            json!({"member": name, "type": kind.as_str()}),
+        )
+        .await?;
         Ok(())
     }
 
     // ---------------------------------------------------------------- users and groups
 
-    pub async fn create_user(&self, ctx: &Ctx, name: &str, kind: UserKind, admin: bool, pw: Option<&SecretString>) -> ServiceResult<User> {
+    pub async fn create_user(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        kind: UserKind,
+        admin: bool,
+        pw: Option<&SecretString>,
+    ) -> ServiceResult<User> {
         self.require_admin(ctx)?;
         validate::principal_name("name", name)?;
         let hash = match pw {
             Some(_) if kind == UserKind::Service => {
-                return Err(DomainError::invalid("password", "service users authenticate with API tokens, not passwords").into())
+                return Err(DomainError::invalid(
+                    "password",
+                    "service users authenticate with API tokens, not passwords",
+                )
+                .into())
             }
-            Some(p) if p.len() < 12 => return Err(DomainError::invalid("password", "must be at least 12 characters").into()),
+            Some(p) if p.len() < 12 => {
+                return Err(
+                    DomainError::invalid("password", "must be at least 12 characters").into(),
+                )
+            }
             Some(p) => Some(password::hash_password(p.expose())?),
             None => None,
         };
-        let user = User { name: name.to_owned(), kind, admin, created_at: OffsetDateTime::now_utc() };
+        let user = User {
+            name: name.to_owned(),
+            kind,
+            admin,
+            created_at: OffsetDateTime::now_utc(),
+        };
         self.store.create_user(&user, hash.as_deref()).await?;
-        self.audit(ctx, "user.create", name, "ok", json!({"kind": kind.as_str(), "admin": admin})).await?;
+        self.audit(
+            ctx,
+            "user.create",
+            name,
+            "ok",
+            json!({"kind": kind.as_str(), "admin": admin}),
+        )
+        .await?;
         Ok(user)
     }
 
@@ -443,13 +662,17 @@ impl Vault {
         if !ctx.actor.is_admin() && ctx.actor.name != name {
             return Err(forbidden());
         }
-        self.store.get_user(name).await?.ok_or_else(|| DomainError::NotFound(format!("user '{name}'")).into())
+        self.store
+            .get_user(name)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("user '{name}'")).into())
     }
 
     pub async fn delete_user(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
         self.store.delete_user(name).await?;
-        self.audit(ctx, "user.delete", name, "ok", json!({})).await?;
+        self.audit(ctx, "user.delete", name, "ok", json!({}))
+            .await?;
         Ok(())
     }
 
@@ -457,8 +680,12 @@ impl Vault {
         self.require_admin(ctx)?;
         validate::principal_name("name", name)?;
         self.store.create_group(name).await?;
-        self.audit(ctx, "group.create", name, "ok", json!({})).await?;
-        Ok(Group { name: name.to_owned(), members: vec![] })
+        self.audit(ctx, "group.create", name, "ok", json!({}))
+            .await?;
+        Ok(Group {
+            name: name.to_owned(),
+            members: vec![],
+        })
     }
 
     pub async fn list_groups(&self, ctx: &Ctx) -> ServiceResult<Vec<Group>> {
@@ -466,24 +693,36 @@ impl Vault {
         if ctx.actor.is_admin() {
             return Ok(all);
         }
-        Ok(all.into_iter().filter(|g| ctx.actor.in_group(&g.name)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|g| ctx.actor.in_group(&g.name))
+            .collect())
     }
 
     pub async fn get_group(&self, ctx: &Ctx, name: &str) -> ServiceResult<Group> {
         if !ctx.actor.is_admin() && !ctx.actor.in_group(name) {
             return Err(forbidden());
         }
-        self.store.get_group(name).await?.ok_or_else(|| DomainError::NotFound(format!("group '{name}'")).into())
+        self.store
+            .get_group(name)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("group '{name}'")).into())
     }
 
     pub async fn delete_group(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
         self.store.delete_group(name).await?;
-        self.audit(ctx, "group.delete", name, "ok", json!({})).await?;
+        self.audit(ctx, "group.delete", name, "ok", json!({}))
+            .await?;
         Ok(())
     }
 
-    pub async fn add_group_member(&self, ctx: &Ctx, group: &str, user: &str) -> ServiceResult<Group> {
+    pub async fn add_group_member(
+        &self,
+        ctx: &Ctx,
+        group: &str,
+        user: &str,
+    ) -> ServiceResult<Group> {
         self.require_admin(ctx)?;
         if self.store.get_group(group).await?.is_none() {
             return Err(DomainError::NotFound(format!("group '{group}'")).into());
@@ -492,21 +731,40 @@ impl Vault {
             return Err(DomainError::invalid("user", format!("no user '{user}'")).into());
         }
         self.store.add_group_member(group, user).await?;
-        self.audit(ctx, "group.member.add", group, "ok", json!({"user": user})).await?;
+        self.audit(ctx, "group.member.add", group, "ok", json!({"user": user}))
+            .await?;
         self.get_group(ctx, group).await
     }
 
-    pub async fn remove_group_member(&self, ctx: &Ctx, group: &str, user: &str) -> ServiceResult<()> {
+    pub async fn remove_group_member(
+        &self,
+        ctx: &Ctx,
+        group: &str,
+        user: &str,
+    ) -> ServiceResult<()> {
         self.require_admin(ctx)?;
         self.store.remove_group_member(group, user).await?;
-        self.audit(ctx, "group.member.remove", group, "ok", json!({"user": user})).await?;
+        self.audit(
+            ctx,
+            "group.member.remove",
+            group,
+            "ok",
+            json!({"user": user}),
+        )
+        .await?;
         Ok(())
     }
 
     // ---------------------------------------------------------------- tokens
 
     /// Create a token for `user` (default: the caller). Returns the token, shown only this once.
-    pub async fn create_token(&self, ctx: &Ctx, user: Option<&str>, ttl_seconds: Option<i64>, description: Option<String>) -> ServiceResult<(TokenInfo, SecretString)> {
+    pub async fn create_token(
+        &self,
+        ctx: &Ctx,
+        user: Option<&str>,
+        ttl_seconds: Option<i64>,
+        description: Option<String>,
+    ) -> ServiceResult<(TokenInfo, SecretString)> {
         let user = user.unwrap_or(&ctx.actor.name).to_owned();
         if user != ctx.actor.name && !ctx.actor.is_admin() {
             return Err(forbidden());
@@ -524,18 +782,32 @@ impl Vault {
         }
         let expires_at = match ttl_seconds {
             Some(s) if s <= 0 || s > 10 * 365 * 86_400 => {
-                return Err(DomainError::invalid("ttl_seconds", "must be between 1 and 315360000").into())
+                return Err(
+                    DomainError::invalid("ttl_seconds", "must be between 1 and 315360000").into(),
+                )
             }
             Some(s) => Some(OffsetDateTime::now_utc() + time::Duration::seconds(s)),
             None => None,
         };
         let (info, secret) = self.issue_token(&user, expires_at, description).await?;
-        self.audit(ctx, "token.create", info.id.to_string(), "ok", json!({"user": user})).await?;
+        self.audit(
+            ctx,
+            "token.create",
+            info.id.to_string(),
+            "ok",
+            json!({"user": user}),
+        )
+        .await?;
         Ok((info, secret))
     }
 
     /// Mint and store a token without authorisation checks (init, login).
-    pub async fn issue_token(&self, user: &str, expires_at: Option<OffsetDateTime>, description: Option<String>) -> ServiceResult<(TokenInfo, SecretString)> {
+    pub async fn issue_token(
+        &self,
+        user: &str,
+        expires_at: Option<OffsetDateTime>,
+        description: Option<String>,
+    ) -> ServiceResult<(TokenInfo, SecretString)> {
         let keys = self.barrier.keys().await?;
         let secret = token::generate_token();
         let info = TokenInfo {
@@ -546,7 +818,9 @@ impl Vault {
             expires_at,
             revoked: false,
         };
-        self.store.insert_token(&info, &keys.tokens.token_hash(secret.expose())).await?;
+        self.store
+            .insert_token(&info, &keys.tokens.token_hash(secret.expose()))
+            .await?;
         Ok((info, secret))
     }
 
@@ -556,17 +830,34 @@ impl Vault {
     }
 
     pub async fn revoke_token(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<()> {
-        let t = self.store.get_token(id).await?.ok_or_else(|| ServiceError::from(DomainError::NotFound("token".into())))?;
+        let t = self
+            .store
+            .get_token(id)
+            .await?
+            .ok_or_else(|| ServiceError::from(DomainError::NotFound("token".into())))?;
         if t.user != ctx.actor.name && !ctx.actor.is_admin() {
             return Err(DomainError::NotFound("token".into()).into());
         }
         self.store.revoke_token(id).await?;
-        self.audit(ctx, "token.revoke", id.to_string(), "ok", json!({"user": t.user})).await?;
+        self.audit(
+            ctx,
+            "token.revoke",
+            id.to_string(),
+            "ok",
+            json!({"user": t.user}),
+        )
+        .await?;
         Ok(())
     }
 
     /// Exchange a human user's password for a token (default lifetime 8 hours).
-    pub async fn login(&self, source: std::net::IpAddr, door: &'static str, user: &str, pw: &SecretString) -> ServiceResult<(TokenInfo, SecretString)> {
+    pub async fn login(
+        &self,
+        source: std::net::IpAddr,
+        door: &'static str,
+        user: &str,
+        pw: &SecretString,
+    ) -> ServiceResult<(TokenInfo, SecretString)> {
         self.limiter.check(source)?;
         let hash = self.store.user_password_hash(user).await?;
         let ok = match &hash {
@@ -577,16 +868,29 @@ impl Vault {
                 false
             }
         };
-        let ctx = Ctx { actor: Actor { name: user.to_owned(), kind: policy::ActorKind::User, groups: vec![] }, source: source.to_string(), door };
+        let ctx = Ctx {
+            actor: Actor {
+                name: user.to_owned(),
+                kind: policy::ActorKind::User,
+                groups: vec![],
+            },
+            source: source.to_string(),
+            door,
+        };
         if !ok {
             self.limiter.failed(source);
             self.audit_denied(&ctx, "auth.login", user).await;
             return Err(DomainError::Unauthenticated.into());
         }
         let out = self
-            .issue_token(user, Some(OffsetDateTime::now_utc() + time::Duration::hours(8)), Some("login".into()))
+            .issue_token(
+                user,
+                Some(OffsetDateTime::now_utc() + time::Duration::hours(8)),
+                Some("login".into()),
+            )
             .await?;
-        self.audit(&ctx, "auth.login", user, "ok", json!({"token": out.0.id})).await?;
+        self.audit(&ctx, "auth.login", user, "ok", json!({"token": out.0.id}))
+            .await?;
         Ok(out)
     }
 
@@ -594,7 +898,11 @@ impl Vault {
 
     /// Initialise and return the unseal shares plus a root token (which needs the vault unsealed,
     /// so the token is minted with the freshly split key before sealing again).
-    pub async fn initialize(&self, shares: u8, threshold: u8) -> ServiceResult<(Vec<zeroize::Zeroizing<String>>, SecretString)> {
+    pub async fn initialize(
+        &self,
+        shares: u8,
+        threshold: u8,
+    ) -> ServiceResult<(Vec<zeroize::Zeroizing<String>>, SecretString)> {
         let printed = self.barrier.initialize(shares, threshold).await?;
         let decoded: Vec<_> = printed
             .iter()
@@ -603,16 +911,30 @@ impl Vault {
             .collect::<Result<_, _>>()?;
         let root = credvault_crypto::shamir::combine(&decoded)?;
         self.barrier.unseal_with(&root).await?;
-        let (_, token) = self.issue_token("root", None, Some("initial root token".into())).await?;
-        let ctx = Ctx { actor: Actor::root(), source: "local".into(), door: "sys" };
-        self.audit(&ctx, "sys.init", "vault", "ok", json!({"shares": shares, "threshold": threshold})).await?;
+        let (_, token) = self
+            .issue_token("root", None, Some("initial root token".into()))
+            .await?;
+        let ctx = Ctx {
+            actor: Actor::root(),
+            source: "local".into(),
+            door: "sys",
+        };
+        self.audit(
+            &ctx,
+            "sys.init",
+            "vault",
+            "ok",
+            json!({"shares": shares, "threshold": threshold}),
+        )
+        .await?;
         self.barrier.seal().await;
         Ok((printed, token))
     }
 
     pub async fn seal(&self, ctx: &Ctx) -> ServiceResult<()> {
         self.require_admin(ctx)?;
-        self.audit(ctx, "sys.seal", "vault", "ok", json!({})).await?;
+        self.audit(ctx, "sys.seal", "vault", "ok", json!({}))
+            .await?;
         self.barrier.seal().await;
         Ok(())
     }
@@ -620,7 +942,8 @@ impl Vault {
     pub async fn rotate(&self, ctx: &Ctx) -> ServiceResult<u32> {
         self.require_admin(ctx)?;
         let term = self.barrier.rotate().await?;
-        self.audit(ctx, "sys.rotate", "keyring", "ok", json!({"term": term})).await?;
+        self.audit(ctx, "sys.rotate", "keyring", "ok", json!({"term": term}))
+            .await?;
         Ok(term)
     }
 
@@ -629,8 +952,18 @@ impl Vault {
         crate::audit::verify(self.store.as_ref(), &self.barrier).await
     }
 
-    pub async fn audit_tail(&self, ctx: &Ctx, n: i64) -> ServiceResult<Vec<credvault_core::model::AuditRecord>> {
+    pub async fn audit_tail(
+        &self,
+        ctx: &Ctx,
+        n: i64,
+    ) -> ServiceResult<Vec<credvault_core::model::AuditRecord>> {
         self.require_admin(ctx)?;
-        Ok(self.store.audit_tail(n.clamp(1, 10_000)).await?.iter().map(|r| r.to_record()).collect())
+        Ok(self
+            .store
+            .audit_tail(n.clamp(1, 10_000))
+            .await?
+            .iter()
+            .map(|r| r.to_record())
+            .collect())
     }
 }

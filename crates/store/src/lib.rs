@@ -9,7 +9,8 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use credvault_core::model::{
-    AuditRecord, Credential, CredentialMeta, Group, Owner, Safe, SafeMember, TokenInfo, User, VersionInfo,
+    AuditRecord, Credential, CredentialMeta, Group, Owner, Safe, SafeMember, TokenInfo, User,
+    VersionInfo,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -66,7 +67,11 @@ pub struct StoredVersion {
 pub enum Visibility {
     #[default]
     All,
-    Restricted { user: String, groups: Vec<String>, safes: Vec<String> },
+    Restricted {
+        user: String,
+        groups: Vec<String>,
+        safes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -150,7 +155,8 @@ impl AuditRow {
 pub type ChainFn<'a> = &'a (dyn Fn(&[u8], &[u8]) -> [u8; 32] + Send + Sync);
 
 pub fn format_time(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 pub fn parse_time(s: &str) -> Result<OffsetDateTime> {
@@ -207,7 +213,12 @@ pub trait Store: Send + Sync + 'static {
     // --- credentials
     async fn insert_credential(&self, cred: &Credential, v: &NewVersion) -> Result<()>;
     /// Replace the current state when it is still at `expected_version`; `cred.version` is the new one.
-    async fn update_credential(&self, cred: &Credential, expected_version: i64, v: &NewVersion) -> Result<()>;
+    async fn update_credential(
+        &self,
+        cred: &Credential,
+        expected_version: i64,
+        v: &NewVersion,
+    ) -> Result<()>;
     async fn get_credential(&self, id: Uuid) -> Result<Option<Credential>>;
     async fn credential_by_identifier(&self, identifier: &str) -> Result<Option<Credential>>;
     /// The current credential and its current encrypted payload, in one read.

@@ -10,13 +10,15 @@ use async_trait::async_trait;
 use credvault_core::model::{
     Credential, CredentialMeta, Group, Safe, SafeMember, TokenInfo, User, UserKind, VersionInfo,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use crate::{
-    format_time, parse_time, AuditRow, ChainFn, CredentialFilter, NewAudit, NewVersion, Result, SealConfig, Store,
-    StoreError, StoredVersion, Visibility, WrappedKey,
+    format_time, parse_time, AuditRow, ChainFn, CredentialFilter, NewAudit, NewVersion, Result,
+    SealConfig, Store, StoreError, StoredVersion, Visibility, WrappedKey,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -31,9 +33,9 @@ fn db_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() || d.is_foreign_key_violation() => {
             StoreError::Conflict(d.message().to_owned())
         }
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Unavailable(e.to_string()),
     }
 }
@@ -45,7 +47,8 @@ fn corrupt(what: &str) -> StoreError {
 impl SqliteStore {
     /// Open (creating if needed) `dir/credvault.db` and apply migrations.
     pub async fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("data directory: {e}")))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("data directory: {e}")))?;
         let path = dir.join("credvault.db");
         let base = SqliteConnectOptions::from_str("sqlite://")
             .map_err(db_err)?
@@ -59,7 +62,10 @@ impl SqliteStore {
             .connect_with(base.clone().create_if_missing(true))
             .await
             .map_err(db_err)?;
-        MIGRATOR.run(&writer).await.map_err(|e| StoreError::Unavailable(format!("migration: {e}")))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(base.read_only(true))
@@ -222,25 +228,31 @@ impl Store for SqliteStore {
     async fn initialize(&self, cfg: &SealConfig, keys: &[WrappedKey]) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         let now = format_time(time::OffsetDateTime::now_utc());
-        sqlx::query("INSERT INTO seal_config (id, shares, threshold, created_at) VALUES (1, ?, ?, ?)")
-            .bind(i64::from(cfg.shares))
-            .bind(i64::from(cfg.threshold))
+        sqlx::query(
+            "INSERT INTO seal_config (id, shares, threshold, created_at) VALUES (1, ?, ?, ?)",
+        )
+        .bind(i64::from(cfg.shares))
+        .bind(i64::from(cfg.threshold))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict("the vault is already initialised".into())
+            }
+            other => other,
+        })?;
+        for k in keys {
+            sqlx::query(
+                "INSERT INTO keyring (purpose, term, wrapped, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&k.purpose)
+            .bind(i64::from(k.term))
+            .bind(&k.wrapped)
             .bind(&now)
             .execute(&mut *tx)
             .await
-            .map_err(|e| match db_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("the vault is already initialised".into()),
-                other => other,
-            })?;
-        for k in keys {
-            sqlx::query("INSERT INTO keyring (purpose, term, wrapped, created_at) VALUES (?, ?, ?, ?)")
-                .bind(&k.purpose)
-                .bind(i64::from(k.term))
-                .bind(&k.wrapped)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
     }
@@ -347,7 +359,9 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(|e| match db_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("group '{name}' already exists")),
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("group '{name}' already exists"))
+                }
                 other => other,
             })?;
         Ok(())
@@ -362,15 +376,20 @@ impl Store for SqliteStore {
         if exists.is_none() {
             return Ok(None);
         }
-        let members = sqlx::query("SELECT user_name FROM group_members WHERE group_name = ? ORDER BY user_name")
-            .bind(name)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| s(r, "user_name"))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Group { name: name.to_owned(), members }))
+        let members = sqlx::query(
+            "SELECT user_name FROM group_members WHERE group_name = ? ORDER BY user_name",
+        )
+        .bind(name)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| s(r, "user_name"))
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Group {
+            name: name.to_owned(),
+            members,
+        }))
     }
 
     async fn list_groups(&self) -> Result<Vec<Group>> {
@@ -387,7 +406,10 @@ impl Store for SqliteStore {
             let member = os(r, "user_name")?;
             match out.last_mut() {
                 Some(g) if g.name == name => g.members.extend(member),
-                _ => out.push(Group { name, members: member.into_iter().collect() }),
+                _ => out.push(Group {
+                    name,
+                    members: member.into_iter().collect(),
+                }),
             }
         }
         Ok(out)
@@ -516,7 +538,9 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(|e| match db_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("safe '{}' already exists", safe.name)),
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("safe '{}' already exists", safe.name))
+                }
                 other => other,
             })?;
         Ok(())
@@ -528,7 +552,13 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(db_err)?;
-        row.map(|r| Ok(Safe { name: s(&r, "name")?, description: os(&r, "description")? })).transpose()
+        row.map(|r| {
+            Ok(Safe {
+                name: s(&r, "name")?,
+                description: os(&r, "description")?,
+            })
+        })
+        .transpose()
     }
 
     async fn list_safes(&self) -> Result<Vec<Safe>> {
@@ -536,7 +566,14 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(db_err)?;
-        rows.iter().map(|r| Ok(Safe { name: s(r, "name")?, description: os(r, "description")? })).collect()
+        rows.iter()
+            .map(|r| {
+                Ok(Safe {
+                    name: s(r, "name")?,
+                    description: os(r, "description")?,
+                })
+            })
+            .collect()
     }
 
     async fn delete_safe(&self, name: &str) -> Result<()> {
@@ -547,7 +584,9 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         if used > 0 {
-            return Err(StoreError::Conflict(format!("safe '{name}' still holds {used} credential(s)")));
+            return Err(StoreError::Conflict(format!(
+                "safe '{name}' still holds {used} credential(s)"
+            )));
         }
         let n = sqlx::query("DELETE FROM safes WHERE name = ?")
             .bind(name)
@@ -578,35 +617,47 @@ impl Store for SqliteStore {
     }
 
     async fn remove_safe_member(&self, safe: &str, kind: &str, name: &str) -> Result<()> {
-        let n = sqlx::query("DELETE FROM safe_members WHERE safe_name = ? AND kind = ? AND name = ?")
-            .bind(safe)
-            .bind(kind)
-            .bind(name)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let n =
+            sqlx::query("DELETE FROM safe_members WHERE safe_name = ? AND kind = ? AND name = ?")
+                .bind(safe)
+                .bind(kind)
+                .bind(name)
+                .execute(&self.writer)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
         not_found_if_zero(n, "safe member")
     }
 
     async fn safe_members(&self, safe: &str) -> Result<Vec<(String, String, u8)>> {
-        let rows = sqlx::query("SELECT kind, name, perms FROM safe_members WHERE safe_name = ? ORDER BY kind, name")
-            .bind(safe)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT kind, name, perms FROM safe_members WHERE safe_name = ? ORDER BY kind, name",
+        )
+        .bind(safe)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 let p: i64 = r.try_get("perms").map_err(db_err)?;
-                Ok((s(r, "kind")?, s(r, "name")?, u8::try_from(p).map_err(|_| corrupt("perms"))?))
+                Ok((
+                    s(r, "kind")?,
+                    s(r, "name")?,
+                    u8::try_from(p).map_err(|_| corrupt("perms"))?,
+                ))
             })
             .collect()
     }
 
     async fn safes_with(&self, user: &str, groups: &[String], perms: u8) -> Result<Vec<String>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT DISTINCT safe_name FROM safe_members WHERE (perms & ");
-        q.push_bind(i64::from(perms)).push(") = ").push_bind(i64::from(perms));
-        q.push(" AND ((kind = 'user' AND name = ").push_bind(user).push(")");
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT DISTINCT safe_name FROM safe_members WHERE (perms & ");
+        q.push_bind(i64::from(perms))
+            .push(") = ")
+            .push_bind(i64::from(perms));
+        q.push(" AND ((kind = 'user' AND name = ")
+            .push_bind(user)
+            .push(")");
         if !groups.is_empty() {
             q.push(" OR (kind = 'group' AND name IN (");
             let mut sep = q.separated(", ");
@@ -660,7 +711,12 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn update_credential(&self, cred: &Credential, expected_version: i64, v: &NewVersion) -> Result<()> {
+    async fn update_credential(
+        &self,
+        cred: &Credential,
+        expected_version: i64,
+        v: &NewVersion,
+    ) -> Result<()> {
         let meta = meta_json(&cred.meta)?;
         let l = lookup(&cred.meta);
         let mut tx = self.writer.begin().await.map_err(db_err)?;
@@ -692,11 +748,12 @@ impl Store for SqliteStore {
         })?
         .rows_affected();
         if n == 0 {
-            let current: Option<i64> = sqlx::query_scalar("SELECT version FROM credentials WHERE id = ?")
-                .bind(cred.id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM credentials WHERE id = ?")
+                    .bind(cred.id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
             return Err(match current {
                 Some(current) => StoreError::VersionMismatch { current },
                 None => StoreError::NotFound("credential".into()),
@@ -718,14 +775,16 @@ impl Store for SqliteStore {
     }
 
     async fn credential_by_identifier(&self, identifier: &str) -> Result<Option<Credential>> {
-        sqlx::query(&format!("SELECT {CRED_COLS} FROM credentials WHERE identifier = ?"))
-            .bind(identifier)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .as_ref()
-            .map(cred_from)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {CRED_COLS} FROM credentials WHERE identifier = ?"
+        ))
+        .bind(identifier)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .as_ref()
+        .map(cred_from)
+        .transpose()
     }
 
     async fn credential_with_payload(&self, id: Uuid) -> Result<Option<(Credential, Vec<u8>)>> {
@@ -738,11 +797,18 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(db_err)?;
-        row.map(|r| Ok((cred_from(&r)?, r.try_get::<Vec<u8>, _>("payload").map_err(db_err)?))).transpose()
+        row.map(|r| {
+            Ok((
+                cred_from(&r)?,
+                r.try_get::<Vec<u8>, _>("payload").map_err(db_err)?,
+            ))
+        })
+        .transpose()
     }
 
     async fn list_credentials(&self, f: &CredentialFilter) -> Result<Vec<Credential>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {CRED_COLS} FROM credentials WHERE 1=1"));
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {CRED_COLS} FROM credentials WHERE 1=1"));
         let eq = [
             ("safe", &f.safe),
             ("folder", &f.folder),
@@ -758,16 +824,28 @@ impl Store for SqliteStore {
             }
         }
         if let Some(t) = &f.tag {
-            q.push(" AND EXISTS (SELECT 1 FROM json_each(meta, '$.tags') WHERE value = ").push_bind(t.clone()).push(")");
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(meta, '$.tags') WHERE value = ")
+                .push_bind(t.clone())
+                .push(")");
         }
         if let Some(o) = &f.owner {
-            q.push(" AND owner_kind = ").push_bind(o.kind.as_str()).push(" AND owner_name = ").push_bind(o.name.clone());
+            q.push(" AND owner_kind = ")
+                .push_bind(o.kind.as_str())
+                .push(" AND owner_name = ")
+                .push_bind(o.name.clone());
         }
         if let Some(a) = f.after {
             q.push(" AND id > ").push_bind(a.to_string());
         }
-        if let Visibility::Restricted { user, groups, safes } = &f.visibility {
-            q.push(" AND ((owner_kind = 'user' AND owner_name = ").push_bind(user.clone()).push(")");
+        if let Visibility::Restricted {
+            user,
+            groups,
+            safes,
+        } = &f.visibility
+        {
+            q.push(" AND ((owner_kind = 'user' AND owner_name = ")
+                .push_bind(user.clone())
+                .push(")");
             if !groups.is_empty() {
                 q.push(" OR (owner_kind = 'group' AND owner_name IN (");
                 let mut sep = q.separated(", ");
@@ -839,7 +917,10 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         let (mut seq, mut prev): (i64, Vec<u8>) = match last {
-            Some(r) => (r.try_get("seq").map_err(db_err)?, r.try_get("hash").map_err(db_err)?),
+            Some(r) => (
+                r.try_get("seq").map_err(db_err)?,
+                r.try_get("hash").map_err(db_err)?,
+            ),
             None => (0, Vec::new()),
         };
         let mut seqs = Vec::with_capacity(records.len());
@@ -893,11 +974,13 @@ impl Store for SqliteStore {
     }
 
     async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>> {
-        let rows = sqlx::query("SELECT * FROM (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?) ORDER BY seq")
-            .bind(n)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+        )
+        .bind(n)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
         rows.iter().map(audit_from).collect()
     }
 }

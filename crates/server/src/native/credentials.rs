@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use credvault_core::model::{Credential, CredentialMeta, Device, Owner, OwnerKind, SecretPayload, VersionInfo};
+use credvault_core::model::{
+    Credential, CredentialMeta, Device, Owner, OwnerKind, SecretPayload, VersionInfo,
+};
 use credvault_crypto::SecretString;
 use credvault_store::CredentialFilter;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -43,7 +45,9 @@ pub struct CreateCredential {
 }
 
 /// Present and `null` clears, absent keeps.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -165,7 +169,11 @@ pub struct VersionResponse {
 
 #[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials", request_body = CreateCredential,
     responses((status = 201, body = Credential), (status = 400), (status = 403), (status = 409)))]
-pub async fn create(State(s): State<AppState>, Caller(ctx): Caller, ApiJson(b): ApiJson<CreateCredential>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiJson(b): ApiJson<CreateCredential>,
+) -> Result<impl IntoResponse, ApiError> {
     let meta = CredentialMeta {
         identifier: b.identifier,
         name: b.name,
@@ -181,20 +189,33 @@ pub async fn create(State(s): State<AppState>, Caller(ctx): Caller, ApiJson(b): 
         parameter_names: vec![],
         settings: b.settings,
     };
-    let payload = SecretPayload { secret: b.secret.unwrap_or_default(), parameters: b.parameters };
+    let payload = SecretPayload {
+        secret: b.secret.unwrap_or_default(),
+        parameters: b.parameters,
+    };
     let cred = s.vault.create_credential(&ctx, meta, payload).await?;
     Ok((StatusCode::CREATED, Json(cred)))
 }
 
 #[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", params(ListQuery),
     responses((status = 200, body = Items<Credential>)))]
-pub async fn list(State(s): State<AppState>, Caller(ctx): Caller, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Items<Credential>>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Items<Credential>>, ApiError> {
     let owner = match q.owner.as_deref() {
         None => None,
         Some(o) => {
-            let (k, n) = o.split_once(':').ok_or_else(|| ApiError::bad_request("owner must be user:NAME or group:NAME"))?;
-            let kind = OwnerKind::parse(k).ok_or_else(|| ApiError::bad_request("owner must be user:NAME or group:NAME"))?;
-            Some(Owner { kind, name: n.to_owned() })
+            let (k, n) = o
+                .split_once(':')
+                .ok_or_else(|| ApiError::bad_request("owner must be user:NAME or group:NAME"))?;
+            let kind = OwnerKind::parse(k)
+                .ok_or_else(|| ApiError::bad_request("owner must be user:NAME or group:NAME"))?;
+            Some(Owner {
+                kind,
+                name: n.to_owned(),
+            })
         }
     };
     let limit = q.limit.unwrap_or(100);
@@ -216,19 +237,30 @@ pub async fn list(State(s): State<AppState>, Caller(ctx): Caller, ApiQuery(q): A
         ..Default::default()
     };
     let items = s.vault.list_credentials(&ctx, filter).await?;
-    let next = (items.len() as i64 == limit).then(|| items.last().map(|c| c.id.to_string())).flatten();
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|c| c.id.to_string()))
+        .flatten();
     Ok(Json(Items { items, next }))
 }
 
 #[utoipa::path(get, path = "/api/v1/credentials/{id}", tag = "credentials",
     responses((status = 200, body = Credential), (status = 403), (status = 404)))]
-pub async fn get(State(s): State<AppState>, Caller(ctx): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<Credential>, ApiError> {
+pub async fn get(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Credential>, ApiError> {
     Ok(Json(s.vault.get_credential(&ctx, id).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/credentials/{id}", tag = "credentials", request_body = UpdateCredential,
     responses((status = 200, body = Credential), (status = 400), (status = 403), (status = 404), (status = 409)))]
-pub async fn update(State(s): State<AppState>, Caller(ctx): Caller, ApiPath(id): ApiPath<Uuid>, ApiJson(b): ApiJson<UpdateCredential>) -> Result<Json<Credential>, ApiError> {
+pub async fn update(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(b): ApiJson<UpdateCredential>,
+) -> Result<Json<Credential>, ApiError> {
     let cred = s
         .vault
         .update_credential(&ctx, id, b.expected_version, "update", |m, p| {
@@ -241,33 +273,60 @@ pub async fn update(State(s): State<AppState>, Caller(ctx): Caller, ApiPath(id):
 
 #[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "credentials",
     responses((status = 204), (status = 403), (status = 404)))]
-pub async fn remove(State(s): State<AppState>, Caller(ctx): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<StatusCode, ApiError> {
+pub async fn remove(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
     s.vault.delete_credential(&ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/credentials/{id}/secret", tag = "credentials", params(SecretQuery),
     responses((status = 200, body = SecretResponse), (status = 403), (status = 404)))]
-pub async fn secret(State(s): State<AppState>, Caller(ctx): Caller, ApiPath(id): ApiPath<Uuid>, ApiQuery(q): ApiQuery<SecretQuery>) -> Result<Json<SecretResponse>, ApiError> {
+pub async fn secret(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<SecretQuery>,
+) -> Result<Json<SecretResponse>, ApiError> {
     let r = s.vault.read_secret(&ctx, id, q.version).await?;
-    Ok(Json(SecretResponse { id: r.id, version: r.version, secret: r.secret, parameters: r.parameters }))
+    Ok(Json(SecretResponse {
+        id: r.id,
+        version: r.version,
+        secret: r.secret,
+        parameters: r.parameters,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/credentials/{id}/versions", tag = "credentials",
     responses((status = 200, body = Items<VersionInfo>)))]
-pub async fn versions(State(s): State<AppState>, Caller(ctx): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<Items<VersionInfo>>, ApiError> {
+pub async fn versions(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Items<VersionInfo>>, ApiError> {
     Ok(Json(Items::all(s.vault.versions(&ctx, id).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/credentials/{id}/versions/{version}", tag = "credentials",
     responses((status = 200, body = VersionResponse)))]
-pub async fn version(State(s): State<AppState>, Caller(ctx): Caller, ApiPath((id, v)): ApiPath<(Uuid, i64)>) -> Result<Json<VersionResponse>, ApiError> {
+pub async fn version(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath((id, v)): ApiPath<(Uuid, i64)>,
+) -> Result<Json<VersionResponse>, ApiError> {
     let (info, meta) = s.vault.version_meta(&ctx, id, v).await?;
     Ok(Json(VersionResponse { info, meta }))
 }
 
 #[utoipa::path(post, path = "/api/v1/credentials/{id}/rollback", tag = "credentials", request_body = RollbackBody,
     responses((status = 200, body = Credential)))]
-pub async fn rollback(State(s): State<AppState>, Caller(ctx): Caller, ApiPath(id): ApiPath<Uuid>, ApiJson(b): ApiJson<RollbackBody>) -> Result<Json<Credential>, ApiError> {
+pub async fn rollback(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(b): ApiJson<RollbackBody>,
+) -> Result<Json<Credential>, ApiError> {
     Ok(Json(s.vault.rollback(&ctx, id, b.version).await?))
 }

@@ -19,7 +19,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
@@ -31,7 +35,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
     }
 }
 
@@ -69,7 +77,13 @@ impl From<ServiceError> for ApiError {
 /// Blank out quoted values so a misplaced secret cannot come back in an error body or a log line;
 /// back-quoted field names (`unknown field `x``) stay, they are what the caller needs to see.
 pub fn scrub(msg: &str) -> String {
-    const VALUE_KINDS: [&str; 5] = ["integer ", "floating point ", "character ", "boolean ", "bytes "];
+    const VALUE_KINDS: [&str; 5] = [
+        "integer ",
+        "floating point ",
+        "character ",
+        "boolean ",
+        "bytes ",
+    ];
     let mut out = String::with_capacity(msg.len());
     let mut open: Option<(char, bool)> = None;
     for c in msg.chars() {
@@ -110,10 +124,18 @@ impl From<JsonRejection> for ApiError {
                 "send the body as JSON with Content-Type: application/json",
             ),
             JsonRejection::BytesRejection(_) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+                Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
             }
-            JsonRejection::JsonDataError(e) => Self::bad_request(format!("invalid JSON body: {}", scrub(&e.body_text()))),
-            JsonRejection::JsonSyntaxError(e) => Self::bad_request(format!("malformed JSON: {}", scrub(&e.body_text()))),
+            JsonRejection::JsonDataError(e) => {
+                Self::bad_request(format!("invalid JSON body: {}", scrub(&e.body_text())))
+            }
+            JsonRejection::JsonSyntaxError(e) => {
+                Self::bad_request(format!("malformed JSON: {}", scrub(&e.body_text())))
+            }
             _ => Self::bad_request(format!("unreadable body: {}", scrub(&r.body_text()))),
         }
     }
@@ -127,7 +149,10 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::bad_request(format!("invalid query parameter: {}", scrub(&r.body_text())))
+        Self::bad_request(format!(
+            "invalid query parameter: {}",
+            scrub(&r.body_text())
+        ))
     }
 }
 

@@ -62,11 +62,18 @@ pub struct Caller(pub Ctx);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let ip = source_ip(parts);
         let token = token_from_headers(&parts.headers);
         let actor = state.vault.authenticate(token.as_deref(), ip).await?;
-        Ok(Caller(Ctx { actor, source: ip.to_string(), door: DOOR }))
+        Ok(Caller(Ctx {
+            actor,
+            source: ip.to_string(),
+            door: DOOR,
+        }))
     }
 }
 
@@ -93,28 +100,61 @@ pub fn router() -> Router<AppState> {
         .route("/audit/verify", post(sys::audit_verify))
         .route("/auth/login", post(identity::login))
         .route("/auth/self", get(identity::whoami))
-        .route("/credentials", get(credentials::list).post(credentials::create))
+        .route(
+            "/credentials",
+            get(credentials::list).post(credentials::create),
+        )
         .route(
             "/credentials/{id}",
-            get(credentials::get).put(credentials::update).patch(credentials::update).delete(credentials::remove),
+            get(credentials::get)
+                .put(credentials::update)
+                .patch(credentials::update)
+                .delete(credentials::remove),
         )
         .route("/credentials/{id}/secret", get(credentials::secret))
         .route("/credentials/{id}/versions", get(credentials::versions))
-        .route("/credentials/{id}/versions/{version}", get(credentials::version))
+        .route(
+            "/credentials/{id}/versions/{version}",
+            get(credentials::version),
+        )
         .route("/credentials/{id}/rollback", post(credentials::rollback))
-        .route("/safes", get(identity::list_safes).post(identity::create_safe))
+        .route(
+            "/safes",
+            get(identity::list_safes).post(identity::create_safe),
+        )
         .route("/safes/{name}", delete(identity::delete_safe))
-        .route("/safes/{name}/members", get(identity::safe_members).put(identity::set_safe_member))
-        .route("/safes/{name}/members/{kind}/{member}", delete(identity::remove_safe_member))
-        .route("/users", get(identity::list_users).post(identity::create_user))
-        .route("/users/{name}", get(identity::get_user).delete(identity::delete_user))
-        .route("/groups", get(identity::list_groups).post(identity::create_group))
-        .route("/groups/{name}", get(identity::get_group).delete(identity::delete_group))
+        .route(
+            "/safes/{name}/members",
+            get(identity::safe_members).put(identity::set_safe_member),
+        )
+        .route(
+            "/safes/{name}/members/{kind}/{member}",
+            delete(identity::remove_safe_member),
+        )
+        .route(
+            "/users",
+            get(identity::list_users).post(identity::create_user),
+        )
+        .route(
+            "/users/{name}",
+            get(identity::get_user).delete(identity::delete_user),
+        )
+        .route(
+            "/groups",
+            get(identity::list_groups).post(identity::create_group),
+        )
+        .route(
+            "/groups/{name}",
+            get(identity::get_group).delete(identity::delete_group),
+        )
         .route(
             "/groups/{name}/members/{user}",
             put(identity::add_group_member).delete(identity::remove_group_member),
         )
-        .route("/tokens", get(identity::list_tokens).post(identity::create_token))
+        .route(
+            "/tokens",
+            get(identity::list_tokens).post(identity::create_token),
+        )
         .route("/tokens/{id}", delete(identity::revoke_token))
         .route("/openapi.json", get(crate::openapi::serve))
 }

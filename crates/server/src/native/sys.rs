@@ -65,10 +65,16 @@ pub struct InitResponse {
 
 #[utoipa::path(post, path = "/api/v1/sys/init", tag = "sys", request_body = InitRequest,
     responses((status = 200, body = InitResponse), (status = 400), (status = 409)))]
-pub async fn init(State(s): State<AppState>, ApiJson(b): ApiJson<InitRequest>) -> Result<Json<InitResponse>, ApiError> {
+pub async fn init(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<InitRequest>,
+) -> Result<Json<InitResponse>, ApiError> {
     let (shares, token) = s.vault.initialize(b.shares, b.threshold).await?;
     Ok(Json(InitResponse {
-        keys: shares.iter().map(|k| SecretString::from(k.as_str())).collect(),
+        keys: shares
+            .iter()
+            .map(|k| SecretString::from(k.as_str()))
+            .collect(),
         threshold: b.threshold,
         root_token: token,
     }))
@@ -87,17 +93,25 @@ pub struct UnsealRequest {
 
 #[utoipa::path(post, path = "/api/v1/sys/unseal", tag = "sys", request_body = UnsealRequest,
     responses((status = 200, body = SealStatus), (status = 400)))]
-pub async fn unseal(State(s): State<AppState>, ApiJson(b): ApiJson<UnsealRequest>) -> Result<Json<SealStatus>, ApiError> {
+pub async fn unseal(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<UnsealRequest>,
+) -> Result<Json<SealStatus>, ApiError> {
     if b.reset {
         s.vault.barrier.reset().await;
         return Ok(Json(s.vault.barrier.status().await?));
     }
-    let key = b.key.ok_or_else(|| ApiError::bad_request("give `key` (one unseal key share) or `reset: true`"))?;
+    let key = b.key.ok_or_else(|| {
+        ApiError::bad_request("give `key` (one unseal key share) or `reset: true`")
+    })?;
     Ok(Json(s.vault.barrier.submit_share(key.expose()).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/sys/seal", tag = "sys", responses((status = 200, body = SealStatus)))]
-pub async fn seal(State(s): State<AppState>, Caller(ctx): Caller) -> Result<Json<SealStatus>, ApiError> {
+pub async fn seal(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+) -> Result<Json<SealStatus>, ApiError> {
     s.vault.seal(&ctx).await?;
     Ok(Json(s.vault.barrier.status().await?))
 }
@@ -109,8 +123,13 @@ pub struct RotateResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/sys/rotate", tag = "sys", responses((status = 200, body = RotateResponse)))]
-pub async fn rotate(State(s): State<AppState>, Caller(ctx): Caller) -> Result<Json<RotateResponse>, ApiError> {
-    Ok(Json(RotateResponse { term: s.vault.rotate(&ctx).await? }))
+pub async fn rotate(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+) -> Result<Json<RotateResponse>, ApiError> {
+    Ok(Json(RotateResponse {
+        term: s.vault.rotate(&ctx).await?,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -121,11 +140,20 @@ pub struct TailQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit/tail", tag = "audit", params(TailQuery), responses((status = 200, body = Items<AuditRecord>)))]
-pub async fn audit_tail(State(s): State<AppState>, Caller(ctx): Caller, ApiQuery(q): ApiQuery<TailQuery>) -> Result<Json<Items<AuditRecord>>, ApiError> {
-    Ok(Json(Items::all(s.vault.audit_tail(&ctx, q.n.unwrap_or(20)).await?)))
+pub async fn audit_tail(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiQuery(q): ApiQuery<TailQuery>,
+) -> Result<Json<Items<AuditRecord>>, ApiError> {
+    Ok(Json(Items::all(
+        s.vault.audit_tail(&ctx, q.n.unwrap_or(20)).await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, body = Verification)))]
-pub async fn audit_verify(State(s): State<AppState>, Caller(ctx): Caller) -> Result<Json<Verification>, ApiError> {
+pub async fn audit_verify(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+) -> Result<Json<Verification>, ApiError> {
     Ok(Json(s.vault.audit_verify(&ctx).await?))
 }

@@ -1,0 +1,995 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Integration tests of the native API against a real in-process server over HTTP.
+
+mod common;
+
+use common::{code, Server};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn init_unseal_seal_lifecycle() {
+    let s = Server::fresh().await;
+    let (st, h) = s.req(Method::GET, "/api/v1/sys/health", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["initialized"], false);
+    assert_eq!(h["sealed"], true);
+    assert_eq!(h["storage"], "sqlite");
+    let (st, e) = s
+        .req(Method::GET, "/api/v1/credentials", Some("x"), None)
+        .await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_initialized")
+    );
+
+    let (st, init) = s
+        .req(
+            Method::POST,
+            "/api/v1/sys/init",
+            None,
+            Some(json!({"shares": 5, "threshold": 3})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{init}");
+    let keys: Vec<String> = init["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 5);
+    let root = init["root_token"].as_str().unwrap().to_owned();
+    assert!(root.starts_with("cvt_"));
+    let (st, _) = s
+        .req(Method::POST, "/api/v1/sys/init", None, Some(json!({})))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "second init refused");
+
+    // Sealed: every API but health answers 503 with a clear message.
+    let (st, e) = s.get("/api/v1/credentials", &root).await;
+    assert_eq!((st, code(&e)), (StatusCode::SERVICE_UNAVAILABLE, "sealed"));
+    assert!(e["error"]["message"].as_str().unwrap().contains("unseal"));
+
+    let unseal = |k: Value| s.req(Method::POST, "/api/v1/sys/unseal", None, Some(k));
+    // Malformed share.
+    let (st, e) = unseal(json!({"key": "not-hex"})).await;
+    assert_eq!((st, code(&e)), (StatusCode::BAD_REQUEST, "unseal_failed"));
+    // Too few shares: still sealed, progress counts.
+    let (_, p) = unseal(json!({"key": keys[0]})).await;
+    assert_eq!(
+        (p["sealed"].clone(), p["progress"].clone()),
+        (json!(true), json!(1))
+    );
+    let (st, _) = unseal(json!({"key": keys[0]})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "same share twice refused");
+    let (_, p) = unseal(json!({"key": keys[1]})).await;
+    assert_eq!(p["progress"], 2);
+    // A wrong third share (right shape, wrong value) fails and resets progress.
+    let mut wrong = keys[2].clone().into_bytes();
+    let last = wrong.len() - 1;
+    wrong[last] = if wrong[last] == b'0' { b'1' } else { b'0' };
+    let (st, e) = unseal(json!({"key": String::from_utf8(wrong).unwrap()})).await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::BAD_REQUEST, "unseal_failed"),
+        "{e}"
+    );
+    let (_, p) = s
+        .req(Method::GET, "/api/v1/sys/seal-status", None, None)
+        .await;
+    assert_eq!(
+        (p["sealed"].clone(), p["progress"].clone()),
+        (json!(true), json!(0))
+    );
+    // Any three right shares unseal.
+    for k in [&keys[4], &keys[2], &keys[0]] {
+        unseal(json!({"key": k})).await;
+    }
+    let (_, p) = s
+        .req(Method::GET, "/api/v1/sys/seal-status", None, None)
+        .await;
+    assert_eq!(p["sealed"], false);
+    let (st, _) = s.get("/api/v1/credentials", &root).await;
+    assert_eq!(st, StatusCode::OK);
+
+    // Seal again (root only) and the API closes.
+    let (st, _) = s.post("/api/v1/sys/seal", &root, json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s.get("/api/v1/credentials", &root).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn credential_lifecycle_versions_and_rollback() {
+    let s = Server::dev().await;
+    let r = &s.root;
+    let id = s
+        .cred(
+            r,
+            json!({"name": "db-prod", "username": "app", "secret": "v1-secret", "identifier": "db-prod-1",
+                   "tags": ["db"], "parameters": {"port": "5432"},
+                   "device": {"hostname": "db1", "ip": "10.0.0.5", "connectivities": [{"protocol": "SSH", "port": 22}]},
+                   "settings": {"rotation": {"days": 30}}}),
+        )
+        .await;
+    let (st, c) = s.get(&format!("/api/v1/credentials/{id}"), r).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(c["version"], 1);
+    assert_eq!(c["parameter_names"], json!(["port"]));
+    assert!(
+        c.get("secret").is_none(),
+        "metadata reads never return secrets"
+    );
+    assert!(!c.to_string().contains("v1-secret") && !c.to_string().contains("5432"));
+
+    let (st, sec) = s.get(&format!("/api/v1/credentials/{id}/secret"), r).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(sec["secret"], "v1-secret");
+    assert_eq!(sec["parameters"]["port"], "5432");
+
+    // Update only the secret; metadata stays.
+    let (st, u) = s
+        .patch(
+            &format!("/api/v1/credentials/{id}"),
+            r,
+            json!({"secret": "v2-secret"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{u}");
+    assert_eq!(
+        (u["version"].clone(), u["username"].clone()),
+        (json!(2), json!("app"))
+    );
+    // Compare-and-set against a stale version is a conflict.
+    let (st, e) = s
+        .patch(
+            &format!("/api/v1/credentials/{id}"),
+            r,
+            json!({"expected_version": 1, "username": "x"}),
+        )
+        .await;
+    assert_eq!((st, code(&e)), (StatusCode::CONFLICT, "version_conflict"));
+    let (st, _) = s
+        .patch(
+            &format!("/api/v1/credentials/{id}"),
+            r,
+            json!({"expected_version": 2, "username": "app2", "folder": "f"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let (_, h) = s
+        .get(&format!("/api/v1/credentials/{id}/versions"), r)
+        .await;
+    let ops: Vec<&str> = h["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["create", "update", "update"]);
+    let (_, old) = s
+        .get(&format!("/api/v1/credentials/{id}/secret?version=1"), r)
+        .await;
+    assert_eq!(old["secret"], "v1-secret");
+    let (_, v1) = s
+        .get(&format!("/api/v1/credentials/{id}/versions/1"), r)
+        .await;
+    assert_eq!(v1["username"], "app");
+
+    let (st, rb) = s
+        .post(
+            &format!("/api/v1/credentials/{id}/rollback"),
+            r,
+            json!({"version": 1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        (
+            rb["version"].clone(),
+            rb["username"].clone(),
+            rb["folder"].clone()
+        ),
+        (json!(4), json!("app"), Value::Null)
+    );
+    let (_, now) = s.get(&format!("/api/v1/credentials/{id}/secret"), r).await;
+    assert_eq!(
+        (now["secret"].clone(), now["version"].clone()),
+        (json!("v1-secret"), json!(4))
+    );
+
+    // Filters and pagination.
+    for i in 0..5 {
+        s.cred(r, json!({"name": format!("n{i}"), "username": "u", "folder": "pg", "tags": [if i % 2 == 0 {"even"} else {"odd"}]})).await;
+    }
+    let (_, l) = s.get("/api/v1/credentials?folder=pg&limit=2", r).await;
+    assert_eq!(l["items"].as_array().unwrap().len(), 2);
+    let next = l["next"].as_str().unwrap();
+    let (_, l2) = s
+        .get(
+            &format!("/api/v1/credentials?folder=pg&limit=2&after={next}"),
+            r,
+        )
+        .await;
+    assert_eq!(l2["items"].as_array().unwrap().len(), 2);
+    assert_ne!(l["items"][0]["id"], l2["items"][0]["id"]);
+    let (_, t) = s.get("/api/v1/credentials?tag=even", r).await;
+    assert_eq!(t["items"].as_array().unwrap().len(), 3);
+    let (_, d) = s.get("/api/v1/credentials?hostname=db1", r).await;
+    assert_eq!(d["items"][0]["id"], json!(id));
+
+    // Identifier is unique.
+    let (st, _) = s
+        .post(
+            "/api/v1/credentials",
+            r,
+            json!({"name": "dup", "identifier": "db-prod-1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+
+    let (st, _) = s.delete(&format!("/api/v1/credentials/{id}"), r).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = s.get(&format!("/api/v1/credentials/{id}"), r).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn policy_denies_what_is_not_granted() {
+    let s = Server::dev().await;
+    let alice = s.user("alice").await;
+    let bob = s.user("bob").await;
+    let mine = s
+        .cred(&alice, json!({"name": "alice-own", "secret": "alice-pw"}))
+        .await;
+
+    // bob: not in list, and get, read and write are each denied.
+    let (_, l) = s.get("/api/v1/credentials", &bob).await;
+    assert!(l["items"].as_array().unwrap().is_empty());
+    for (m, p, b) in [
+        (Method::GET, format!("/api/v1/credentials/{mine}"), None),
+        (
+            Method::GET,
+            format!("/api/v1/credentials/{mine}/secret"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/credentials/{mine}"),
+            Some(json!({"secret": "pwned"})),
+        ),
+        (Method::DELETE, format!("/api/v1/credentials/{mine}"), None),
+        (
+            Method::GET,
+            format!("/api/v1/credentials/{mine}/versions"),
+            None,
+        ),
+    ] {
+        let (st, e) = s.req(m.clone(), &p, Some(&bob), b).await;
+        assert_eq!(
+            (st, code(&e)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{m} {p}"
+        );
+    }
+    // Non-admins cannot manage identities or safes.
+    let (st, _) = s.post("/api/v1/users", &bob, json!({"name": "eve"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s.post("/api/v1/safes", &bob, json!({"name": "bobs"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post("/api/v1/tokens", &bob, json!({"user": "alice"}))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Safe membership: list only, then read, then write.
+    s.post("/api/v1/safes", &s.root, json!({"name": "prod"}))
+        .await;
+    let in_safe = s
+        .cred(
+            &s.root,
+            json!({"name": "prod-db", "safe": "prod", "secret": "prod-pw"}),
+        )
+        .await;
+    let (st, _) = s
+        .put(
+            "/api/v1/safes/prod/members",
+            &s.root,
+            json!({"type": "user", "name": "bob", "permissions": ["list"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, l) = s.get("/api/v1/credentials", &bob).await;
+    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    let (st, _) = s.get(&format!("/api/v1/credentials/{in_safe}"), &bob).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .get(&format!("/api/v1/credentials/{in_safe}/secret"), &bob)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post(
+            "/api/v1/credentials",
+            &bob,
+            json!({"name": "x", "safe": "prod"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Grant read through a group.
+    s.post("/api/v1/groups", &s.root, json!({"name": "ops"}))
+        .await;
+    s.put("/api/v1/groups/ops/members/bob", &s.root, json!({}))
+        .await;
+    s.put(
+        "/api/v1/safes/prod/members",
+        &s.root,
+        json!({"type": "group", "name": "ops", "permissions": ["read"]}),
+    )
+    .await;
+    let (st, sec) = s
+        .get(&format!("/api/v1/credentials/{in_safe}/secret"), &bob)
+        .await;
+    assert_eq!(
+        (st, sec["secret"].clone()),
+        (StatusCode::OK, json!("prod-pw"))
+    );
+    let (st, _) = s
+        .patch(
+            &format!("/api/v1/credentials/{in_safe}"),
+            &bob,
+            json!({"secret": "x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Remove bob from the group: read is gone again.
+    s.delete("/api/v1/groups/ops/members/bob", &s.root).await;
+    let (st, _) = s
+        .get(&format!("/api/v1/credentials/{in_safe}/secret"), &bob)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Group ownership gives members everything.
+    s.put("/api/v1/groups/ops/members/alice", &s.root, json!({}))
+        .await;
+    let owned = s
+        .cred(
+            &alice,
+            json!({"name": "team", "secret": "t", "owner": {"type": "group", "name": "ops"}}),
+        )
+        .await;
+    s.put("/api/v1/groups/ops/members/bob", &s.root, json!({}))
+        .await;
+    let (st, _) = s
+        .get(&format!("/api/v1/credentials/{owned}/secret"), &bob)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Ownership cannot be given to a group one is not in.
+    let (st, _) = s
+        .post("/api/v1/groups", &s.root, json!({"name": "other"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, e) = s
+        .post(
+            "/api/v1/credentials",
+            &bob,
+            json!({"name": "z", "owner": {"type": "group", "name": "other"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+
+    // Denied secret reads are audited too.
+    let (_, tail) = s.get("/api/v1/audit/tail?n=100", &s.root).await;
+    assert!(tail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["actor"] == "bob"
+            && r["outcome"] == "denied"
+            && r["action"] == "credential.read_secret"));
+}
+
+#[tokio::test]
+async fn tokens_revocation_and_login() {
+    let s = Server::dev().await;
+    let carol = s.user("carol").await;
+    let (st, me) = s.get("/api/v1/auth/self", &carol).await;
+    assert_eq!((st, me["name"].clone()), (StatusCode::OK, json!("carol")));
+    let (_, t) = s
+        .post(
+            "/api/v1/tokens",
+            &carol,
+            json!({"description": "ci", "ttl_seconds": 3600}),
+        )
+        .await;
+    let second = t["token"].as_str().unwrap().to_owned();
+    let tid = t["id"].as_str().unwrap().to_owned();
+    assert!(t["expires_at"].is_string());
+    let (st, _) = s.get("/api/v1/auth/self", &second).await;
+    assert_eq!(st, StatusCode::OK);
+    // Token listings never contain the token or its hash.
+    let (_, list) = s.get("/api/v1/tokens", &carol).await;
+    assert!(!list.to_string().contains(&second[4..]));
+    let (st, _) = s.delete(&format!("/api/v1/tokens/{tid}"), &carol).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, e) = s.get("/api/v1/auth/self", &second).await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    let (st, _) = s.get("/api/v1/auth/self", &carol).await;
+    assert_eq!(st, StatusCode::OK, "other tokens still work");
+    let (st, _) = s
+        .post("/api/v1/tokens", &carol, json!({"ttl_seconds": 0}))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // Deleting a user revokes its tokens.
+    s.delete("/api/v1/users/carol", &s.root).await;
+    let (st, _) = s.get("/api/v1/auth/self", &carol).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    // Password login for human users.
+    let (st, _) = s
+        .post(
+            "/api/v1/users",
+            &s.root,
+            json!({"name": "dave", "password": "short"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s
+        .post(
+            "/api/v1/users",
+            &s.root,
+            json!({"name": "dave", "password": "a long enough password"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, tok) = s
+        .req(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "dave", "password": "a long enough password"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .get("/api/v1/auth/self", tok["token"].as_str().unwrap())
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .req(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "dave", "password": "wrong password!!"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s
+        .post(
+            "/api/v1/users",
+            &s.root,
+            json!({"name": "svc", "kind": "service", "password": "a long enough password"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "service users get no password");
+}
+
+#[tokio::test]
+async fn failed_authentication_is_rate_limited_per_source() {
+    let s = Server::dev_with(|c| c.auth_failures_per_minute = 3).await;
+    for _ in 0..4 {
+        let (st, _) = s.get("/api/v1/auth/self", "cvt_wrong").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    // Now blocked, even with the right token.
+    let (st, e) = s.get("/api/v1/auth/self", &s.root).await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+}
+
+#[tokio::test]
+async fn tampering_with_ciphertext_and_audit_is_detected() {
+    let s = Server::dev().await;
+    let a = s
+        .cred(&s.root, json!({"name": "a", "secret": "secret-a"}))
+        .await;
+    let b = s
+        .cred(&s.root, json!({"name": "b", "secret": "secret-b"}))
+        .await;
+    let db = s.db().await;
+    // Move b's ciphertext into a's row: the AAD binds it to b, so a fails to decrypt.
+    sqlx::query("UPDATE credential_versions SET payload = (SELECT payload FROM credential_versions WHERE cred_id = ?) WHERE cred_id = ?")
+        .bind(&b)
+        .bind(&a)
+        .execute(&db)
+        .await
+        .unwrap();
+    let (st, e) = s
+        .get(&format!("/api/v1/credentials/{a}/secret"), &s.root)
+        .await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error")
+    );
+    assert!(!e.to_string().contains("secret-b"));
+    let (st, ok) = s
+        .get(&format!("/api/v1/credentials/{b}/secret"), &s.root)
+        .await;
+    assert_eq!(
+        (st, ok["secret"].clone()),
+        (StatusCode::OK, json!("secret-b"))
+    );
+
+    let (_, v) = s.post("/api/v1/audit/verify", &s.root, json!({})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+        .execute(&db)
+        .await
+        .unwrap();
+    let (_, v) = s.post("/api/v1/audit/verify", &s.root, json!({})).await;
+    assert_eq!(
+        (v["ok"].clone(), v["first_bad_seq"].clone()),
+        (json!(false), json!(2)),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_records_readable() {
+    let s = Server::dev().await;
+    let old = s
+        .cred(&s.root, json!({"name": "old", "secret": "before-rotation"}))
+        .await;
+    let (st, r) = s.post("/api/v1/sys/rotate", &s.root, json!({})).await;
+    assert_eq!((st, r["term"].clone()), (StatusCode::OK, json!(2)));
+    let new = s
+        .cred(&s.root, json!({"name": "new", "secret": "after-rotation"}))
+        .await;
+    let db = s.db().await;
+    let term = |id: String| {
+        let db = db.clone();
+        async move {
+            let p: Vec<u8> =
+                sqlx::query_scalar("SELECT payload FROM credential_versions WHERE cred_id = ?")
+                    .bind(id)
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
+            u32::from_be_bytes([p[1], p[2], p[3], p[4]])
+        }
+    };
+    assert_eq!(term(old.clone()).await, 1);
+    assert_eq!(term(new.clone()).await, 2);
+    let (_, a) = s
+        .get(&format!("/api/v1/credentials/{old}/secret"), &s.root)
+        .await;
+    let (_, b) = s
+        .get(&format!("/api/v1/credentials/{new}/secret"), &s.root)
+        .await;
+    assert_eq!(
+        (a["secret"].clone(), b["secret"].clone()),
+        (json!("before-rotation"), json!("after-rotation"))
+    );
+    let (st, _) = s
+        .post("/api/v1/sys/rotate", &s.user("nobody").await, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_4xx_never_500() {
+    let s = Server::dev_with(|c| c.max_body_bytes = 64 * 1024).await;
+    let r = &s.root;
+    let raw = |body: &'static str, ctype: Option<&'static str>| {
+        let mut b = s
+            .http
+            .post(s.url("/api/v1/credentials"))
+            .header("X-Vault-Token", r)
+            .body(body);
+        if let Some(c) = ctype {
+            b = b.header("content-type", c);
+        }
+        async move {
+            let resp = b.send().await.unwrap();
+            let st = resp.status();
+            (st, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (st, e) = raw("{not json", Some("application/json")).await;
+    assert_eq!((st, code(&e)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (st, e) = raw(r#"{"name": 5}"#, Some("application/json")).await;
+    assert_eq!((st, code(&e)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (st, e) = raw(
+        r#"{"name": "x", "colour": "red"}"#,
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("colour"),
+        "{e}"
+    );
+    let (st, e) = raw(r#"{"name": "x"}"#, None).await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    // A secret in the wrong place is not echoed back.
+    let (st, e) = raw(
+        r#"{"name": "x", "tags": "hunter2-leak"}"#,
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(!e.to_string().contains("hunter2-leak"), "{e}");
+
+    let big = json!({"name": "big", "secret": "x".repeat(100 * 1024)});
+    let (st, e) = s.post("/api/v1/credentials", r, big).await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+
+    for (body, field) in [
+        (json!({"name": ""}), "name"),
+        (
+            json!({"name": "x", "parameters": {"bad key": "v"}}),
+            "parameters",
+        ),
+        (json!({"name": "x", "settings": [1, 2]}), "settings"),
+        (json!({"name": "x", "safe": "no such safe!"}), "safe"),
+        (json!({"name": "x\u{0007}"}), "name"),
+        (
+            json!({"name": "x", "owner": {"type": "user", "name": "ghost"}}),
+            "owner",
+        ),
+    ] {
+        let (st, e) = s.post("/api/v1/credentials", r, body.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(field),
+            "{e}"
+        );
+    }
+    let (st, e) = s.get("/api/v1/credentials/not-a-uuid", r).await;
+    assert_eq!((st, code(&e)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let unknown = uuid::Uuid::now_v7();
+    for p in [
+        format!("/api/v1/credentials/{unknown}"),
+        format!("/api/v1/credentials/{unknown}/secret"),
+    ] {
+        let (st, e) = s.get(&p, r).await;
+        assert_eq!((st, code(&e)), (StatusCode::NOT_FOUND, "not_found"));
+    }
+    let (st, _) = s.get("/api/v1/credentials?limit=0", r).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.get("/api/v1/credentials?bogus=1", r).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, e) = s.get("/api/v1/nope", r).await;
+    assert_eq!((st, code(&e)), (StatusCode::NOT_FOUND, "not_found"));
+    let (st, e) = s.req(Method::GET, "/api/v1/credentials", None, None).await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    let (st, _) = s.delete("/api/v1/users/ghost", r).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s
+        .post("/api/v1/safes", r, json!({"name": "bad name"}))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s
+        .put(
+            "/api/v1/safes/none/members",
+            r,
+            json!({"type": "user", "name": "x", "permissions": ["list"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.post("/api/v1/safes", r, json!({"name": "s1"})).await;
+    let (st, _) = s
+        .put(
+            "/api/v1/safes/s1/members",
+            r,
+            json!({"type": "user", "name": "ghost", "permissions": ["list"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    s.user("u1").await;
+    let (st, e) = s
+        .put(
+            "/api/v1/safes/s1/members",
+            r,
+            json!({"type": "user", "name": "u1", "permissions": ["fly"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+}
+
+#[tokio::test]
+async fn concurrent_writers_lose_no_update_and_create_no_duplicate() {
+    let s = Server::dev().await;
+    let id: uuid::Uuid = s
+        .cred(&s.root, json!({"name": "hot"}))
+        .await
+        .parse()
+        .unwrap();
+    let vault = s.running.vault.clone();
+    let ctx = credvault_server::service::Ctx {
+        actor: credvault_core::policy::Actor::root(),
+        source: "test".into(),
+        door: "test",
+    };
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let vault = vault.clone();
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                vault
+                    .update_credential(&ctx, id, None, "update", move |_, p| {
+                        p.parameters.insert(format!("k{i}"), format!("v{i}").into());
+                        Ok(())
+                    })
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap().unwrap();
+    }
+    let (_, c) = s.get(&format!("/api/v1/credentials/{id}"), &s.root).await;
+    assert_eq!(c["version"], 21);
+    assert_eq!(
+        c["parameter_names"].as_array().unwrap().len(),
+        20,
+        "every concurrent update kept"
+    );
+
+    // Many concurrent creates of one identifier: exactly one wins.
+    let reqs: Vec<_> = (0..10)
+        .map(|_| {
+            s.post(
+                "/api/v1/credentials",
+                &s.root,
+                json!({"name": "same", "identifier": "only-one"}),
+            )
+        })
+        .collect();
+    let results = futures::future::join_all(reqs).await;
+    let created = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::CREATED)
+        .count();
+    let conflicts = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, conflicts), (1, 9));
+    let (_, l) = s
+        .get("/api/v1/credentials?identifier=only-one", &s.root)
+        .await;
+    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn restart_with_key_file_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key_file = dir.path().join("unseal.key");
+    let (root, id) = {
+        let running = credvault_server::start(common::config(data.clone()))
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let init: Value = http
+            .post(format!("{}/api/v1/sys/init", running.url()))
+            .json(&json!({"shares": 1, "threshold": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        std::fs::write(&key_file, init["keys"][0].as_str().unwrap()).unwrap();
+        let root = init["root_token"].as_str().unwrap().to_owned();
+        http.post(format!("{}/api/v1/sys/unseal", running.url()))
+            .json(&json!({"key": init["keys"][0]}))
+            .send()
+            .await
+            .unwrap();
+        let c: Value = http
+            .post(format!("{}/api/v1/credentials", running.url()))
+            .header("X-Vault-Token", &root)
+            .json(&json!({"name": "persist", "secret": "still-here"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        running.shutdown().await;
+        (root, c["id"].as_str().unwrap().to_owned())
+    };
+    let mut cfg = common::config(data);
+    cfg.unseal_key_file = Some(key_file);
+    let running = credvault_server::start(cfg).await.unwrap();
+    let v: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/credentials/{id}/secret", running.url()))
+        .header("Authorization", format!("Bearer {root}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["secret"], "still-here");
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi() {
+    let s = Server::dev().await;
+    let id = s.cred(&s.root, json!({"name": "m", "secret": "x"})).await;
+    s.get(&format!("/api/v1/credentials/{id}/secret"), &s.root)
+        .await;
+    let m = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("credvault_http_requests_total"), "{m}");
+    assert!(m.contains("credvault_secret_reads_total"));
+    let (st, doc) = s.req(Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(doc["paths"]["/api/v1/credentials/{id}/secret"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["CreateCredential"].is_object());
+}
+
+/// A `MakeWriter` that appends every log line to a shared buffer.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_logs_audit_errors_or_metrics() {
+    let cap = Capture::default();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(cap.clone())
+        .with_ansi(false)
+        .init();
+
+    let s = Server::dev().await;
+    let secrets = [
+        "S3cr3t-Value-0001",
+        "Param-Value-0002",
+        "Rotated-Value-0003",
+        "Login-Password-0004",
+    ];
+    let id = s.cred(&s.root, json!({"name": "leak-check", "secret": secrets[0], "parameters": {"api_key": secrets[1]}})).await;
+    s.patch(
+        &format!("/api/v1/credentials/{id}"),
+        &s.root,
+        json!({"secret": secrets[2]}),
+    )
+    .await;
+    let (_, r) = s
+        .get(&format!("/api/v1/credentials/{id}/secret"), &s.root)
+        .await;
+    assert_eq!(r["secret"], secrets[2]);
+    s.get(
+        &format!("/api/v1/credentials/{id}/secret?version=1"),
+        &s.root,
+    )
+    .await;
+    s.post(
+        &format!("/api/v1/credentials/{id}/rollback"),
+        &s.root,
+        json!({"version": 1}),
+    )
+    .await;
+    s.post(
+        "/api/v1/users",
+        &s.root,
+        json!({"name": "logger", "password": secrets[3]}),
+    )
+    .await;
+    let (_, t) = s
+        .req(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "logger", "password": secrets[3]})),
+        )
+        .await;
+    let login_token = t["token"].as_str().unwrap().to_owned();
+    let (_, t) = s
+        .post("/api/v1/tokens", &s.root, json!({"user": "logger"}))
+        .await;
+    let api_token = t["token"].as_str().unwrap().to_owned();
+    // Failure paths: wrong types and a tampered row.
+    s.post(
+        "/api/v1/credentials",
+        &s.root,
+        json!({"name": "x", "tags": secrets[0]}),
+    )
+    .await;
+    s.req(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": "logger", "password": secrets[0]})),
+    )
+    .await;
+    let db = s.db().await;
+    sqlx::query("UPDATE credential_versions SET payload = X'00' WHERE version = 2")
+        .execute(&db)
+        .await
+        .unwrap();
+    s.get(
+        &format!("/api/v1/credentials/{id}/secret?version=2"),
+        &s.root,
+    )
+    .await;
+
+    let (_, audit) = s.get("/api/v1/audit/tail?n=1000", &s.root).await;
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unseal_key = std::fs::read_to_string(s.dir.path().join("data/dev-unseal.key")).unwrap();
+    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "trace-level logs were captured"
+    );
+    assert!(
+        logs.contains("/api/v1/credentials"),
+        "request logging was on"
+    );
+    let needles: Vec<&str> = secrets
+        .iter()
+        .copied()
+        .chain([s.root.as_str(), &login_token, &api_token, unseal_key.trim()])
+        .collect();
+    for n in needles {
+        assert!(!logs.contains(n), "a secret reached the logs");
+        assert!(
+            !audit.to_string().contains(n),
+            "a secret reached the audit log"
+        );
+        assert!(!metrics.contains(n), "a secret reached the metrics");
+    }
+}
