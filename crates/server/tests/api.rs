@@ -993,3 +993,47 @@ async fn no_secret_reaches_logs_audit_errors_or_metrics() {
         assert!(!metrics.contains(n), "a secret reached the metrics");
     }
 }
+
+#[tokio::test]
+async fn https_with_configured_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cp, cert.cert.pem()).unwrap();
+    std::fs::write(&kp, cert.signing_key.serialize_pem()).unwrap();
+    let s = Server::dev_with(|c| {
+        c.tls_cert = Some(cp.clone());
+        c.tls_key = Some(kp.clone());
+    })
+    .await;
+    assert!(s.running.https);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", s.running.addr)
+        .build()
+        .unwrap();
+    let url = format!(
+        "https://localhost:{}/api/v1/auth/self",
+        s.running.addr.port()
+    );
+    let me: Value = client
+        .get(&url)
+        .bearer_auth(&s.root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["name"], "root");
+    // Plain HTTP to the TLS port does not get an answer.
+    let plain = reqwest::get(format!("http://{}/api/v1/sys/health", s.running.addr)).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+
+    // Only one of certificate and key: a clear start-up error.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut cfg = common::config(dir2.path().join("data"));
+    cfg.tls_cert = Some(cp.clone());
+    let err = credvault_server::start(cfg).await.err().expect("refused");
+    assert!(err.to_string().contains("both"), "{err}");
+}

@@ -1,0 +1,360 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! End-to-end tests of the `credvault` binary: a real server process and the CLI talking to it.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_credvault");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `credvault server` with extra args and wait until health answers.
+fn server(args: &[&str], env: &[(&str, &str)], port: u16, cwd: &Path) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("server")
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Proc(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server did not start on port {port}");
+}
+
+fn cli(addr: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("CREDVAULT_ADDR", addr)
+        .env_remove("CREDVAULT_TOKEN");
+    if let Some(t) = token {
+        cmd.env("CREDVAULT_TOKEN", t);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn ok_json(o: Output) -> Value {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn dev_token(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("dev-root-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn dev_server_and_credential_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = tmp.path().join("data");
+    let _srv = server(
+        &[
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+        port,
+        tmp.path(),
+    );
+    let addr = format!("http://127.0.0.1:{port}");
+    let t = dev_token(&data);
+    let tk = Some(t.as_str());
+
+    let st = ok_json(cli(
+        &addr,
+        tk,
+        &["operator", "status", "--format", "json"],
+        None,
+    ));
+    assert_eq!(st["sealed"], false);
+
+    let c = ok_json(cli(
+        &addr,
+        tk,
+        &[
+            "cred",
+            "put",
+            "db",
+            "--username",
+            "app",
+            "--param",
+            "port=5432",
+            "--secret-stdin",
+            "--format",
+            "json",
+        ],
+        Some("cli-secret-1\n"),
+    ));
+    let id = c["id"].as_str().unwrap().to_owned();
+    assert!(!c.to_string().contains("cli-secret-1"));
+    let g = ok_json(cli(
+        &addr,
+        tk,
+        &["cred", "get", &id, "--secret", "--format", "json"],
+        None,
+    ));
+    assert_eq!(g["secret"], "cli-secret-1");
+    assert_eq!(g["parameters"]["port"], "5432");
+    ok_json(cli(
+        &addr,
+        tk,
+        &[
+            "cred",
+            "put",
+            "--id",
+            &id,
+            "--secret",
+            "cli-secret-2",
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    let h = ok_json(cli(
+        &addr,
+        tk,
+        &["cred", "history", &id, "--format", "json"],
+        None,
+    ));
+    assert_eq!(h["items"].as_array().unwrap().len(), 2);
+    ok_json(cli(
+        &addr,
+        tk,
+        &["cred", "rollback", &id, "1", "--format", "json"],
+        None,
+    ));
+    let g = ok_json(cli(
+        &addr,
+        tk,
+        &["cred", "get", &id, "--secret", "--format", "json"],
+        None,
+    ));
+    assert_eq!(
+        (g["secret"].clone(), g["version"].clone()),
+        (Value::from("cli-secret-1"), Value::from(3))
+    );
+    let l = ok_json(cli(&addr, tk, &["cred", "list", "--format", "json"], None));
+    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+
+    // Table output for people.
+    let o = cli(&addr, tk, &["cred", "list"], None);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("USERNAME"));
+
+    // Identities and a token for another user, who cannot see root's credential.
+    ok_json(cli(
+        &addr,
+        tk,
+        &["user", "add", "alice", "--format", "json"],
+        None,
+    ));
+    let tok = ok_json(cli(
+        &addr,
+        tk,
+        &["token", "create", "--user", "alice", "--format", "json"],
+        None,
+    ));
+    let alice = tok["token"].as_str().unwrap().to_owned();
+    let o = cli(&addr, Some(&alice), &["cred", "get", &id], None);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let v = ok_json(cli(
+        &addr,
+        tk,
+        &["audit", "verify", "--format", "json"],
+        None,
+    ));
+    assert_eq!(v["ok"], true);
+    let tail = ok_json(cli(
+        &addr,
+        tk,
+        &["audit", "tail", "-n", "50", "--format", "json"],
+        None,
+    ));
+    assert!(tail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["action"] == "credential.read_secret"));
+
+    ok_json(cli(&addr, tk, &["cred", "rm", &id], None).pipe_ok());
+    // No token: a clear error, non-zero exit.
+    let o = cli(&addr, None, &["cred", "list"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unauthenticated"));
+}
+
+trait PipeOk {
+    fn pipe_ok(self) -> Output;
+}
+impl PipeOk for Output {
+    /// `rm` prints nothing; turn success into a JSON `null` for `ok_json`.
+    fn pipe_ok(mut self) -> Output {
+        if self.status.success() && self.stdout.is_empty() {
+            self.stdout = b"null".to_vec();
+        }
+        self
+    }
+}
+
+#[test]
+fn init_with_key_file_then_unseal_at_start_with_config_file_and_env() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = tmp.path().join("data");
+    // The config file names a port nobody listens on; the environment overrides it.
+    std::fs::write(
+        tmp.path().join("credvault.toml"),
+        format!(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let addr = format!("http://{listen}");
+    let key_file = tmp.path().join("unseal.key");
+    let root = {
+        let _srv = server(&[], &[("CREDVAULT_LISTEN", &listen)], port, tmp.path());
+        let st = ok_json(cli(
+            &addr,
+            None,
+            &["operator", "status", "--format", "json"],
+            None,
+        ));
+        assert_eq!(
+            (st["initialized"].clone(), st["sealed"].clone()),
+            (Value::Bool(false), Value::Bool(true))
+        );
+        let init = ok_json(cli(
+            &addr,
+            None,
+            &[
+                "operator",
+                "init",
+                "--key-file",
+                key_file.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            None,
+        ));
+        let root = init["root_token"].as_str().unwrap().to_owned();
+        // Sealed until unsealed.
+        let o = cli(&addr, Some(&root), &["cred", "list"], None);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("sealed"));
+        let key = std::fs::read_to_string(&key_file).unwrap();
+        let st = ok_json(cli(
+            &addr,
+            None,
+            &["operator", "unseal", "--format", "json"],
+            Some(&key),
+        ));
+        assert_eq!(st["sealed"], false);
+        ok_json(cli(
+            &addr,
+            Some(&root),
+            &[
+                "cred",
+                "put",
+                "kept",
+                "--secret",
+                "persisted",
+                "--format",
+                "json",
+            ],
+            None,
+        ));
+        root
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let _srv = server(
+        &["--unseal-key-file", key_file.to_str().unwrap()],
+        &[("CREDVAULT_LISTEN", &listen)],
+        port,
+        tmp.path(),
+    );
+    let l = ok_json(cli(
+        &addr,
+        Some(&root),
+        &["cred", "list", "--format", "json"],
+        None,
+    ));
+    let id = l["items"][0]["id"].as_str().unwrap().to_owned();
+    let g = ok_json(cli(
+        &addr,
+        Some(&root),
+        &["cred", "get", &id, "--secret", "--format", "json"],
+        None,
+    ));
+    assert_eq!(g["secret"], "persisted");
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("credvault.toml"), "lisen = \"x\"\n").unwrap();
+    let o = Command::new(BIN)
+        .args(["server"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("lisen"), "{err}");
+}
