@@ -37,11 +37,11 @@ fn server(args: &[&str], env: &[(&str, &str)], port: u16, cwd: &Path) -> Proc {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let proc = Proc(cmd.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Proc(child);
+            return proc;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
