@@ -358,3 +358,63 @@ fn bad_config_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("lisen"), "{err}");
 }
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = tmp.path().join("data");
+    let args = [
+        "--dev",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]
+    .map(str::to_owned);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let addr = format!("http://127.0.0.1:{port}");
+    let mut ids = Vec::new();
+    {
+        let mut srv = server(&args, &[], port, tmp.path());
+        let t = dev_token(&data);
+        for i in 0..20 {
+            let c = ok_json(cli(
+                &addr,
+                Some(&t),
+                &[
+                    "cred",
+                    "put",
+                    &format!("k{i}"),
+                    "--secret",
+                    &format!("v{i}"),
+                    "--format",
+                    "json",
+                ],
+                None,
+            ));
+            ids.push(c["id"].as_str().unwrap().to_owned());
+        }
+        // SIGKILL: no shutdown hook, no flush.
+        srv.0.kill().unwrap();
+        srv.0.wait().unwrap();
+    }
+    let _srv = server(&args, &[], port, tmp.path());
+    let t = dev_token(&data);
+    for (i, id) in ids.iter().enumerate() {
+        let g = ok_json(cli(
+            &addr,
+            Some(&t),
+            &["cred", "get", id, "--secret", "--format", "json"],
+            None,
+        ));
+        assert_eq!(g["secret"], format!("v{i}"));
+    }
+    let v = ok_json(cli(
+        &addr,
+        Some(&t),
+        &["audit", "verify", "--format", "json"],
+        None,
+    ));
+    assert_eq!(v["ok"], true);
+}

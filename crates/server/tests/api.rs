@@ -1037,3 +1037,42 @@ async fn https_with_configured_certificate() {
     let err = credvault_server::start(cfg).await.err().expect("refused");
     assert!(err.to_string().contains("both"), "{err}");
 }
+
+#[tokio::test]
+async fn audit_failure_fails_closed() {
+    let s = Server::dev().await;
+    let id = s
+        .cred(
+            &s.root,
+            json!({"name": "guarded", "secret": "must-not-leak"}),
+        )
+        .await;
+    // Inject a real storage fault: the audit table now rejects every insert.
+    sqlx::query("CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit disk full'); END")
+        .execute(&s.db().await)
+        .await
+        .unwrap();
+    let (st, e) = s
+        .get(&format!("/api/v1/credentials/{id}/secret"), &s.root)
+        .await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("must-not-leak"));
+    // Once the audit log is writable again, reads work again.
+    sqlx::query("DROP TRIGGER no_audit")
+        .execute(&s.db().await)
+        .await
+        .unwrap();
+    let (st, r) = s
+        .get(&format!("/api/v1/credentials/{id}/secret"), &s.root)
+        .await;
+    assert_eq!(
+        (st, r["secret"].clone()),
+        (StatusCode::OK, json!("must-not-leak"))
+    );
+    let (_, v) = s.post("/api/v1/audit/verify", &s.root, json!({})).await;
+    assert_eq!(v["ok"], true, "the chain is still whole: {v}");
+}

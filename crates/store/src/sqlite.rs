@@ -195,6 +195,18 @@ fn lookup(m: &CredentialMeta) -> Lookup<'_> {
     }
 }
 
+/// Run a statement whose parameters are all text; returns the rows affected.
+async fn exec<'c, E>(conn: E, sql: &str, args: &[&str]) -> Result<u64>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    let mut q = sqlx::query(sql);
+    for a in args {
+        q = q.bind(*a);
+    }
+    Ok(q.execute(conn).await.map_err(db_err)?.rows_affected())
+}
+
 fn not_found_if_zero(n: u64, what: &str) -> Result<()> {
     if n == 0 {
         Err(StoreError::NotFound(what.to_owned()))
@@ -332,23 +344,22 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, name: &str) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let n = sqlx::query("DELETE FROM users WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        not_found_if_zero(n, "user")?;
-        sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("DELETE FROM safe_members WHERE kind = 'user' AND name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        not_found_if_zero(
+            exec(&mut *tx, "DELETE FROM users WHERE name = ?", &[name]).await?,
+            "user",
+        )?;
+        exec(
+            &mut *tx,
+            "UPDATE tokens SET revoked = 1 WHERE user_name = ?",
+            &[name],
+        )
+        .await?;
+        exec(
+            &mut *tx,
+            "DELETE FROM safe_members WHERE kind = 'user' AND name = ?",
+            &[name],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -417,18 +428,16 @@ impl Store for SqliteStore {
 
     async fn delete_group(&self, name: &str) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let n = sqlx::query("DELETE FROM groups WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        not_found_if_zero(n, "group")?;
-        sqlx::query("DELETE FROM safe_members WHERE kind = 'group' AND name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        not_found_if_zero(
+            exec(&mut *tx, "DELETE FROM groups WHERE name = ?", &[name]).await?,
+            "group",
+        )?;
+        exec(
+            &mut *tx,
+            "DELETE FROM safe_members WHERE kind = 'group' AND name = ?",
+            &[name],
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -446,13 +455,12 @@ impl Store for SqliteStore {
     }
 
     async fn remove_group_member(&self, group: &str, user: &str) -> Result<()> {
-        let n = sqlx::query("DELETE FROM group_members WHERE group_name = ? AND user_name = ?")
-            .bind(group)
-            .bind(user)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let n = exec(
+            &self.writer,
+            "DELETE FROM group_members WHERE group_name = ? AND user_name = ?",
+            &[group, user],
+        )
+        .await?;
         not_found_if_zero(n, "group member")
     }
 
@@ -521,12 +529,12 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: Uuid) -> Result<()> {
-        let n = sqlx::query("UPDATE tokens SET revoked = 1 WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let n = exec(
+            &self.writer,
+            "UPDATE tokens SET revoked = 1 WHERE id = ?",
+            &[&id.to_string()],
+        )
+        .await?;
         not_found_if_zero(n, "token")
     }
 
@@ -588,13 +596,10 @@ impl Store for SqliteStore {
                 "safe '{name}' still holds {used} credential(s)"
             )));
         }
-        let n = sqlx::query("DELETE FROM safes WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        not_found_if_zero(n, "safe")?;
+        not_found_if_zero(
+            exec(&mut *tx, "DELETE FROM safes WHERE name = ?", &[name]).await?,
+            "safe",
+        )?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -870,12 +875,12 @@ impl Store for SqliteStore {
     }
 
     async fn delete_credential(&self, id: Uuid) -> Result<()> {
-        let n = sqlx::query("DELETE FROM credentials WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let n = exec(
+            &self.writer,
+            "DELETE FROM credentials WHERE id = ?",
+            &[&id.to_string()],
+        )
+        .await?;
         not_found_if_zero(n, "credential")
     }
 
