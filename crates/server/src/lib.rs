@@ -148,6 +148,13 @@ pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
         .nest("/api/v1", native::router())
         .route("/metrics", get(telemetry::metrics))
         .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(middleware::from_fn_with_state(state.clone(), seal_gate))
         .layer(middleware::from_fn(telemetry::track))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))

@@ -672,6 +672,13 @@ async fn bad_input_gets_clear_4xx_never_500() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _) = s.get("/api/v1/credentials?bogus=1", r).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, e) = s
+        .req(Method::PUT, "/api/v1/credentials", Some(r), Some(json!({})))
+        .await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
     let (st, e) = s.get("/api/v1/nope", r).await;
     assert_eq!((st, code(&e)), (StatusCode::NOT_FOUND, "not_found"));
     let (st, e) = s.req(Method::GET, "/api/v1/credentials", None, None).await;
