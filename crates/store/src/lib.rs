@@ -5,6 +5,7 @@
 //!
 //! Backends: [`sqlite::SqliteStore`] (embedded default). PostgreSQL is the next backend.
 
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -1,0 +1,961 @@
+//! The SQL shared by every backend, written once.
+//!
+//! `sql_store!` expands to the row helpers and the [`Store`](crate::Store) implementation for one
+//! sqlx database type. Placeholders are `$1, $2, …` (PostgreSQL's form, which sqlx also accepts for
+//! SQLite); the few statements that differ come from the backend module's `dialect` constants
+//! (`NAME`, `TAG_FILTER`, `AUDIT_LOCK`). The backend struct provides `writer` and `reader` pools.
+
+use crate::StoreError;
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() || d.is_foreign_key_violation() => {
+            StoreError::Conflict(d.message().to_owned())
+        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+macro_rules! sql_store {
+    ($store:ty, $db:ty) => {
+use async_trait::async_trait;
+use credvault_core::model::{
+    Credential, CredentialMeta, Group, Safe, SafeMember, TokenInfo, User, UserKind, VersionInfo,
+};
+use sqlx::{QueryBuilder, Row};
+use uuid::Uuid;
+use $crate::sql::{corrupt, db_err};
+use $crate::{
+    format_time, parse_time, AuditRow, ChainFn, CredentialFilter, NewAudit, NewVersion, Result,
+    SealConfig, StoreError, StoredVersion, Visibility, WrappedKey,
+};
+
+type Db = $db;
+type DbRow = <Db as sqlx::Database>::Row;
+
+fn s(row: &DbRow, col: &str) -> Result<String> {
+    row.try_get::<String, _>(col).map_err(db_err)
+}
+fn os(row: &DbRow, col: &str) -> Result<Option<String>> {
+    row.try_get::<Option<String>, _>(col).map_err(db_err)
+}
+fn uuid(row: &DbRow, col: &str) -> Result<Uuid> {
+    Uuid::parse_str(&s(row, col)?).map_err(|_| corrupt("bad id"))
+}
+
+fn user_from(row: &DbRow) -> Result<User> {
+    Ok(User {
+        name: s(row, "name")?,
+        kind: UserKind::parse(&s(row, "kind")?).ok_or_else(|| corrupt("user kind"))?,
+        admin: row.try_get::<bool, _>("admin").map_err(db_err)?,
+        created_at: parse_time(&s(row, "created_at")?)?,
+    })
+}
+
+fn token_from(row: &DbRow) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: uuid(row, "id")?,
+        user: s(row, "user_name")?,
+        description: os(row, "description")?,
+        created_at: parse_time(&s(row, "created_at")?)?,
+        expires_at: os(row, "expires_at")?.map(|t| parse_time(&t)).transpose()?,
+        revoked: row.try_get::<bool, _>("revoked").map_err(db_err)?,
+    })
+}
+
+fn meta_from(json: &str) -> Result<CredentialMeta> {
+    serde_json::from_str(json).map_err(|_| corrupt("credential metadata"))
+}
+
+fn meta_json(meta: &CredentialMeta) -> Result<String> {
+    serde_json::to_string(meta).map_err(|_| corrupt("credential metadata"))
+}
+
+fn cred_from(row: &DbRow) -> Result<Credential> {
+    Ok(Credential {
+        id: uuid(row, "id")?,
+        meta: meta_from(&s(row, "meta")?)?,
+        version: row.try_get::<i64, _>("version").map_err(db_err)?,
+        created_at: parse_time(&s(row, "created_at")?)?,
+        updated_at: parse_time(&s(row, "updated_at")?)?,
+        created_by: s(row, "created_by")?,
+        updated_by: s(row, "updated_by")?,
+    })
+}
+
+fn version_info_from(row: &DbRow) -> Result<VersionInfo> {
+    Ok(VersionInfo {
+        version: row.try_get::<i64, _>("version").map_err(db_err)?,
+        created_at: parse_time(&s(row, "created_at")?)?,
+        created_by: s(row, "created_by")?,
+        operation: s(row, "operation")?,
+    })
+}
+
+fn audit_from(row: &DbRow) -> Result<AuditRow> {
+    Ok(AuditRow {
+        seq: row.try_get::<i64, _>("seq").map_err(db_err)?,
+        time: s(row, "time")?,
+        actor: s(row, "actor")?,
+        door: s(row, "door")?,
+        action: s(row, "action")?,
+        target: s(row, "target")?,
+        source: s(row, "source")?,
+        outcome: s(row, "outcome")?,
+        detail: s(row, "detail")?,
+        hash: row.try_get::<Vec<u8>, _>("hash").map_err(db_err)?,
+    })
+}
+
+const CRED_COLS: &str = "id, meta, version, created_at, updated_at, created_by, updated_by";
+
+async fn insert_version(
+    tx: &mut <Db as sqlx::Database>::Connection,
+    cred: &Credential,
+    meta: &str,
+    v: &NewVersion,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO credential_versions (cred_id, version, meta, payload, created_at, created_by, operation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(cred.id.to_string())
+    .bind(cred.version)
+    .bind(meta)
+    .bind(&v.payload)
+    .bind(format_time(cred.updated_at))
+    .bind(&cred.updated_by)
+    .bind(&v.operation)
+    .execute(tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// The lookup columns copied out of the metadata.
+struct Lookup<'a> {
+    safe: Option<&'a str>,
+    folder: Option<&'a str>,
+    owner_kind: Option<&'static str>,
+    owner_name: Option<&'a str>,
+    hostname: Option<&'a str>,
+    ip: Option<&'a str>,
+}
+
+fn lookup(m: &CredentialMeta) -> Lookup<'_> {
+    Lookup {
+        safe: m.safe.as_deref(),
+        folder: m.folder.as_deref(),
+        owner_kind: m.owner.as_ref().map(|o| o.kind.as_str()),
+        owner_name: m.owner.as_ref().map(|o| o.name.as_str()),
+        hostname: m.device.as_ref().map(|d| d.hostname.as_str()),
+        ip: m.device.as_ref().map(|d| d.ip.as_str()),
+    }
+}
+
+/// Run a statement whose parameters are all text; returns the rows affected.
+async fn exec<'c, E>(conn: E, sql: &str, args: &[&str]) -> Result<u64>
+where
+    E: sqlx::Executor<'c, Database = Db>,
+{
+    let mut q = sqlx::query(sql);
+    for a in args {
+        q = q.bind(*a);
+    }
+    Ok(q.execute(conn).await.map_err(db_err)?.rows_affected())
+}
+
+fn not_found_if_zero(n: u64, what: &str) -> Result<()> {
+    if n == 0 {
+        Err(StoreError::NotFound(what.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl $crate::Store for $store {
+    fn backend(&self) -> &'static str {
+        dialect::NAME
+    }
+
+    async fn seal_config(&self) -> Result<Option<SealConfig>> {
+        let row = sqlx::query("SELECT shares, threshold FROM seal_config WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            let shares: i64 = r.try_get("shares").map_err(db_err)?;
+            let threshold: i64 = r.try_get("threshold").map_err(db_err)?;
+            Ok(SealConfig {
+                shares: u8::try_from(shares).map_err(|_| corrupt("shares"))?,
+                threshold: u8::try_from(threshold).map_err(|_| corrupt("threshold"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn initialize(&self, cfg: &SealConfig, keys: &[WrappedKey]) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let now = format_time(time::OffsetDateTime::now_utc());
+        sqlx::query(
+            "INSERT INTO seal_config (id, shares, threshold, created_at) VALUES (1, $1, $2, $3)",
+        )
+        .bind(i64::from(cfg.shares))
+        .bind(i64::from(cfg.threshold))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict("the vault is already initialised".into())
+            }
+            other => other,
+        })?;
+        for k in keys {
+            sqlx::query(
+                "INSERT INTO keyring (purpose, term, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&k.purpose)
+            .bind(i64::from(k.term))
+            .bind(&k.wrapped)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn keys(&self) -> Result<Vec<WrappedKey>> {
+        let rows = sqlx::query("SELECT purpose, term, wrapped FROM keyring ORDER BY purpose, term")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let term: i64 = r.try_get("term").map_err(db_err)?;
+                Ok(WrappedKey {
+                    purpose: s(r, "purpose")?,
+                    term: u32::try_from(term).map_err(|_| corrupt("key term"))?,
+                    wrapped: r.try_get("wrapped").map_err(db_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_key(&self, key: &WrappedKey) -> Result<()> {
+        sqlx::query("INSERT INTO keyring (purpose, term, wrapped, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&key.purpose)
+            .bind(i64::from(key.term))
+            .bind(&key.wrapped)
+            .bind(format_time(time::OffsetDateTime::now_utc()))
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+        sqlx::query("INSERT INTO users (name, kind, admin, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&user.name)
+            .bind(user.kind.as_str())
+            .bind(user.admin)
+            .bind(password_hash)
+            .bind(format_time(user.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("user '{}' already exists", user.name)),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<User>> {
+        sqlx::query("SELECT name, kind, admin, created_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(user_from)
+            .transpose()
+    }
+
+    async fn user_password_hash(&self, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| os(&r, "password_hash")).transpose()?.flatten())
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT name, kind, admin, created_at FROM users ORDER BY name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(user_from).collect()
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        not_found_if_zero(
+            exec(&mut *tx, "DELETE FROM users WHERE name = $1", &[name]).await?,
+            "user",
+        )?;
+        exec(
+            &mut *tx,
+            "UPDATE tokens SET revoked = 1 WHERE user_name = $1",
+            &[name],
+        )
+        .await?;
+        exec(
+            &mut *tx,
+            "DELETE FROM safe_members WHERE kind = 'user' AND name = $1",
+            &[name],
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn create_group(&self, name: &str) -> Result<()> {
+        sqlx::query("INSERT INTO groups (name, created_at) VALUES ($1, $2)")
+            .bind(name)
+            .bind(format_time(time::OffsetDateTime::now_utc()))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("group '{name}' already exists"))
+                }
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn get_group(&self, name: &str) -> Result<Option<Group>> {
+        let exists = sqlx::query("SELECT name FROM groups WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let members = sqlx::query(
+            "SELECT user_name FROM group_members WHERE group_name = $1 ORDER BY user_name",
+        )
+        .bind(name)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| s(r, "user_name"))
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Group {
+            name: name.to_owned(),
+            members,
+        }))
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        let rows = sqlx::query(
+            "SELECT g.name AS name, m.user_name AS user_name FROM groups g
+             LEFT JOIN group_members m ON m.group_name = g.name ORDER BY g.name, m.user_name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        let mut out: Vec<Group> = Vec::new();
+        for r in &rows {
+            let name = s(r, "name")?;
+            let member = os(r, "user_name")?;
+            match out.last_mut() {
+                Some(g) if g.name == name => g.members.extend(member),
+                _ => out.push(Group {
+                    name,
+                    members: member.into_iter().collect(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_group(&self, name: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        not_found_if_zero(
+            exec(&mut *tx, "DELETE FROM groups WHERE name = $1", &[name]).await?,
+            "group",
+        )?;
+        exec(
+            &mut *tx,
+            "DELETE FROM safe_members WHERE kind = 'group' AND name = $1",
+            &[name],
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn add_group_member(&self, group: &str, user: &str) -> Result<()> {
+        sqlx::query("INSERT INTO group_members (group_name, user_name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(group)
+            .bind(user)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => StoreError::NotFound("group or user".into()),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn remove_group_member(&self, group: &str, user: &str) -> Result<()> {
+        let n = exec(
+            &self.writer,
+            "DELETE FROM group_members WHERE group_name = $1 AND user_name = $2",
+            &[group, user],
+        )
+        .await?;
+        not_found_if_zero(n, "group member")
+    }
+
+    async fn groups_of(&self, user: &str) -> Result<Vec<String>> {
+        sqlx::query("SELECT group_name FROM group_members WHERE user_name = $1 ORDER BY group_name")
+            .bind(user)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| s(r, "group_name"))
+            .collect()
+    }
+
+    async fn insert_token(&self, info: &TokenInfo, hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, hash, user_name, description, created_at, expires_at, revoked)
+             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+        )
+        .bind(info.id.to_string())
+        .bind(hash)
+        .bind(&info.user)
+        .bind(&info.description)
+        .bind(format_time(info.created_at))
+        .bind(info.expires_at.map(format_time))
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
+        sqlx::query(
+            "SELECT id, user_name, description, created_at, expires_at, revoked FROM tokens WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .as_ref()
+        .map(token_from)
+        .transpose()
+    }
+
+    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, user_name, description, created_at, expires_at, revoked FROM tokens
+             WHERE (CAST($1 AS TEXT) IS NULL OR user_name = $1) ORDER BY id",
+        )
+        .bind(user)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(token_from).collect()
+    }
+
+    async fn get_token(&self, id: Uuid) -> Result<Option<TokenInfo>> {
+        sqlx::query("SELECT id, user_name, description, created_at, expires_at, revoked FROM tokens WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(token_from)
+            .transpose()
+    }
+
+    async fn revoke_token(&self, id: Uuid) -> Result<()> {
+        let n = exec(
+            &self.writer,
+            "UPDATE tokens SET revoked = 1 WHERE id = $1",
+            &[&id.to_string()],
+        )
+        .await?;
+        not_found_if_zero(n, "token")
+    }
+
+    async fn create_safe(&self, safe: &Safe) -> Result<()> {
+        sqlx::query("INSERT INTO safes (name, description, created_at) VALUES ($1, $2, $3)")
+            .bind(&safe.name)
+            .bind(&safe.description)
+            .bind(format_time(time::OffsetDateTime::now_utc()))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("safe '{}' already exists", safe.name))
+                }
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn get_safe(&self, name: &str) -> Result<Option<Safe>> {
+        let row = sqlx::query("SELECT name, description FROM safes WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(Safe {
+                name: s(&r, "name")?,
+                description: os(&r, "description")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_safes(&self) -> Result<Vec<Safe>> {
+        let rows = sqlx::query("SELECT name, description FROM safes ORDER BY name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Safe {
+                    name: s(r, "name")?,
+                    description: os(r, "description")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_safe(&self, name: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE safe = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if used > 0 {
+            return Err(StoreError::Conflict(format!(
+                "safe '{name}' still holds {used} credential(s)"
+            )));
+        }
+        not_found_if_zero(
+            exec(&mut *tx, "DELETE FROM safes WHERE name = $1", &[name]).await?,
+            "safe",
+        )?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn set_safe_member(&self, safe: &str, member: &SafeMember, perms: u8) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO safe_members (safe_name, kind, name, perms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (safe_name, kind, name) DO UPDATE SET perms = excluded.perms",
+        )
+        .bind(safe)
+        .bind(member.kind.as_str())
+        .bind(&member.name)
+        .bind(i64::from(perms))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => StoreError::NotFound("safe".into()),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn remove_safe_member(&self, safe: &str, kind: &str, name: &str) -> Result<()> {
+        let n =
+            sqlx::query("DELETE FROM safe_members WHERE safe_name = $1 AND kind = $2 AND name = $3")
+                .bind(safe)
+                .bind(kind)
+                .bind(name)
+                .execute(&self.writer)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        not_found_if_zero(n, "safe member")
+    }
+
+    async fn safe_members(&self, safe: &str) -> Result<Vec<(String, String, u8)>> {
+        let rows = sqlx::query(
+            "SELECT kind, name, perms FROM safe_members WHERE safe_name = $1 ORDER BY kind, name",
+        )
+        .bind(safe)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let p: i64 = r.try_get("perms").map_err(db_err)?;
+                Ok((
+                    s(r, "kind")?,
+                    s(r, "name")?,
+                    u8::try_from(p).map_err(|_| corrupt("perms"))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn safes_with(&self, user: &str, groups: &[String], perms: u8) -> Result<Vec<String>> {
+        let mut q: QueryBuilder<Db> =
+            QueryBuilder::new("SELECT DISTINCT safe_name FROM safe_members WHERE (perms & ");
+        q.push_bind(i64::from(perms))
+            .push(") = ")
+            .push_bind(i64::from(perms));
+        q.push(" AND ((kind = 'user' AND name = ")
+            .push_bind(user)
+            .push(")");
+        if !groups.is_empty() {
+            q.push(" OR (kind = 'group' AND name IN (");
+            let mut sep = q.separated(", ");
+            for g in groups {
+                sep.push_bind(g);
+            }
+            q.push("))");
+        }
+        q.push(") ORDER BY safe_name");
+        q.build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| s(r, "safe_name"))
+            .collect()
+    }
+
+    async fn insert_credential(&self, cred: &Credential, v: &NewVersion) -> Result<()> {
+        let meta = meta_json(&cred.meta)?;
+        let l = lookup(&cred.meta);
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO credentials (id, identifier, name, username, safe, folder, owner_kind, owner_name,
+               hostname, ip, meta, version, created_at, updated_at, created_by, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(cred.id.to_string())
+        .bind(&cred.meta.identifier)
+        .bind(&cred.meta.name)
+        .bind(&cred.meta.username)
+        .bind(l.safe)
+        .bind(l.folder)
+        .bind(l.owner_kind)
+        .bind(l.owner_name)
+        .bind(l.hostname)
+        .bind(l.ip)
+        .bind(&meta)
+        .bind(cred.version)
+        .bind(format_time(cred.created_at))
+        .bind(format_time(cred.updated_at))
+        .bind(&cred.created_by)
+        .bind(&cred.updated_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("a credential with this identifier already exists".into()),
+            other => other,
+        })?;
+        insert_version(&mut tx, cred, &meta, v).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn update_credential(
+        &self,
+        cred: &Credential,
+        expected_version: i64,
+        v: &NewVersion,
+    ) -> Result<()> {
+        let meta = meta_json(&cred.meta)?;
+        let l = lookup(&cred.meta);
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let n = sqlx::query(
+            "UPDATE credentials SET identifier = $1, name = $2, username = $3, safe = $4, folder = $5, owner_kind = $6,
+               owner_name = $7, hostname = $8, ip = $9, meta = $10, version = $11, updated_at = $12, updated_by = $13
+             WHERE id = $14 AND version = $15",
+        )
+        .bind(&cred.meta.identifier)
+        .bind(&cred.meta.name)
+        .bind(&cred.meta.username)
+        .bind(l.safe)
+        .bind(l.folder)
+        .bind(l.owner_kind)
+        .bind(l.owner_name)
+        .bind(l.hostname)
+        .bind(l.ip)
+        .bind(&meta)
+        .bind(cred.version)
+        .bind(format_time(cred.updated_at))
+        .bind(&cred.updated_by)
+        .bind(cred.id.to_string())
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("a credential with this identifier already exists".into()),
+            other => other,
+        })?
+        .rows_affected();
+        if n == 0 {
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM credentials WHERE id = $1")
+                    .bind(cred.id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            return Err(match current {
+                Some(current) => StoreError::VersionMismatch { current },
+                None => StoreError::NotFound("credential".into()),
+            });
+        }
+        insert_version(&mut tx, cred, &meta, v).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_credential(&self, id: Uuid) -> Result<Option<Credential>> {
+        sqlx::query(&format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(cred_from)
+            .transpose()
+    }
+
+    async fn credential_by_identifier(&self, identifier: &str) -> Result<Option<Credential>> {
+        sqlx::query(&format!(
+            "SELECT {CRED_COLS} FROM credentials WHERE identifier = $1"
+        ))
+        .bind(identifier)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .as_ref()
+        .map(cred_from)
+        .transpose()
+    }
+
+    async fn credential_with_payload(&self, id: Uuid) -> Result<Option<(Credential, Vec<u8>)>> {
+        let row = sqlx::query(
+            "SELECT c.id, c.meta, c.version, c.created_at, c.updated_at, c.created_by, c.updated_by, v.payload
+             FROM credentials c JOIN credential_versions v ON v.cred_id = c.id AND v.version = c.version
+             WHERE c.id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| {
+            Ok((
+                cred_from(&r)?,
+                r.try_get::<Vec<u8>, _>("payload").map_err(db_err)?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn list_credentials(&self, f: &CredentialFilter) -> Result<Vec<Credential>> {
+        let mut q: QueryBuilder<Db> =
+            QueryBuilder::new(format!("SELECT {CRED_COLS} FROM credentials WHERE 1=1"));
+        let eq = [
+            ("safe", &f.safe),
+            ("folder", &f.folder),
+            ("name", &f.name),
+            ("username", &f.username),
+            ("identifier", &f.identifier),
+            ("hostname", &f.hostname),
+            ("ip", &f.ip),
+        ];
+        for (col, val) in eq {
+            if let Some(v) = val {
+                q.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(t) = &f.tag {
+            q.push(dialect::TAG_FILTER.0).push_bind(t.clone()).push(dialect::TAG_FILTER.1);
+        }
+        if let Some(o) = &f.owner {
+            q.push(" AND owner_kind = ")
+                .push_bind(o.kind.as_str())
+                .push(" AND owner_name = ")
+                .push_bind(o.name.clone());
+        }
+        if let Some(a) = f.after {
+            q.push(" AND id > ").push_bind(a.to_string());
+        }
+        if let Visibility::Restricted {
+            user,
+            groups,
+            safes,
+        } = &f.visibility
+        {
+            q.push(" AND ((owner_kind = 'user' AND owner_name = ")
+                .push_bind(user.clone())
+                .push(")");
+            if !groups.is_empty() {
+                q.push(" OR (owner_kind = 'group' AND owner_name IN (");
+                let mut sep = q.separated(", ");
+                for g in groups {
+                    sep.push_bind(g.clone());
+                }
+                q.push("))");
+            }
+            if !safes.is_empty() {
+                q.push(" OR safe IN (");
+                let mut sep = q.separated(", ");
+                for sf in safes {
+                    sep.push_bind(sf.clone());
+                }
+                q.push(")");
+            }
+            q.push(")");
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(f.limit);
+        let rows = q.build().fetch_all(&self.reader).await.map_err(db_err)?;
+        rows.iter().map(cred_from).collect()
+    }
+
+    async fn delete_credential(&self, id: Uuid) -> Result<()> {
+        let n = exec(
+            &self.writer,
+            "DELETE FROM credentials WHERE id = $1",
+            &[&id.to_string()],
+        )
+        .await?;
+        not_found_if_zero(n, "credential")
+    }
+
+    async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>> {
+        let rows = sqlx::query(
+            "SELECT version, created_at, created_by, operation FROM credential_versions WHERE cred_id = $1 ORDER BY version",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(version_info_from).collect()
+    }
+
+    async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<StoredVersion>> {
+        let row = sqlx::query(
+            "SELECT version, created_at, created_by, operation, meta, payload FROM credential_versions
+             WHERE cred_id = $1 AND version = $2",
+        )
+        .bind(id.to_string())
+        .bind(version)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| {
+            Ok(StoredVersion {
+                info: version_info_from(&r)?,
+                meta: meta_from(&s(&r, "meta")?)?,
+                payload: r.try_get("payload").map_err(db_err)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        if let Some(lock) = dialect::AUDIT_LOCK {
+            sqlx::query(lock).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let (mut seq, mut prev): (i64, Vec<u8>) = match last {
+            Some(r) => (
+                r.try_get("seq").map_err(db_err)?,
+                r.try_get("hash").map_err(db_err)?,
+            ),
+            None => (0, Vec::new()),
+        };
+        let mut seqs = Vec::with_capacity(records.len());
+        for rec in records {
+            seq += 1;
+            let mut row = AuditRow {
+                seq,
+                time: format_time(rec.time),
+                actor: rec.actor.clone(),
+                door: rec.door.clone(),
+                action: rec.action.clone(),
+                target: rec.target.clone(),
+                source: rec.source.clone(),
+                outcome: rec.outcome.clone(),
+                detail: rec.detail.to_string(),
+                hash: Vec::new(),
+            };
+            row.hash = chain(&prev, &row.canonical()).to_vec();
+            sqlx::query(
+                "INSERT INTO audit_log (seq, time, actor, door, action, target, source, outcome, detail, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(row.seq)
+            .bind(&row.time)
+            .bind(&row.actor)
+            .bind(&row.door)
+            .bind(&row.action)
+            .bind(&row.target)
+            .bind(&row.source)
+            .bind(&row.outcome)
+            .bind(&row.detail)
+            .bind(&row.hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            prev = row.hash;
+            seqs.push(seq);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(seqs)
+    }
+
+    async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM audit_log ORDER BY seq DESC LIMIT $1) AS t ORDER BY seq",
+        )
+        .bind(n)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(audit_from).collect()
+    }
+}
+    };
+}
+
+pub(crate) use sql_store;
