@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 pub struct FileConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `sqlite` (embedded, default) or `postgres`.
+    pub storage: String,
+    /// For `postgres`: postgres://user:password@host:port/database
+    pub database_url: Option<credvault_crypto::SecretString>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub unseal_key_file: Option<PathBuf>,
@@ -31,6 +35,8 @@ impl Default for FileConfig {
         Self {
             listen: d.listen,
             data_dir: d.data_dir,
+            storage: "sqlite".into(),
+            database_url: None,
             tls_cert: None,
             tls_key: None,
             unseal_key_file: None,
@@ -43,9 +49,11 @@ impl Default for FileConfig {
     }
 }
 
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 12] = [
     "listen",
     "data_dir",
+    "storage",
+    "database_url",
     "tls_cert",
     "tls_key",
     "unseal_key_file",
@@ -71,6 +79,12 @@ pub struct ServerArgs {
     /// Data directory for the embedded SQLite store [default: ./credvault-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Storage backend: sqlite (embedded, default) or postgres (several servers on one database).
+    #[arg(long, value_parser = ["sqlite", "postgres"])]
+    pub storage: Option<String>,
+    /// PostgreSQL URL for --storage postgres (prefer CREDVAULT_DATABASE_URL: it may hold a password).
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// PEM certificate chain: serve HTTPS (needs --tls-key).
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -108,6 +122,10 @@ pub fn load(args: &ServerArgs) -> Result<FileConfig> {
     }
     flag!(listen);
     flag!(data_dir);
+    flag!(storage);
+    if args.database_url.is_some() {
+        c.database_url = args.database_url.as_deref().map(Into::into);
+    }
     flag!(tls_cert);
     flag!(tls_key);
     flag!(unseal_key_file);
@@ -132,9 +150,18 @@ pub fn init_logging(level: &str, format: &str) {
 pub async fn run(args: ServerArgs) -> Result<()> {
     let fc = load(&args)?;
     init_logging(&fc.log_level, &fc.log_format);
+    let storage = match (fc.storage.as_str(), fc.database_url) {
+        ("sqlite", _) => credvault_server::Storage::Sqlite,
+        ("postgres", Some(url)) => credvault_server::Storage::Postgres { url },
+        ("postgres", None) => {
+            anyhow::bail!("--storage postgres needs --database-url (or CREDVAULT_DATABASE_URL)")
+        }
+        (other, _) => anyhow::bail!("unknown storage '{other}': use sqlite or postgres"),
+    };
     let cfg = credvault_server::Config {
         listen: fc.listen,
         data_dir: fc.data_dir.clone(),
+        storage,
         tls_cert: fc.tls_cert,
         tls_key: fc.tls_key,
         unseal_key_file: fc.unseal_key_file,

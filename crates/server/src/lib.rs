@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use credvault_crypto::SecretString;
+use credvault_store::postgres::PgStore;
 use credvault_store::sqlite::SqliteStore;
 use credvault_store::Store;
 use tower_http::timeout::TimeoutLayer;
@@ -38,7 +39,10 @@ pub use crate::service::Vault;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// SQLite database and dev-mode files live here.
     pub data_dir: PathBuf,
+    /// Where credentials are stored.
+    pub storage: Storage,
     /// PEM certificate chain and private key; HTTPS when both are set.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -56,6 +60,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
             data_dir: PathBuf::from("./credvault-data"),
+            storage: Storage::Sqlite,
             tls_cert: None,
             tls_key: None,
             unseal_key_file: None,
@@ -64,6 +69,27 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             auth_failures_per_minute: 30,
         }
+    }
+}
+
+/// The storage backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Storage {
+    /// The embedded default: `<data_dir>/credvault.db`.
+    Sqlite,
+    /// PostgreSQL for several servers on one database. The URL may hold a password, so it is a secret.
+    Postgres { url: SecretString },
+}
+
+impl Storage {
+    pub async fn open(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<Arc<dyn Store>, credvault_store::StoreError> {
+        Ok(match self {
+            Storage::Sqlite => Arc::new(SqliteStore::open(data_dir).await?),
+            Storage::Postgres { url } => Arc::new(PgStore::connect(url.expose()).await?),
+        })
     }
 }
 
@@ -170,7 +196,7 @@ pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::install();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir).await?);
+    let store = cfg.storage.open(&cfg.data_dir).await?;
     let vault = Vault::new(store, cfg.auth_failures_per_minute);
     let dev_root_token = if cfg.dev {
         dev_bootstrap(&vault, &cfg).await?
@@ -248,6 +274,8 @@ const DEV_TOKEN: &str = "dev-root-token";
 /// Dev mode: initialise with a single key kept in the data directory, unseal, and hand back the root
 /// token (kept in the data directory too, so restarts can show it). Never use for real secrets.
 async fn dev_bootstrap(vault: &Vault, cfg: &Config) -> Result<Option<SecretString>, StartError> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| StartError::Io(format!("creating {}", cfg.data_dir.display()), e))?;
     let key_path = cfg.data_dir.join(DEV_KEY);
     let token_path = cfg.data_dir.join(DEV_TOKEN);
     if vault.store.seal_config().await?.is_none() {

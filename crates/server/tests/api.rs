@@ -14,7 +14,14 @@ async fn init_unseal_seal_lifecycle() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(h["initialized"], false);
     assert_eq!(h["sealed"], true);
-    assert_eq!(h["storage"], "sqlite");
+    assert_eq!(
+        h["storage"],
+        if s.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    );
     let (st, e) = s
         .req(Method::GET, "/api/v1/credentials", Some("x"), None)
         .await;
@@ -505,7 +512,7 @@ async fn tampering_with_ciphertext_and_audit_is_detected() {
         .await;
     let db = s.db().await;
     // Move b's ciphertext into a's row: the AAD binds it to b, so a fails to decrypt.
-    sqlx::query("UPDATE credential_versions SET payload = (SELECT payload FROM credential_versions WHERE cred_id = ?) WHERE cred_id = ?")
+    sqlx::query("UPDATE credential_versions SET payload = (SELECT payload FROM credential_versions WHERE cred_id = $1) WHERE cred_id = $2")
         .bind(&b)
         .bind(&a)
         .execute(&db)
@@ -557,7 +564,7 @@ async fn rotation_keeps_old_records_readable() {
         let db = db.clone();
         async move {
             let p: Vec<u8> =
-                sqlx::query_scalar("SELECT payload FROM credential_versions WHERE cred_id = ?")
+                sqlx::query_scalar("SELECT payload FROM credential_versions WHERE cred_id = $1")
                     .bind(id)
                     .fetch_one(&db)
                     .await
@@ -791,10 +798,11 @@ async fn restart_with_key_file_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let key_file = dir.path().join("unseal.key");
+    let (storage, _) = common::test_storage(&data).await;
     let (root, id) = {
-        let running = credvault_server::start(common::config(data.clone()))
-            .await
-            .unwrap();
+        let mut cfg = common::config(data.clone());
+        cfg.storage = storage.clone();
+        let running = credvault_server::start(cfg).await.unwrap();
         let http = reqwest::Client::new();
         let init: Value = http
             .post(format!("{}/api/v1/sys/init", running.url()))
@@ -826,6 +834,7 @@ async fn restart_with_key_file_keeps_everything() {
         (root, c["id"].as_str().unwrap().to_owned())
     };
     let mut cfg = common::config(data);
+    cfg.storage = storage;
     cfg.unseal_key_file = Some(key_file);
     let running = credvault_server::start(cfg).await.unwrap();
     let v: Value = reqwest::Client::new()
@@ -956,7 +965,8 @@ async fn no_secret_reaches_logs_audit_errors_or_metrics() {
     )
     .await;
     let db = s.db().await;
-    sqlx::query("UPDATE credential_versions SET payload = X'00' WHERE version = 2")
+    sqlx::query("UPDATE credential_versions SET payload = $1 WHERE version = 2")
+        .bind(vec![0u8])
         .execute(&db)
         .await
         .unwrap();
@@ -1055,10 +1065,19 @@ async fn audit_failure_fails_closed() {
         )
         .await;
     // Inject a real storage fault: the audit table now rejects every insert.
-    sqlx::query("CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit disk full'); END")
-        .execute(&s.db().await)
-        .await
-        .unwrap();
+    let db = s.db().await;
+    if s.is_postgres() {
+        sqlx::query("CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql")
+            .execute(&db)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TRIGGER no_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION no_audit()").execute(&db).await.unwrap();
+    } else {
+        sqlx::query("CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit disk full'); END")
+            .execute(&db)
+            .await
+            .unwrap();
+    }
     let (st, e) = s
         .get(&format!("/api/v1/credentials/{id}/secret"), &s.root)
         .await;
@@ -1069,10 +1088,12 @@ async fn audit_failure_fails_closed() {
     );
     assert!(!e.to_string().contains("must-not-leak"));
     // Once the audit log is writable again, reads work again.
-    sqlx::query("DROP TRIGGER no_audit")
-        .execute(&s.db().await)
-        .await
-        .unwrap();
+    let drop = if s.is_postgres() {
+        "DROP TRIGGER no_audit ON audit_log"
+    } else {
+        "DROP TRIGGER no_audit"
+    };
+    sqlx::query(drop).execute(&db).await.unwrap();
     let (st, r) = s
         .get(&format!("/api/v1/credentials/{id}/secret"), &s.root)
         .await;

@@ -5,6 +5,7 @@
 //!
 //! Backends: [`sqlite::SqliteStore`] (embedded default). PostgreSQL is the next backend.
 
+pub mod postgres;
 mod sql;
 pub mod sqlite;
 

@@ -315,7 +315,7 @@ impl $crate::Store for $store {
         )?;
         exec(
             &mut *tx,
-            "UPDATE tokens SET revoked = 1 WHERE user_name = $1",
+            "UPDATE tokens SET revoked = TRUE WHERE user_name = $1",
             &[name],
         )
         .await?;
@@ -443,7 +443,7 @@ impl $crate::Store for $store {
     async fn insert_token(&self, info: &TokenInfo, hash: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO tokens (id, hash, user_name, description, created_at, expires_at, revoked)
-             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+             VALUES ($1, $2, $3, $4, $5, $6, FALSE)",
         )
         .bind(info.id.to_string())
         .bind(hash)
@@ -496,7 +496,7 @@ impl $crate::Store for $store {
     async fn revoke_token(&self, id: Uuid) -> Result<()> {
         let n = exec(
             &self.writer,
-            "UPDATE tokens SET revoked = 1 WHERE id = $1",
+            "UPDATE tokens SET revoked = TRUE WHERE id = $1",
             &[&id.to_string()],
         )
         .await?;

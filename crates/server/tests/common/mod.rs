@@ -15,6 +15,8 @@ pub struct Server {
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     pub root: String,
+    /// Where the store lives, for direct access in tampering tests (sqlite:// or postgres://).
+    pub db_url: String,
 }
 
 pub fn config(dir: PathBuf) -> Config {
@@ -25,11 +27,50 @@ pub fn config(dir: PathBuf) -> Config {
     }
 }
 
+/// The PostgreSQL cluster to test against, when `CREDVAULT_TEST_DATABASE_URL` is set.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("CREDVAULT_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A new, empty store for one test: a fresh database on the PostgreSQL test cluster when one is
+/// configured, else SQLite in `data_dir`. Returns the storage config and a URL for direct access.
+pub async fn test_storage(data_dir: &std::path::Path) -> (credvault_server::Storage, String) {
+    match postgres_admin_url() {
+        Some(admin) => {
+            use sqlx::Connection;
+            let name = format!("cv_{}", uuid::Uuid::now_v7().simple());
+            let mut c = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test cluster");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .expect("create test database");
+            let (base, _) = admin.rsplit_once('/').expect("URL with a database");
+            let url = format!("{base}/{name}");
+            (
+                credvault_server::Storage::Postgres {
+                    url: url.as_str().into(),
+                },
+                url,
+            )
+        }
+        None => (
+            credvault_server::Storage::Sqlite,
+            format!("sqlite://{}", data_dir.join("credvault.db").display()),
+        ),
+    }
+}
+
 impl Server {
     /// A fresh, uninitialised server.
     pub async fn fresh_with(f: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = config(dir.path().join("data"));
+        let (storage, db_url) = test_storage(&cfg.data_dir).await;
+        cfg.storage = storage;
         f(&mut cfg);
         let running = credvault_server::start(cfg).await.expect("server starts");
         Self {
@@ -37,6 +78,7 @@ impl Server {
             http: reqwest::Client::new(),
             dir,
             root: String::new(),
+            db_url,
         }
     }
 
@@ -130,15 +172,14 @@ impl Server {
         c["id"].as_str().expect("id").to_owned()
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("data").join("credvault.db")
+    pub fn is_postgres(&self) -> bool {
+        self.db_url.starts_with("postgres")
     }
 
-    /// A direct connection to the SQLite file, for tampering tests.
-    pub async fn db(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path().display()))
-            .await
-            .expect("open db")
+    /// A direct connection to the store's database (either backend), for tampering tests.
+    pub async fn db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.db_url).await.expect("open db")
     }
 }
 

@@ -1,0 +1,52 @@
+//! PostgreSQL backend: the multi-node store. Several stateless credvault servers share one database.
+//!
+//! * Migrations run at start under sqlx's advisory lock, so servers starting together are safe.
+//! * Writes use READ COMMITTED; credential updates are optimistic (`WHERE version = $n`), and the
+//!   unique `identifier` constraint prevents duplicates, exactly as on SQLite.
+//! * Audit appends take a transaction-scoped advisory lock so concurrent servers extend one chain.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PgStore {
+    writer: PgPool,
+    reader: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://user:pass@host:port/db`) and apply migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url).map_err(|_| {
+            StoreError::Unavailable("the database URL is not a valid postgres:// URL".into())
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await
+            .map_err(db_err)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration: {e}")))?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+}
+
+mod dialect {
+    pub const NAME: &str = "postgres";
+    /// `tags` contains the bound value.
+    pub const TAG_FILTER: (&str, &str) = (" AND jsonb_exists(meta::jsonb -> 'tags', ", ")");
+    /// One audit chain across servers: appends are serialised by this transaction-scoped lock.
+    pub const AUDIT_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7263001)");
+}
+
+crate::sql::sql_store!(PgStore, sqlx::Postgres);
