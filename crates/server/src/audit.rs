@@ -84,7 +84,10 @@ async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Rece
                     tracing::error!(error = %e, "audit append failed; refusing the requests that needed it");
                 })
             }
-            Err(_) => Err(()),
+            Err(_) => {
+                tracing::error!("audit append refused: the vault is sealed");
+                Err(())
+            }
         };
         metrics::histogram!("credvault_audit_batch_size").record(batch.len() as f64);
         match result {

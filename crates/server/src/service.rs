@@ -182,6 +182,17 @@ impl Vault {
             .ok_or_else(|| DomainError::NotFound("credential".into()).into())
     }
 
+    /// The keys to encrypt a new value with: if another server rotated, reload first so new writes
+    /// use the newest term everywhere.
+    async fn write_keys(&self) -> ServiceResult<Arc<crate::barrier::Keys>> {
+        let keys = self.barrier.keys().await?;
+        if self.store.newest_data_term().await? > keys.keyring.active_term().unwrap_or(0) {
+            self.barrier.refresh().await?;
+            return self.barrier.keys().await;
+        }
+        Ok(keys)
+    }
+
     fn encrypt(
         &self,
         keys: &crate::barrier::Keys,
@@ -233,7 +244,7 @@ impl Vault {
         meta.parameter_names = payload.parameters.keys().cloned().collect();
         validate::credential(&meta, &payload)?;
         self.check_placement(ctx, &meta).await?;
-        let keys = self.barrier.keys().await?;
+        let keys = self.write_keys().await?;
         let now = OffsetDateTime::now_utc();
         let id = Uuid::now_v7();
         let cred = Credential {
@@ -310,7 +321,7 @@ impl Vault {
                 }
                 self.check_placement(ctx, &meta).await?;
             }
-            let keys = self.barrier.keys().await?;
+            let keys = self.write_keys().await?;
             let next = cur.version + 1;
             let cred = Credential {
                 meta,

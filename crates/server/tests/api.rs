@@ -1104,3 +1104,154 @@ async fn audit_failure_fails_closed() {
     let (_, v) = s.post("/api/v1/audit/verify", &s.root, json!({})).await;
     assert_eq!(v["ok"], true, "the chain is still whole: {v}");
 }
+
+/// A second server on the first one's database (same SQLite file, or same PostgreSQL database),
+/// unsealing itself with the first one's dev key.
+async fn second_server(a: &Server) -> Server {
+    let data = a.dir.path().join("data");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::config(data.clone());
+    cfg.storage = if a.is_postgres() {
+        credvault_server::Storage::Postgres {
+            url: a.db_url.as_str().into(),
+        }
+    } else {
+        credvault_server::Storage::Sqlite
+    };
+    cfg.unseal_key_file = Some(data.join("dev-unseal.key"));
+    let running = credvault_server::start(cfg).await.unwrap();
+    Server {
+        running,
+        http: reqwest::Client::new(),
+        dir,
+        root: a.root.clone(),
+        db_url: a.db_url.clone(),
+    }
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_behave_as_one_vault() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
+    let a = Server::dev().await;
+    let b = second_server(&a).await;
+    let r = &a.root;
+
+    // Written through A, read through B at once (no cache to go stale).
+    let id = a.cred(r, json!({"name": "shared", "secret": "one"})).await;
+    let (st, s1) = b.get(&format!("/api/v1/credentials/{id}/secret"), r).await;
+    assert_eq!((st, s1["secret"].clone()), (StatusCode::OK, json!("one")));
+    b.patch(
+        &format!("/api/v1/credentials/{id}"),
+        r,
+        json!({"secret": "two"}),
+    )
+    .await;
+    let (_, s2) = a.get(&format!("/api/v1/credentials/{id}/secret"), r).await;
+    assert_eq!(s2["secret"], "two");
+    // Tokens and users are shared too.
+    let tok = a.user("shared-user").await;
+    let (st, _) = b.get("/api/v1/auth/self", &tok).await;
+    assert_eq!(st, StatusCode::OK);
+
+    // The seal is per server.
+    b.post("/api/v1/sys/seal", r, json!({})).await;
+    let (st, _) = b.get("/api/v1/auth/self", r).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    let (st, _) = a.get("/api/v1/auth/self", r).await;
+    assert_eq!(st, StatusCode::OK);
+    let key = std::fs::read_to_string(a.dir.path().join("data/dev-unseal.key")).unwrap();
+    let (_, p) = b
+        .req(
+            Method::POST,
+            "/api/v1/sys/unseal",
+            None,
+            Some(json!({"key": key.trim()})),
+        )
+        .await;
+    assert_eq!(p["sealed"], false);
+
+    // A rotates; B reads A's new values and writes with the new term too, without a restart.
+    let (_, rot) = a.post("/api/v1/sys/rotate", r, json!({})).await;
+    assert_eq!(rot["term"], 2);
+    let after = a
+        .cred(r, json!({"name": "after", "secret": "new-term"}))
+        .await;
+    let (st, v) = b
+        .get(&format!("/api/v1/credentials/{after}/secret"), r)
+        .await;
+    assert_eq!(
+        (st, v["secret"].clone()),
+        (StatusCode::OK, json!("new-term"))
+    );
+    let from_b = b.cred(r, json!({"name": "from-b", "secret": "b"})).await;
+    let db = a.db().await;
+    let p: Vec<u8> =
+        sqlx::query_scalar("SELECT payload FROM credential_versions WHERE cred_id = $1")
+            .bind(&from_b)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        u32::from_be_bytes([p[1], p[2], p[3], p[4]]),
+        2,
+        "B writes with A's new term"
+    );
+
+    // Concurrent updates of one credential through both servers: none lost.
+    let hot: uuid::Uuid = a.cred(r, json!({"name": "hot"})).await.parse().unwrap();
+    let ctx = credvault_server::service::Ctx {
+        actor: credvault_core::policy::Actor::root(),
+        source: "test".into(),
+        door: "test",
+    };
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let vault = if i % 2 == 0 {
+            a.running.vault.clone()
+        } else {
+            b.running.vault.clone()
+        };
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            vault
+                .update_credential(&ctx, hot, None, "update", move |_, p| {
+                    p.parameters.insert(format!("k{i}"), format!("v{i}").into());
+                    Ok(())
+                })
+                .await
+                .map(|_| ())
+        }));
+    }
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap().unwrap();
+    }
+    let (_, c) = b.get(&format!("/api/v1/credentials/{hot}"), r).await;
+    assert_eq!(c["version"], 31);
+    assert_eq!(c["parameter_names"].as_array().unwrap().len(), 30);
+
+    // Concurrent creates of one identifier through both: exactly one.
+    let reqs: Vec<_> = (0..10)
+        .map(|i| {
+            let s = if i % 2 == 0 { &a } else { &b };
+            s.post(
+                "/api/v1/credentials",
+                r,
+                json!({"name": "x", "identifier": "unique-across"}),
+            )
+        })
+        .collect();
+    let created = futures::future::join_all(reqs)
+        .await
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1);
+
+    // Both servers appended to the audit log at once: still one valid chain.
+    let (_, v) = b.post("/api/v1/audit/verify", r, json!({})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["records"].as_i64().unwrap() > 30, "{v}");
+}

@@ -178,6 +178,8 @@ pub trait Store: Send + Sync + 'static {
     async fn initialize(&self, cfg: &SealConfig, keys: &[WrappedKey]) -> Result<()>;
     async fn keys(&self) -> Result<Vec<WrappedKey>>;
     async fn add_key(&self, key: &WrappedKey) -> Result<()>;
+    /// The newest data key term (another server may have rotated since this one loaded the keyring).
+    async fn newest_data_term(&self) -> Result<u32>;
 
     // --- users, groups
     async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;

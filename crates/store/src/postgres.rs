@@ -42,6 +42,8 @@ impl PgStore {
 }
 
 mod dialect {
+    /// Plain READ COMMITTED; row locks and the optimistic version check do the rest.
+    pub const BEGIN_WRITE: &str = "BEGIN";
     pub const NAME: &str = "postgres";
     /// `tags` contains the bound value.
     pub const TAG_FILTER: (&str, &str) = (" AND jsonb_exists(meta::jsonb -> 'tags', ", ")");

@@ -203,7 +203,7 @@ impl $crate::Store for $store {
     }
 
     async fn initialize(&self, cfg: &SealConfig, keys: &[WrappedKey]) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         let now = format_time(time::OffsetDateTime::now_utc());
         sqlx::query(
             "INSERT INTO seal_config (id, shares, threshold, created_at) VALUES (1, $1, $2, $3)",
@@ -263,6 +263,14 @@ impl $crate::Store for $store {
         Ok(())
     }
 
+    async fn newest_data_term(&self) -> Result<u32> {
+        let t: Option<i64> = sqlx::query_scalar("SELECT MAX(term) FROM keyring WHERE purpose = 'data'")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)?;
+        u32::try_from(t.unwrap_or(0)).map_err(|_| corrupt("key term"))
+    }
+
     async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
         sqlx::query("INSERT INTO users (name, kind, admin, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&user.name)
@@ -308,7 +316,7 @@ impl $crate::Store for $store {
     }
 
     async fn delete_user(&self, name: &str) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         not_found_if_zero(
             exec(&mut *tx, "DELETE FROM users WHERE name = $1", &[name]).await?,
             "user",
@@ -392,7 +400,7 @@ impl $crate::Store for $store {
     }
 
     async fn delete_group(&self, name: &str) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         not_found_if_zero(
             exec(&mut *tx, "DELETE FROM groups WHERE name = $1", &[name]).await?,
             "group",
@@ -550,7 +558,7 @@ impl $crate::Store for $store {
     }
 
     async fn delete_safe(&self, name: &str) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE safe = $1")
             .bind(name)
             .fetch_one(&mut *tx)
@@ -649,7 +657,7 @@ impl $crate::Store for $store {
     async fn insert_credential(&self, cred: &Credential, v: &NewVersion) -> Result<()> {
         let meta = meta_json(&cred.meta)?;
         let l = lookup(&cred.meta);
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO credentials (id, identifier, name, username, safe, folder, owner_kind, owner_name,
                hostname, ip, meta, version, created_at, updated_at, created_by, updated_by)
@@ -689,7 +697,7 @@ impl $crate::Store for $store {
     ) -> Result<()> {
         let meta = meta_json(&cred.meta)?;
         let l = lookup(&cred.meta);
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         let n = sqlx::query(
             "UPDATE credentials SET identifier = $1, name = $2, username = $3, safe = $4, folder = $5, owner_kind = $6,
                owner_name = $7, hostname = $8, ip = $9, meta = $10, version = $11, updated_at = $12, updated_by = $13
@@ -879,7 +887,7 @@ impl $crate::Store for $store {
     }
 
     async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         if let Some(lock) = dialect::AUDIT_LOCK {
             sqlx::query(lock).execute(&mut *tx).await.map_err(db_err)?;
         }

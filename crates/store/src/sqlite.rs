@@ -48,6 +48,9 @@ impl SqliteStore {
 }
 
 mod dialect {
+    /// Take the write lock up front: a deferred transaction that reads then writes fails with
+    /// "database is locked" when another process (another server on the same file) wrote in between.
+    pub const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
     pub const NAME: &str = "sqlite";
     /// `tags` contains the bound value.
     pub const TAG_FILTER: (&str, &str) = (
