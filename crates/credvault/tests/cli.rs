@@ -418,3 +418,168 @@ fn acknowledged_writes_survive_kill_9() {
     ));
     assert_eq!(v["ok"], true);
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: run by the PostgreSQL phase of scripts/test (--run-ignored all)"]
+fn migrate_sqlite_to_postgres_and_back() {
+    let admin = std::env::var("CREDVAULT_TEST_DATABASE_URL").expect("CREDVAULT_TEST_DATABASE_URL");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = format!("cv_migrate_{}", std::process::id());
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
+    let pg_url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d1 = tmp.path().join("d1");
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let mut ids = Vec::new();
+    {
+        let _srv = server(
+            &[
+                "--dev",
+                "--listen",
+                &listen,
+                "--data-dir",
+                d1.to_str().unwrap(),
+            ],
+            &[],
+            port,
+            tmp.path(),
+        );
+        let t = dev_token(&d1);
+        for i in 0..5 {
+            let c = ok_json(cli(
+                &addr,
+                Some(&t),
+                &[
+                    "cred",
+                    "put",
+                    &format!("m{i}"),
+                    "--secret",
+                    &format!("ms{i}"),
+                    "--format",
+                    "json",
+                ],
+                None,
+            ));
+            ids.push(c["id"].as_str().unwrap().to_owned());
+        }
+        ok_json(cli(
+            &addr,
+            Some(&t),
+            &[
+                "cred", "put", "--id", &ids[0], "--secret", "ms0-v2", "--format", "json",
+            ],
+            None,
+        ));
+    }
+    let key = d1.join("dev-unseal.key");
+    let token = dev_token(&d1);
+    let check = |args: &[&str]| {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let addr = format!("http://{listen}");
+        let mut all = vec![
+            "--listen",
+            listen.as_str(),
+            "--unseal-key-file",
+            key.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let _srv = server(&all, &[], port, tmp.path());
+        for (i, id) in ids.iter().enumerate() {
+            let g = ok_json(cli(
+                &addr,
+                Some(&token),
+                &["cred", "get", id, "--secret", "--format", "json"],
+                None,
+            ));
+            let want = if i == 0 {
+                "ms0-v2".to_owned()
+            } else {
+                format!("ms{i}")
+            };
+            assert_eq!(g["secret"], want);
+        }
+        let h = ok_json(cli(
+            &addr,
+            Some(&token),
+            &["cred", "history", &ids[0], "--format", "json"],
+            None,
+        ));
+        assert_eq!(h["items"].as_array().unwrap().len(), 2);
+        let v = ok_json(cli(
+            &addr,
+            Some(&token),
+            &["audit", "verify", "--format", "json"],
+            None,
+        ));
+        assert_eq!(v["ok"], true, "{v}");
+    };
+
+    let out = ok_json(cli(
+        &addr,
+        None,
+        &[
+            "operator",
+            "migrate",
+            "--from",
+            &format!("sqlite:{}", d1.display()),
+            "--to",
+            &pg_url,
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    assert_eq!(out["verified"], true);
+    assert!(out["audit_records"].as_i64().unwrap() > 5);
+    check(&["--storage", "postgres", "--database-url", &pg_url]);
+
+    // Into a destination that already holds a vault: refused.
+    let o = cli(
+        &addr,
+        None,
+        &[
+            "operator",
+            "migrate",
+            "--from",
+            &format!("sqlite:{}", d1.display()),
+            "--to",
+            &pg_url,
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a vault"));
+
+    // And back to a fresh SQLite directory.
+    let d2 = tmp.path().join("d2");
+    ok_json(cli(
+        &addr,
+        None,
+        &[
+            "operator",
+            "migrate",
+            "--from",
+            &pg_url,
+            "--to",
+            &format!("sqlite:{}", d2.display()),
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    check(&["--data-dir", d2.to_str().unwrap()]);
+}

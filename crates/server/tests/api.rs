@@ -1260,24 +1260,42 @@ async fn two_servers_on_one_database_behave_as_one_vault() {
 #[ignore = "needs PostgreSQL binaries: run by the PostgreSQL phase of scripts/test (--run-ignored all)"]
 async fn postgres_outage_answers_503_then_recovers_without_losing_acknowledged_writes() {
     let cluster = common::PgCluster::start_new();
-    let s = Server::dev_with(|c| c.storage = credvault_server::Storage::Postgres { url: cluster.url().as_str().into() }).await;
+    let s = Server::dev_with(|c| {
+        c.storage = credvault_server::Storage::Postgres {
+            url: cluster.url().as_str().into(),
+        }
+    })
+    .await;
     let root = s.root.clone();
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..4 {
-        let (http, url, root, stop) = (s.http.clone(), s.url("/api/v1/credentials"), root.clone(), stop.clone());
+        let (http, url, root, stop) = (
+            s.http.clone(),
+            s.url("/api/v1/credentials"),
+            root.clone(),
+            stop.clone(),
+        );
         writers.push(tokio::spawn(async move {
             let (mut acked, mut refused) = (Vec::new(), 0usize);
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 i += 1;
                 let secret = format!("w{w}-{i}");
-                let resp = http.post(&url).header("X-Vault-Token", &root).json(&json!({"name": secret, "secret": secret})).send().await.unwrap();
+                let resp = http
+                    .post(&url)
+                    .header("X-Vault-Token", &root)
+                    .json(&json!({"name": secret, "secret": secret}))
+                    .send()
+                    .await
+                    .unwrap();
                 let st = resp.status();
                 let body: Value = resp.json().await.unwrap();
                 match st {
-                    StatusCode::CREATED => acked.push((body["id"].as_str().unwrap().to_owned(), secret)),
+                    StatusCode::CREATED => {
+                        acked.push((body["id"].as_str().unwrap().to_owned(), secret))
+                    }
                     StatusCode::SERVICE_UNAVAILABLE => refused += 1,
                     other => panic!("unexpected {other}: {body}"),
                 }
@@ -1291,7 +1309,13 @@ async fn postgres_outage_answers_503_then_recovers_without_losing_acknowledged_w
     // Meanwhile: a clear 503, never a 500 or a panic.
     let (st, e) = s.get("/api/v1/credentials", &root).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("unavailable"), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unavailable"),
+        "{e}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     cluster.start();
     // It recovers by itself.
@@ -1301,7 +1325,10 @@ async fn postgres_outage_answers_503_then_recovers_without_losing_acknowledged_w
         if st == StatusCode::OK {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "did not recover: {st}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not recover: {st}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -1312,12 +1339,21 @@ async fn postgres_outage_answers_503_then_recovers_without_losing_acknowledged_w
         let (acked, refused) = w.await.unwrap();
         total_refused += refused;
         for (id, secret) in &acked {
-            let (st, v) = s.get(&format!("/api/v1/credentials/{id}/secret"), &root).await;
-            assert_eq!((st, v["secret"].as_str()), (StatusCode::OK, Some(secret.as_str())), "acknowledged write lost");
+            let (st, v) = s
+                .get(&format!("/api/v1/credentials/{id}/secret"), &root)
+                .await;
+            assert_eq!(
+                (st, v["secret"].as_str()),
+                (StatusCode::OK, Some(secret.as_str())),
+                "acknowledged write lost"
+            );
         }
         total_acked += acked.len();
     }
-    assert!(total_acked > 20, "load ran before and after the outage: {total_acked}");
+    assert!(
+        total_acked > 20,
+        "load ran before and after the outage: {total_acked}"
+    );
     assert!(total_refused > 0, "the outage was seen by the writers");
     let (_, v) = s.post("/api/v1/audit/verify", &root, json!({})).await;
     assert_eq!(v["ok"], true, "{v}");

@@ -5,6 +5,7 @@
 //!
 //! Backends: [`sqlite::SqliteStore`] (embedded default). PostgreSQL is the next backend.
 
+pub mod migrate;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -239,4 +240,19 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>>;
     /// The newest `n` rows, oldest first.
     async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>>;
+
+    // --- whole-vault copy (see `migrate`)
+    async fn count_rows(&self, table: &migrate::TableSpec) -> Result<i64>;
+    async fn export_rows(
+        &self,
+        table: &migrate::TableSpec,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Vec<migrate::Cell>>>;
+    /// Insert rows as they are, in one transaction.
+    async fn import_rows(
+        &self,
+        table: &migrate::TableSpec,
+        rows: &[Vec<migrate::Cell>],
+    ) -> Result<()>;
 }

@@ -962,6 +962,62 @@ impl $crate::Store for $store {
         .map_err(db_err)?;
         rows.iter().map(audit_from).collect()
     }
+
+    async fn count_rows(&self, t: &$crate::migrate::TableSpec) -> Result<i64> {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", t.name))
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn export_rows(&self, t: &$crate::migrate::TableSpec, offset: i64, limit: i64) -> Result<Vec<Vec<$crate::migrate::Cell>>> {
+        use $crate::migrate::{Cell, Kind};
+        let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        let sql = format!("SELECT {} FROM {} ORDER BY {} LIMIT $1 OFFSET $2", cols.join(", "), t.name, t.order_by);
+        let rows = sqlx::query(&sql).bind(limit).bind(offset).fetch_all(&self.reader).await.map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                t.columns
+                    .iter()
+                    .map(|(c, k)| {
+                        Ok(match k {
+                            Kind::Text => r.try_get::<Option<String>, _>(*c).map_err(db_err)?.map(Cell::Text),
+                            Kind::Int => r.try_get::<Option<i64>, _>(*c).map_err(db_err)?.map(Cell::Int),
+                            Kind::Bool => r.try_get::<Option<bool>, _>(*c).map_err(db_err)?.map(Cell::Bool),
+                            Kind::Bytes => r.try_get::<Option<Vec<u8>>, _>(*c).map_err(db_err)?.map(Cell::Bytes),
+                        }
+                        .unwrap_or(Cell::Null))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn import_rows(&self, t: &$crate::migrate::TableSpec, rows: &[Vec<$crate::migrate::Cell>]) -> Result<()> {
+        use $crate::migrate::{Cell, Kind};
+        let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("INSERT INTO {} ({}) VALUES ({})", t.name, cols.join(", "), marks.join(", "));
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
+        for row in rows {
+            let mut q = sqlx::query(&sql);
+            for ((_, kind), cell) in t.columns.iter().zip(row) {
+                q = match (kind, cell) {
+                    (Kind::Text, Cell::Text(v)) => q.bind(Some(v.clone())),
+                    (Kind::Text, Cell::Null) => q.bind(None::<String>),
+                    (Kind::Int, Cell::Int(v)) => q.bind(Some(*v)),
+                    (Kind::Int, Cell::Null) => q.bind(None::<i64>),
+                    (Kind::Bool, Cell::Bool(v)) => q.bind(Some(*v)),
+                    (Kind::Bool, Cell::Null) => q.bind(None::<bool>),
+                    (Kind::Bytes, Cell::Bytes(v)) => q.bind(Some(v.clone())),
+                    (Kind::Bytes, Cell::Null) => q.bind(None::<Vec<u8>>),
+                    _ => return Err(corrupt("a value does not match its column's kind")),
+                };
+            }
+            q.execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
 }
     };
 }

@@ -216,10 +216,18 @@ impl PgCluster {
             .expect("a PostgreSQL version");
         let dir = tempfile::tempdir().expect("tempdir");
         if running_as_root() {
-            let ok = std::process::Command::new("chown").arg("postgres").arg(dir.path()).status().expect("chown");
+            let ok = std::process::Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .expect("chown");
             assert!(ok.success());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let c = Self { bin, dir, port };
         let out = c
             .as_postgres("initdb")
@@ -228,7 +236,11 @@ impl PgCluster {
             .args(["--auth=trust", "-U", "postgres"])
             .output()
             .expect("initdb");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         c.start();
         c
     }
@@ -238,7 +250,11 @@ impl PgCluster {
     }
 
     pub fn start(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
         let out = self
             .as_postgres("pg_ctl")
             .arg("-D")
@@ -248,7 +264,11 @@ impl PgCluster {
             .args(["-w", "-o", &opts, "start"])
             .output()
             .expect("pg_ctl start");
-        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Stop like a crash (`-m immediate`): no checkpoint, recovery on the next start.
@@ -260,16 +280,29 @@ impl PgCluster {
             .args(["-m", "immediate", "-w", "stop"])
             .output()
             .expect("pg_ctl stop");
-        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let _ = self.as_postgres("pg_ctl").arg("-D").arg(self.dir.path().join("data")).args(["-m", "immediate", "stop"]).output();
+        let _ = self
+            .as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
     }
 }
 
 fn running_as_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
