@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Secret-read benchmark: credvault's authenticated, decrypted, durably audited secret read against a
-# bare axum JSON hello-world, in the same run, with the same load tool (wrk) and the same pinning:
-# servers on core 0, load generator on core 1.
+# Secret-read benchmark: credvault's authenticated, decrypted, durably audited secret read on SQLite and
+# on PostgreSQL, against a bare axum JSON hello-world, in the same run, with the same load tool (wrk)
+# and the same pinning: servers (and PostgreSQL) on core 0, load generator on core 1.
 #
 #   bench/run.sh                       # 1,000 credentials, 16 and 64 connections, 10 s each
 #   CREDS=10000 DURATION=30s bench/run.sh
+#   BACKENDS=sqlite bench/run.sh       # skip PostgreSQL
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ DURATION=${DURATION:-10s}
 CREDS=${CREDS:-1000}
 CONNS=${CONNS:-"16 64"}
 SERVER_CORE=${SERVER_CORE:-0}
+BACKENDS=${BACKENDS:-"sqlite postgres"}
 LOAD_CORE=${LOAD_CORE:-1}
 
 if ! command -v wrk >/dev/null; then
@@ -21,23 +23,36 @@ cargo build --release -q -p credvault -p bench-hello
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# shellcheck source=scripts/pg.sh
+source scripts/pg.sh
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pg_stop; rm -rf "$work"; }
 trap cleanup EXIT
 
 wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
 
 taskset -c "$SERVER_CORE" target/release/bench-hello 127.0.0.1:8300 & pids+=($!)
-taskset -c "$SERVER_CORE" target/release/credvault server --dev --listen 127.0.0.1:8301 \
-  --data-dir "$work/data" --log-level warn 2>"$work/server.log" & pids+=($!)
-cv_pid=$!
 wait_port 8300
-wait_port 8301
 
-export TOKEN
-TOKEN=$(cat "$work/data/dev-root-token")
-export IDS_FILE="$work/ids.txt"
-python3 bench/seed.py http://127.0.0.1:8301 "$TOKEN" "$CREDS" > "$IDS_FILE"
-echo "seeded $(wc -l < "$IDS_FILE") credentials" >&2
+declare -A port spid
+p=8301
+for backend in $BACKENDS; do
+  args=(--dev --listen "127.0.0.1:$p" --data-dir "$work/$backend" --log-level warn)
+  if [ "$backend" = postgres ]; then
+    PG_PORT=55490 PG_WRAP="taskset -c $SERVER_CORE" pg_start
+    args+=(--storage postgres --database-url "$CREDVAULT_TEST_DATABASE_URL")
+  fi
+  taskset -c "$SERVER_CORE" target/release/credvault server "${args[@]}" 2>"$work/$backend.log" & pids+=($!)
+  spid[$backend]=$!
+  wait_port "$p"
+  port[$backend]=$p
+  p=$((p + 1))
+done
+
+export TOKEN IDS_FILE
+for backend in $BACKENDS; do
+  python3 bench/seed.py "http://127.0.0.1:${port[$backend]}" "$(cat "$work/$backend/dev-root-token")" "$CREDS" > "$work/ids-$backend.txt"
+  echo "seeded $(wc -l < "$work/ids-$backend.txt") credentials on $backend" >&2
+done
 
 run() { # name url script conns
   local out
@@ -58,10 +73,16 @@ echo "| target | connections | requests/s | p50 | p99 | non-2xx |"
 echo "|---|---|---|---|---|---|"
 for c in $CONNS; do
   run "axum hello-world (ceiling)" "http://127.0.0.1:8300/hello" "" "$c"
-  run "credvault secret read, $CREDS creds" "http://127.0.0.1:8301" bench/secret_read.lua "$c"
+  for backend in $BACKENDS; do
+    TOKEN=$(cat "$work/$backend/dev-root-token")
+    IDS_FILE="$work/ids-$backend.txt"
+    run "credvault secret read, $backend, $CREDS creds" "http://127.0.0.1:${port[$backend]}" bench/secret_read.lua "$c"
+  done
 done
-rss=$(awk '/VmRSS/ {print $2, $3}' "/proc/$cv_pid/status")
 echo
-echo "credvault server RSS after the run: $rss"
-audit=$(curl -s -H "X-Vault-Token: $TOKEN" http://127.0.0.1:8301/api/v1/audit/verify -X POST)
-echo "audit chain after the run: $audit"
+for backend in $BACKENDS; do
+  echo "credvault server on $backend, RSS after the run: $(awk '/VmRSS/ {print $2, $3}' "/proc/${spid[$backend]}/status")"
+done
+for backend in $BACKENDS; do
+  echo "audit chain on $backend after the run: $(curl -s -X POST -H "X-Vault-Token: $(cat "$work/$backend/dev-root-token")" "http://127.0.0.1:${port[$backend]}/api/v1/audit/verify")"
+done

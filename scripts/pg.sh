@@ -21,7 +21,8 @@ pg_start() {
   local as=(runuser -u postgres --)
   [ "$(id -u)" = 0 ] || as=()
   "${as[@]}" "$bin/initdb" -D "$PG_DIR/data" --auth=trust -U postgres >/dev/null
-  "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+  # PG_WRAP (for example "taskset -c 0") wraps the server start, for benchmarks.
+  ${PG_WRAP:-} "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
     -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on" start >/dev/null
   export PG_DIR PG_BIN="$bin"
   export CREDVAULT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"

@@ -1358,3 +1358,44 @@ async fn postgres_outage_answers_503_then_recovers_without_losing_acknowledged_w
     let (_, v) = s.post("/api/v1/audit/verify", &root, json!({})).await;
     assert_eq!(v["ok"], true, "{v}");
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run by the PostgreSQL phase of scripts/test (--run-ignored all)"]
+async fn servers_starting_together_migrate_one_fresh_database_safely() {
+    assert!(
+        common::postgres_admin_url().is_some(),
+        "set CREDVAULT_TEST_DATABASE_URL"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = common::test_storage(dir.path()).await;
+    let start = |n: usize| {
+        let mut cfg = common::config(dir.path().join(format!("s{n}")));
+        cfg.storage = storage.clone();
+        credvault_server::start(cfg)
+    };
+    let (a, b, c) = tokio::join!(start(1), start(2), start(3));
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    // One initialisation through any of them is seen by all.
+    let http = reqwest::Client::new();
+    let init = http
+        .post(format!("{}/api/v1/sys/init", b.url()))
+        .json(&json!({"shares": 1, "threshold": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), StatusCode::OK);
+    for s in [&a, &c] {
+        let h: Value = http
+            .get(format!("{}/api/v1/sys/health", s.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (h["initialized"].clone(), h["sealed"].clone()),
+            (json!(true), json!(true))
+        );
+    }
+}
