@@ -1,0 +1,431 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The storage conformance suite: every backend must pass these. They run on SQLite always and on
+//! PostgreSQL when `CREDVAULT_TEST_DATABASE_URL` points at a cluster (each test gets a fresh database).
+
+use std::sync::Arc;
+
+use credvault_core::model::{
+    Credential, CredentialMeta, Owner, OwnerKind, SafeMember, TokenInfo, User, UserKind,
+};
+use credvault_store::postgres::PgStore;
+use credvault_store::sqlite::SqliteStore;
+use credvault_store::{
+    migrate, CredentialFilter, NewAudit, NewVersion, SealConfig, Store, StoreError, Visibility,
+    WrappedKey,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+struct Backend {
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn backend() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = match std::env::var("CREDVAULT_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(admin) => Arc::new(PgStore::connect(&fresh_pg(&admin).await).await.unwrap()),
+        None => Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+    };
+    Backend { store, _dir: dir }
+}
+
+async fn fresh_pg(admin: &str) -> String {
+    let name = format!("cv_{}", Uuid::now_v7().simple());
+    let pool = sqlx::PgPool::connect(admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+fn meta(name: &str) -> CredentialMeta {
+    CredentialMeta {
+        identifier: None,
+        name: name.into(),
+        username: "u".into(),
+        additional_info: None,
+        tags: vec!["t1".into()],
+        credential_type: None,
+        domain: None,
+        device: None,
+        safe: None,
+        folder: None,
+        owner: None,
+        parameter_names: vec![],
+        settings: serde_json::Value::Null,
+    }
+}
+
+fn cred(m: CredentialMeta) -> Credential {
+    let now = OffsetDateTime::now_utc();
+    Credential {
+        id: Uuid::now_v7(),
+        meta: m,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        created_by: "t".into(),
+        updated_by: "t".into(),
+    }
+}
+
+fn v(payload: &[u8]) -> NewVersion {
+    NewVersion {
+        payload: payload.to_vec(),
+        operation: "create".into(),
+    }
+}
+
+#[tokio::test]
+async fn seal_config_and_keys_initialise_once() {
+    let b = backend().await;
+    let s = &b.store;
+    assert_eq!(s.seal_config().await.unwrap(), None);
+    let k = WrappedKey {
+        purpose: "data".into(),
+        term: 1,
+        wrapped: vec![1, 2, 3],
+    };
+    s.initialize(
+        &SealConfig {
+            shares: 5,
+            threshold: 3,
+        },
+        std::slice::from_ref(&k),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.seal_config().await.unwrap(),
+        Some(SealConfig {
+            shares: 5,
+            threshold: 3
+        })
+    );
+    assert!(matches!(
+        s.initialize(
+            &SealConfig {
+                shares: 1,
+                threshold: 1
+            },
+            &[]
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.add_key(&WrappedKey {
+        purpose: "data".into(),
+        term: 2,
+        wrapped: vec![4],
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.keys().await.unwrap().len(), 2);
+    assert_eq!(s.newest_data_term().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn credentials_versions_optimistic_updates_and_filters() {
+    let b = backend().await;
+    let s = &b.store;
+    let mut m = meta("a");
+    m.identifier = Some("ident-a".into());
+    m.safe = Some("prod".into());
+    m.owner = Some(Owner {
+        kind: OwnerKind::Group,
+        name: "ops".into(),
+    });
+    let mut c = cred(m);
+    s.insert_credential(&c, &v(b"ct1")).await.unwrap();
+    // Unique identifier.
+    let mut dup = cred(meta("b"));
+    dup.meta.identifier = Some("ident-a".into());
+    assert!(matches!(
+        s.insert_credential(&dup, &v(b"x")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Optimistic update.
+    c.version = 2;
+    s.update_credential(&c, 1, &v(b"ct2")).await.unwrap();
+    assert_eq!(
+        s.update_credential(&c, 1, &v(b"ct3")).await,
+        Err(StoreError::VersionMismatch { current: 2 })
+    );
+    let (cur, payload) = s.credential_with_payload(c.id).await.unwrap().unwrap();
+    assert_eq!((cur.version, payload), (2, b"ct2".to_vec()));
+    assert_eq!(
+        s.get_version(c.id, 1).await.unwrap().unwrap().payload,
+        b"ct1".to_vec()
+    );
+    assert_eq!(s.list_versions(c.id).await.unwrap().len(), 2);
+    assert_eq!(
+        s.credential_by_identifier("ident-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        c.id
+    );
+
+    s.insert_credential(&cred(meta("plain")), &v(b"p"))
+        .await
+        .unwrap();
+    let all = |f: CredentialFilter| async move {
+        s.list_credentials(&CredentialFilter { limit: 100, ..f })
+            .await
+            .unwrap()
+    };
+    assert_eq!(all(CredentialFilter::default()).await.len(), 2);
+    assert_eq!(
+        all(CredentialFilter {
+            tag: Some("t1".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert_eq!(
+        all(CredentialFilter {
+            tag: Some("none".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(
+        all(CredentialFilter {
+            safe: Some("prod".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    let vis = |user: &str, groups: Vec<String>, safes: Vec<String>| CredentialFilter {
+        visibility: Visibility::Restricted {
+            user: user.into(),
+            groups,
+            safes,
+        },
+        ..Default::default()
+    };
+    assert_eq!(all(vis("x", vec![], vec![])).await.len(), 0);
+    assert_eq!(all(vis("x", vec!["ops".into()], vec![])).await.len(), 1);
+    assert_eq!(all(vis("x", vec![], vec!["prod".into()])).await.len(), 1);
+    s.delete_credential(c.id).await.unwrap();
+    assert!(
+        s.get_version(c.id, 1).await.unwrap().is_none(),
+        "versions go with the credential"
+    );
+    assert!(matches!(
+        s.delete_credential(c.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn identities_tokens_and_safes() {
+    let b = backend().await;
+    let s = &b.store;
+    let u = User {
+        name: "alice".into(),
+        kind: UserKind::Human,
+        admin: false,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    s.create_user(&u, Some("$argon2id$x")).await.unwrap();
+    assert!(matches!(
+        s.create_user(&u, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.user_password_hash("alice").await.unwrap().as_deref(),
+        Some("$argon2id$x")
+    );
+    s.create_group("ops").await.unwrap();
+    s.add_group_member("ops", "alice").await.unwrap();
+    s.add_group_member("ops", "alice").await.unwrap(); // idempotent
+    assert_eq!(s.groups_of("alice").await.unwrap(), vec!["ops".to_owned()]);
+    assert!(matches!(
+        s.add_group_member("ops", "ghost").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let t = TokenInfo {
+        id: Uuid::now_v7(),
+        user: "alice".into(),
+        description: None,
+        created_at: OffsetDateTime::now_utc(),
+        expires_at: None,
+        revoked: false,
+    };
+    s.insert_token(&t, "hash-1").await.unwrap();
+    assert_eq!(s.token_by_hash("hash-1").await.unwrap().unwrap().id, t.id);
+    s.revoke_token(t.id).await.unwrap();
+    assert!(s.token_by_hash("hash-1").await.unwrap().unwrap().revoked);
+    assert_eq!(s.list_tokens(Some("alice")).await.unwrap().len(), 1);
+    assert_eq!(s.list_tokens(Some("bob")).await.unwrap().len(), 0);
+
+    s.create_safe(&credvault_core::model::Safe {
+        name: "prod".into(),
+        description: None,
+    })
+    .await
+    .unwrap();
+    s.set_safe_member(
+        "prod",
+        &SafeMember {
+            kind: OwnerKind::Group,
+            name: "ops".into(),
+            permissions: vec![],
+        },
+        3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.safes_with("alice", &["ops".into()], 2).await.unwrap(),
+        vec!["prod".to_owned()]
+    );
+    assert!(s
+        .safes_with("alice", &["ops".into()], 4)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.safes_with("alice", &[], 1).await.unwrap().is_empty());
+    let mut c = cred(meta("in-safe"));
+    c.meta.safe = Some("prod".into());
+    s.insert_credential(&c, &v(b"x")).await.unwrap();
+    assert!(
+        matches!(s.delete_safe("prod").await, Err(StoreError::Conflict(_))),
+        "a safe with credentials stays"
+    );
+    s.delete_user("alice").await.unwrap();
+    assert!(s.groups_of("alice").await.unwrap().is_empty());
+    assert!(s.token_by_hash("hash-1").await.unwrap().unwrap().revoked);
+}
+
+fn audit(i: usize) -> NewAudit {
+    NewAudit {
+        time: OffsetDateTime::now_utc(),
+        actor: format!("a{i}"),
+        door: "native".into(),
+        action: "x".into(),
+        target: "t".into(),
+        source: "s".into(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({"i": i}),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_audit_appends_form_one_chain() {
+    let b = backend().await;
+    let chain = |p: &[u8], r: &[u8]| -> [u8; 32] {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (p, r).hash(&mut h);
+        let mut out = [0u8; 32];
+        out[..8].copy_from_slice(&h.finish().to_be_bytes());
+        out
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = b.store.clone();
+            tokio::spawn(async move {
+                s.append_audit(&[audit(i), audit(i + 100)], &chain)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap();
+    }
+    let rows = b.store.audit_rows(0, 1000).await.unwrap();
+    assert_eq!(rows.len(), 16);
+    let mut prev: Vec<u8> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.seq, i as i64 + 1);
+        assert_eq!(
+            r.hash,
+            chain(&prev, &r.canonical()).to_vec(),
+            "record {} chains to its predecessor",
+            r.seq
+        );
+        prev = r.hash.clone();
+    }
+    assert_eq!(
+        b.store.audit_tail(3).await.unwrap().first().unwrap().seq,
+        14
+    );
+}
+
+#[tokio::test]
+async fn export_and_import_round_trip_every_table() {
+    let a = backend().await;
+    let b = backend().await;
+    a.store
+        .initialize(
+            &SealConfig {
+                shares: 1,
+                threshold: 1,
+            },
+            &[WrappedKey {
+                purpose: "data".into(),
+                term: 1,
+                wrapped: vec![9; 40],
+            }],
+        )
+        .await
+        .unwrap();
+    a.store
+        .create_user(
+            &User {
+                name: "u".into(),
+                kind: UserKind::Service,
+                admin: true,
+                created_at: OffsetDateTime::now_utc(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let mut c = cred(meta("m"));
+    a.store
+        .insert_credential(&c, &v(&[0, 1, 2, 255]))
+        .await
+        .unwrap();
+    c.version = 2;
+    a.store.update_credential(&c, 1, &v(&[7])).await.unwrap();
+    a.store
+        .append_audit(&[audit(1), audit(2)], &|_, r| [r.len() as u8; 32])
+        .await
+        .unwrap();
+    let mut seen = 0;
+    let report = migrate::copy(a.store.as_ref(), b.store.as_ref(), |n| seen += n)
+        .await
+        .unwrap();
+    assert_eq!(seen, migrate::total_rows(a.store.as_ref()).await.unwrap());
+    assert_eq!(report.audit_records, 2);
+    let (got, payload) = b
+        .store
+        .credential_with_payload(c.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.version, payload), (2, vec![7]));
+    assert!(b.store.get_user("u").await.unwrap().unwrap().admin);
+    // A second copy into a vault is refused.
+    assert!(matches!(
+        migrate::copy(a.store.as_ref(), b.store.as_ref(), |_| {}).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
