@@ -86,6 +86,10 @@ pub struct CredentialMeta {
     pub owner: Option<Owner>,
     /// Names of the secret parameters (their values are secrets and live in [`SecretPayload`]).
     pub parameter_names: Vec<String>,
+    /// Non-secret account properties by name, as other vaults' dialects know them (`PolicyID`,
+    /// `Database`, `LogonDomain`, `Port`, `CreationMethod`, `PasswordChangeInProcess`, …).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
     #[schema(value_type = Object)]
     pub settings: serde_json::Value,
 }

@@ -106,6 +106,7 @@ mod tests {
             folder: None,
             owner,
             parameter_names: vec![],
+            properties: Default::default(),
             settings: serde_json::Value::Null,
         }
     }

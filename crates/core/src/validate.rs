@@ -88,6 +88,24 @@ pub fn parameter_key(k: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// A property name: 1..=64 of `[A-Za-z0-9_]`, starting with a letter (`PolicyID`, `LogonDomain`).
+pub fn property_key(k: &str) -> Result<(), DomainError> {
+    let ok = k.len() <= 64
+        && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "properties",
+            format!(
+                "name '{}' must be a letter followed by up to 63 letters, digits or '_'",
+                truncate(k)
+            ),
+        ))
+    }
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
@@ -170,6 +188,16 @@ pub fn credential(meta: &CredentialMeta, payload: &SecretPayload) -> Result<(), 
                 format!("value of '{k}' is too long"),
             ));
         }
+    }
+    if meta.properties.len() > MAX_PARAMS {
+        return Err(DomainError::invalid(
+            "properties",
+            format!("more than {MAX_PARAMS} properties"),
+        ));
+    }
+    for (k, v) in &meta.properties {
+        property_key(k)?;
+        text("properties", v, MAX_TEXT, false)?;
     }
     if !(meta.settings.is_null() || meta.settings.is_object()) {
         return Err(DomainError::invalid("settings", "must be a JSON object"));

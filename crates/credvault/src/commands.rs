@@ -77,6 +77,9 @@ pub struct CredFields {
     /// Secret parameter KEY=VALUE, repeatable.
     #[arg(long = "param", value_parser = parse_kv)]
     params: Vec<(String, String)>,
+    /// Non-secret account property NAME=VALUE (PolicyID, Database, LogonDomain, …), repeatable.
+    #[arg(long = "property", value_parser = parse_kv)]
+    properties: Vec<(String, String)>,
     /// Owner as user:NAME or group:NAME.
     #[arg(long)]
     owner: Option<String>,
@@ -306,6 +309,17 @@ fn fields_json(f: CredFields, body: &mut Map<String, Value>) -> Result<()> {
             "parameters".into(),
             Value::Object(
                 f.params
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            ),
+        );
+    }
+    if !f.properties.is_empty() {
+        body.insert(
+            "properties".into(),
+            Value::Object(
+                f.properties
                     .into_iter()
                     .map(|(k, v)| (k, Value::String(v)))
                     .collect(),

@@ -115,7 +115,7 @@ async fn credential_lifecycle_versions_and_rollback() {
         .cred(
             r,
             json!({"name": "db-prod", "username": "app", "secret": "v1-secret", "identifier": "db-prod-1",
-                   "tags": ["db"], "parameters": {"port": "5432"},
+                   "tags": ["db"], "parameters": {"port": "5432"}, "properties": {"PolicyID": "UnixSSH"},
                    "device": {"hostname": "db1", "ip": "10.0.0.5", "connectivities": [{"protocol": "SSH", "port": 22}]},
                    "settings": {"rotation": {"days": 30}}}),
         )
@@ -124,6 +124,10 @@ async fn credential_lifecycle_versions_and_rollback() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(c["version"], 1);
     assert_eq!(c["parameter_names"], json!(["port"]));
+    assert_eq!(
+        c["properties"]["PolicyID"], "UnixSSH",
+        "non-secret properties are metadata"
+    );
     assert!(
         c.get("secret").is_none(),
         "metadata reads never return secrets"
@@ -651,6 +655,10 @@ async fn bad_input_gets_clear_4xx_never_500() {
             "parameters",
         ),
         (json!({"name": "x", "settings": [1, 2]}), "settings"),
+        (
+            json!({"name": "x", "properties": {"bad name": "v"}}),
+            "properties",
+        ),
         (json!({"name": "x", "safe": "no such safe!"}), "safe"),
         (json!({"name": "x\u{0007}"}), "name"),
         (

@@ -57,6 +57,7 @@ fn meta(name: &str) -> CredentialMeta {
         folder: None,
         owner: None,
         parameter_names: vec![],
+        properties: Default::default(),
         settings: serde_json::Value::Null,
     }
 }

@@ -39,6 +39,9 @@ pub struct CreateCredential {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, String>)]
     pub parameters: BTreeMap<String, SecretString>,
+    /// Non-secret account properties (`PolicyID`, `Database`, `LogonDomain`, …).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
     #[serde(default)]
     #[schema(value_type = Object)]
     pub settings: serde_json::Value,
@@ -88,6 +91,8 @@ pub struct UpdateCredential {
     pub owner: Option<Option<Owner>>,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub parameters: Option<BTreeMap<String, SecretString>>,
+    /// Replaces the whole property map.
+    pub properties: Option<BTreeMap<String, String>>,
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
 }
@@ -111,6 +116,7 @@ impl UpdateCredential {
         set(&mut m.folder, &self.folder);
         set(&mut m.owner, &self.owner);
         set(&mut m.settings, &self.settings);
+        set(&mut m.properties, &self.properties);
         set(&mut p.secret, &self.secret);
         set(&mut p.parameters, &self.parameters);
     }
@@ -187,6 +193,7 @@ pub async fn create(
         folder: b.folder,
         owner: b.owner,
         parameter_names: vec![],
+        properties: b.properties,
         settings: b.settings,
     };
     let payload = SecretPayload {
