@@ -3,6 +3,7 @@
 //! No I/O, no async, no crypto beyond the secret types. Every front door maps its own dialect onto
 //! these types, and the server's service layer enforces [`policy`] before touching the store.
 
+pub mod app;
 pub mod ccp;
 pub mod error;
 pub mod model;

@@ -94,6 +94,17 @@ pub struct CredentialFilter {
     pub visibility: Visibility,
 }
 
+/// An application as stored. `rules` is the JSON of its authentication rules (never secret values:
+/// a header secret is kept as a keyed hash inside it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    pub app_id: String,
+    pub owner: String,
+    pub description: Option<String>,
+    pub rules: String,
+    pub created_at: OffsetDateTime,
+}
+
 /// An audit record about to be appended.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
@@ -240,6 +251,18 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>>;
     /// The newest `n` rows, oldest first.
     async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>>;
+
+    // --- applications (AppID callers)
+    async fn create_app(&self, app: &AppRecord) -> Result<()>;
+    async fn get_app(&self, app_id: &str) -> Result<Option<AppRecord>>;
+    async fn list_apps(&self) -> Result<Vec<AppRecord>>;
+    async fn delete_app(&self, app_id: &str) -> Result<()>;
+    async fn set_app_rules(&self, app_id: &str, rules: &str) -> Result<()>;
+    /// Grant (`allow`) or revoke an application's access to a safe or a credential.
+    async fn grant_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()>;
+    async fn revoke_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()>;
+    /// (kind, target) pairs.
+    async fn app_grants(&self, app_id: &str) -> Result<Vec<(String, String)>>;
 
     // --- whole-vault copy (see `migrate`)
     async fn count_rows(&self, table: &migrate::TableSpec) -> Result<i64>;

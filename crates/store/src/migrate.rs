@@ -140,6 +140,22 @@ pub const TABLES: &[TableSpec] = &[
         order_by: "cred_id, version",
     },
     TableSpec {
+        name: "apps",
+        columns: &[
+            ("app_id", Text),
+            ("owner", Text),
+            ("description", Text),
+            ("rules", Text),
+            ("created_at", Text),
+        ],
+        order_by: "app_id",
+    },
+    TableSpec {
+        name: "app_grants",
+        columns: &[("app_id", Text), ("kind", Text), ("target", Text)],
+        order_by: "app_id, kind, target",
+    },
+    TableSpec {
         name: "audit_log",
         columns: &[
             ("seq", Int),

@@ -99,6 +99,16 @@ fn version_info_from(row: &DbRow) -> Result<VersionInfo> {
     })
 }
 
+fn app_from(row: &DbRow) -> Result<$crate::AppRecord> {
+    Ok($crate::AppRecord {
+        app_id: s(row, "app_id")?,
+        owner: s(row, "owner")?,
+        description: os(row, "description")?,
+        rules: s(row, "rules")?,
+        created_at: parse_time(&s(row, "created_at")?)?,
+    })
+}
+
 fn audit_from(row: &DbRow) -> Result<AuditRow> {
     Ok(AuditRow {
         seq: row.try_get::<i64, _>("seq").map_err(db_err)?,
@@ -961,6 +971,78 @@ impl $crate::Store for $store {
         .await
         .map_err(db_err)?;
         rows.iter().map(audit_from).collect()
+    }
+
+    async fn create_app(&self, app: &$crate::AppRecord) -> Result<()> {
+        sqlx::query("INSERT INTO apps (app_id, owner, description, rules, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&app.app_id)
+            .bind(&app.owner)
+            .bind(&app.description)
+            .bind(&app.rules)
+            .bind(format_time(app.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("application '{}' already exists", app.app_id)),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn get_app(&self, app_id: &str) -> Result<Option<$crate::AppRecord>> {
+        sqlx::query("SELECT app_id, owner, description, rules, created_at FROM apps WHERE app_id = $1")
+            .bind(app_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(app_from)
+            .transpose()
+    }
+
+    async fn list_apps(&self) -> Result<Vec<$crate::AppRecord>> {
+        let rows = sqlx::query("SELECT app_id, owner, description, rules, created_at FROM apps ORDER BY app_id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(app_from).collect()
+    }
+
+    async fn delete_app(&self, app_id: &str) -> Result<()> {
+        not_found_if_zero(exec(&self.writer, "DELETE FROM apps WHERE app_id = $1", &[app_id]).await?, "application")
+    }
+
+    async fn set_app_rules(&self, app_id: &str, rules: &str) -> Result<()> {
+        let n = exec(&self.writer, "UPDATE apps SET rules = $1 WHERE app_id = $2", &[rules, app_id]).await?;
+        not_found_if_zero(n, "application")
+    }
+
+    async fn grant_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()> {
+        exec(
+            &self.writer,
+            "INSERT INTO app_grants (app_id, kind, target) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[app_id, kind, target],
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::NotFound("application".into()),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn revoke_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()> {
+        let n = exec(&self.writer, "DELETE FROM app_grants WHERE app_id = $1 AND kind = $2 AND target = $3", &[app_id, kind, target]).await?;
+        not_found_if_zero(n, "grant")
+    }
+
+    async fn app_grants(&self, app_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT kind, target FROM app_grants WHERE app_id = $1 ORDER BY kind, target")
+            .bind(app_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| Ok((s(r, "kind")?, s(r, "target")?))).collect()
     }
 
     async fn count_rows(&self, t: &$crate::migrate::TableSpec) -> Result<i64> {
