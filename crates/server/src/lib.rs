@@ -5,9 +5,11 @@
 //!         ─▶ service::Vault (policy, crypto via barrier.rs, store, audit.rs) ─▶ door error/response
 //! ```
 
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod barrier;
+pub mod ccp;
 pub mod error;
 pub mod native;
 pub mod openapi;
@@ -157,7 +159,9 @@ fn open_while_sealed(path: &str) -> bool {
 }
 
 async fn seal_gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if !open_while_sealed(req.uri().path()) && s.vault.barrier.is_sealed().await {
+    // Only the native API is gated here; other doors answer "sealed" in their own dialect.
+    let path = req.uri().path();
+    if path.starts_with("/api/") && !open_while_sealed(path) && s.vault.barrier.is_sealed().await {
         let e = match s.vault.store.seal_config().await {
             Ok(None) => ServiceError::NotInitialized,
             _ => ServiceError::Sealed,
@@ -172,6 +176,7 @@ pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
     let state = AppState { vault };
     Router::new()
         .nest("/api/v1", native::router())
+        .merge(ccp::router())
         .route("/metrics", get(telemetry::metrics))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {

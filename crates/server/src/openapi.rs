@@ -21,8 +21,9 @@ use crate::native;
         native::identity::list_groups, native::identity::create_group, native::identity::get_group, native::identity::delete_group,
         native::identity::add_group_member, native::identity::remove_group_member,
         native::identity::list_tokens, native::identity::create_token, native::identity::revoke_token,
+        native::apps::list, native::apps::create, native::apps::get, native::apps::remove, native::apps::allow, native::apps::deny,
     ),
-    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"))
+    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"), (name = "apps"))
 )]
 pub struct ApiDoc;
 

@@ -205,7 +205,12 @@ impl Vault {
         Ok(keys.keyring.encrypt(&plain, &binding(id, version))?)
     }
 
-    async fn decrypt(&self, id: Uuid, version: i64, blob: &[u8]) -> ServiceResult<SecretPayload> {
+    pub(crate) async fn decrypt_payload(
+        &self,
+        id: Uuid,
+        version: i64,
+        blob: &[u8],
+    ) -> ServiceResult<SecretPayload> {
         let mut keys = self.barrier.keys().await?;
         if let Ok(term) = credvault_crypto::barrier::parse_header(blob) {
             if !keys.keyring.terms().any(|t| t == term) {
@@ -310,7 +315,7 @@ impl Vault {
                     });
                 }
             }
-            let mut payload = self.decrypt(id, cur.version, &blob).await?;
+            let mut payload = self.decrypt_payload(id, cur.version, &blob).await?;
             let mut meta = cur.meta.clone();
             change(&mut meta, &mut payload)?;
             meta.parameter_names = payload.parameters.keys().cloned().collect();
@@ -427,7 +432,7 @@ impl Vault {
                 .await;
             return Err(forbidden());
         }
-        let payload = self.decrypt(id, ver, &blob).await?;
+        let payload = self.decrypt_payload(id, ver, &blob).await?;
         self.audit(
             ctx,
             "credential.read_secret",
@@ -493,7 +498,7 @@ impl Vault {
             self.store.get_version(id, to).await?.ok_or_else(|| {
                 ServiceError::from(DomainError::NotFound(format!("version {to}")))
             })?;
-        let old_payload = self.decrypt(id, to, &target.payload).await?;
+        let old_payload = self.decrypt_payload(id, to, &target.payload).await?;
         let old_meta = target.meta;
         self.update_credential(
             ctx,

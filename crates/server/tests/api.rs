@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Integration tests of the native API against a real in-process server over HTTP.
 
+#[path = "api/ccp.rs"]
+mod ccp;
 mod common;
 
 use common::{code, Server};
@@ -984,6 +986,28 @@ async fn no_secret_reaches_logs_audit_errors_or_metrics() {
     )
     .await;
 
+    // The CCP door, including request and response logging at trace level (the seed's masking rule).
+    s.post("/api/v1/safes", &s.root, json!({"name": "LeakSafe"}))
+        .await;
+    s.cred(&s.root, json!({"name": "ccp-leak", "username": "svc", "safe": "LeakSafe", "secret": "Ccp-Content-0005"})).await;
+    s.post("/api/v1/apps", &s.root, json!({"app_id": "LeakApp", "sources": ["127.0.0.1"], "header_secret": "Header-Secret-0006"})).await;
+    s.post(
+        "/api/v1/apps/LeakApp/allow",
+        &s.root,
+        json!({"type": "safe", "name": "LeakSafe"}),
+    )
+    .await;
+    let ccp = s
+        .http
+        .get(s.url("/AIMWebService/api/Accounts?AppID=LeakApp&Query=UserName%3Dsvc"))
+        .header("X-CCP-App-Secret", "Header-Secret-0006")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(ccp["Content"], "Ccp-Content-0005");
     let (_, audit) = s.get("/api/v1/audit/tail?n=1000", &s.root).await;
     let metrics = s
         .http
@@ -1004,10 +1028,21 @@ async fn no_secret_reaches_logs_audit_errors_or_metrics() {
         logs.contains("/api/v1/credentials"),
         "request logging was on"
     );
+    assert!(
+        logs.contains("/AIMWebService/api/Accounts"),
+        "the CCP request was logged too"
+    );
     let needles: Vec<&str> = secrets
         .iter()
         .copied()
-        .chain([s.root.as_str(), &login_token, &api_token, unseal_key.trim()])
+        .chain([
+            s.root.as_str(),
+            &login_token,
+            &api_token,
+            unseal_key.trim(),
+            "Ccp-Content-0005",
+            "Header-Secret-0006",
+        ])
         .collect();
     for n in needles {
         assert!(!logs.contains(n), "a secret reached the logs");

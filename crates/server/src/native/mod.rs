@@ -1,5 +1,6 @@
 //! The native REST API under `/api/v1`: the design centre every other door maps onto.
 
+pub mod apps;
 pub mod credentials;
 pub mod error;
 pub mod identity;
@@ -156,5 +157,9 @@ pub fn router() -> Router<AppState> {
             get(identity::list_tokens).post(identity::create_token),
         )
         .route("/tokens/{id}", delete(identity::revoke_token))
+        .route("/apps", get(apps::list).post(apps::create))
+        .route("/apps/{app_id}", get(apps::get).delete(apps::remove))
+        .route("/apps/{app_id}/allow", post(apps::allow))
+        .route("/apps/{app_id}/deny", post(apps::deny))
         .route("/openapi.json", get(crate::openapi::serve))
 }

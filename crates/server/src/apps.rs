@@ -1,0 +1,407 @@
+//! Applications (AppID callers) in the service layer: management for admins, and the Get Password
+//! read the CCP door calls. Policy for applications is their grants (`credvault_core::app`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use credvault_core::app::{AppRules, CertRule, ClientCert, Grant};
+use credvault_core::ccp::{self, CcpError};
+use credvault_core::{validate, DomainError};
+use credvault_crypto::SecretString;
+use credvault_store::{AppRecord, CredentialFilter};
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::audit::Event;
+use crate::error::{ServiceError, ServiceResult};
+use crate::service::{Ctx, Vault};
+
+/// An application as the API shows it (never the header secret).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AppView {
+    pub app_id: String,
+    pub owner: String,
+    pub description: Option<String>,
+    pub sources: Vec<String>,
+    pub certificates: Vec<CertRule>,
+    /// Whether a header secret is required (`X-CCP-App-Secret`).
+    pub header_secret: bool,
+    pub grants: Vec<Grant>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// A new application.
+#[derive(Debug, Clone, Default)]
+pub struct NewApp {
+    pub app_id: String,
+    pub description: Option<String>,
+    pub sources: Vec<String>,
+    pub certificates: Vec<CertRule>,
+    pub header_secret: Option<SecretString>,
+}
+
+/// Why a Get Password failed: the dialect's own error, or a service failure (sealed, storage, audit).
+#[derive(Debug)]
+pub enum GetPasswordError {
+    Ccp(CcpError),
+    Service(ServiceError),
+}
+
+impl From<ServiceError> for GetPasswordError {
+    fn from(e: ServiceError) -> Self {
+        Self::Service(e)
+    }
+}
+
+/// A successful Get Password: the account fields and the password.
+pub struct Password {
+    pub fields: BTreeMap<String, String>,
+    pub content: SecretString,
+}
+
+fn rules_of(app: &AppRecord) -> ServiceResult<AppRules> {
+    serde_json::from_str(&app.rules).map_err(|_| ServiceError::Integrity)
+}
+
+fn grant_parts(g: &Grant) -> (&'static str, &str) {
+    match g {
+        Grant::Safe(s) => ("safe", s),
+        Grant::Credential(c) => ("credential", c),
+    }
+}
+
+impl Vault {
+    async fn app_view(&self, app: AppRecord) -> ServiceResult<AppView> {
+        let rules = rules_of(&app)?;
+        let grants = self
+            .store
+            .app_grants(&app.app_id)
+            .await?
+            .into_iter()
+            .filter_map(|(k, t)| match k.as_str() {
+                "safe" => Some(Grant::Safe(t)),
+                "credential" => Some(Grant::Credential(t)),
+                _ => None,
+            })
+            .collect();
+        Ok(AppView {
+            app_id: app.app_id,
+            owner: app.owner,
+            description: app.description,
+            sources: rules.sources,
+            certificates: rules.certificates,
+            header_secret: rules.header_secret_hash.is_some(),
+            grants,
+            created_at: app.created_at,
+        })
+    }
+
+    fn admin(&self, ctx: &Ctx) -> ServiceResult<()> {
+        if ctx.actor.is_admin() {
+            Ok(())
+        } else {
+            Err(DomainError::Forbidden.into())
+        }
+    }
+
+    pub async fn create_app(&self, ctx: &Ctx, new: NewApp) -> ServiceResult<AppView> {
+        self.admin(ctx)?;
+        validate::principal_name("app_id", &new.app_id)?;
+        let keys = self.barrier.keys().await?;
+        let rules = AppRules {
+            sources: new.sources,
+            certificates: new.certificates,
+            header_secret_hash: new
+                .header_secret
+                .as_ref()
+                .map(|s| keys.tokens.token_hash(s.expose())),
+        };
+        rules.validate()?;
+        if let Some(s) = &new.header_secret {
+            if s.len() < 16 {
+                return Err(DomainError::invalid(
+                    "header_secret",
+                    "must be at least 16 characters",
+                )
+                .into());
+            }
+        }
+        let rec = AppRecord {
+            app_id: new.app_id.clone(),
+            owner: ctx.actor.name.clone(),
+            description: new.description,
+            rules: serde_json::to_string(&rules).map_err(|_| ServiceError::Integrity)?,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        self.store.create_app(&rec).await?;
+        self.auditor
+            .record(Event {
+                actor: ctx.actor.name.clone(),
+                door: ctx.door,
+                action: "app.create",
+                target: rec.app_id.clone(),
+                source: ctx.source.clone(),
+                outcome: "ok",
+                detail: json!({"sources": rules.sources, "certificates": rules.certificates.len(), "header_secret": rules.header_secret_hash.is_some()}),
+            })
+            .await?;
+        self.app_view(rec).await
+    }
+
+    pub async fn list_apps(&self, ctx: &Ctx) -> ServiceResult<Vec<AppView>> {
+        self.admin(ctx)?;
+        let mut out = Vec::new();
+        for a in self.store.list_apps().await? {
+            out.push(self.app_view(a).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn get_app(&self, ctx: &Ctx, app_id: &str) -> ServiceResult<AppView> {
+        self.admin(ctx)?;
+        let app = self
+            .store
+            .get_app(app_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("application '{app_id}'")))?;
+        self.app_view(app).await
+    }
+
+    pub async fn delete_app(&self, ctx: &Ctx, app_id: &str) -> ServiceResult<()> {
+        self.admin(ctx)?;
+        self.store.delete_app(app_id).await?;
+        self.app_audit(ctx, "app.delete", app_id, json!({})).await
+    }
+
+    /// Allow (`true`) or deny an application a safe or a credential.
+    pub async fn set_app_grant(
+        &self,
+        ctx: &Ctx,
+        app_id: &str,
+        grant: &Grant,
+        allow: bool,
+    ) -> ServiceResult<AppView> {
+        self.admin(ctx)?;
+        let app = self
+            .store
+            .get_app(app_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("application '{app_id}'")))?;
+        let (kind, target) = grant_parts(grant);
+        if allow {
+            let exists = match grant {
+                Grant::Safe(s) => self.store.get_safe(s).await?.is_some(),
+                Grant::Credential(c) => match Uuid::parse_str(c) {
+                    Ok(id) => self.store.get_credential(id).await?.is_some(),
+                    Err(_) => false,
+                },
+            };
+            if !exists {
+                return Err(DomainError::invalid("name", format!("no {kind} '{target}'")).into());
+            }
+            self.store.grant_app(app_id, kind, target).await?;
+        } else {
+            self.store.revoke_app(app_id, kind, target).await?;
+        }
+        let action = if allow { "app.allow" } else { "app.deny" };
+        self.app_audit(ctx, action, app_id, json!({"type": kind, "name": target}))
+            .await?;
+        self.app_view(app).await
+    }
+
+    async fn app_audit(
+        &self,
+        ctx: &Ctx,
+        action: &'static str,
+        app_id: &str,
+        detail: serde_json::Value,
+    ) -> ServiceResult<()> {
+        self.auditor
+            .record(Event {
+                actor: ctx.actor.name.clone(),
+                door: ctx.door,
+                action,
+                target: app_id.to_owned(),
+                source: ctx.source.clone(),
+                outcome: "ok",
+                detail,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Audit a CCP call refused before it could be parsed (no AppID, malformed query). Best effort:
+    /// the call is refused either way.
+    pub async fn audit_unparsed_ccp_call(
+        &self,
+        params: &[(String, String)],
+        source: IpAddr,
+        code: &str,
+    ) {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let app_id = get("AppID").unwrap_or_default();
+        let _ = self
+            .auditor
+            .record(Event {
+                actor: format!("app:{app_id}"),
+                door: "ccp",
+                action: "ccp.get_password",
+                target: String::new(),
+                source: source.to_string(),
+                outcome: "refused",
+                detail: json!({"app_id": app_id, "query": get("Query"), "reason": get("Reason"), "error_code": code}),
+            })
+            .await;
+    }
+
+    /// Get Password for an application (the CCP door). Every call is audited, granted or refused.
+    pub async fn app_get_password(
+        &self,
+        req: &ccp::Request,
+        source: IpAddr,
+        header_secret: Option<&str>,
+        cert: Option<&ClientCert>,
+    ) -> Result<Password, GetPasswordError> {
+        let result = self
+            .get_password_inner(req, source, header_secret, cert)
+            .await;
+        let (outcome, target, code) = match &result {
+            Ok((id, _)) => ("ok", id.to_string(), None),
+            Err(GetPasswordError::Ccp(e)) => (
+                if e.status == 403 { "denied" } else { "refused" },
+                String::new(),
+                Some(e.code),
+            ),
+            Err(GetPasswordError::Service(_)) => ("error", String::new(), None),
+        };
+        let audited = self
+            .auditor
+            .record(Event {
+                actor: format!("app:{}", req.app_id),
+                door: "ccp",
+                action: "ccp.get_password",
+                target,
+                source: source.to_string(),
+                outcome,
+                detail: json!({"app_id": req.app_id, "query": req.query_text, "reason": req.reason, "error_code": code}),
+            })
+            .await;
+        let (_, password) = result?;
+        // Fail closed: no audit record, no password.
+        audited?;
+        metrics::counter!("credvault_secret_reads_total", "door" => "ccp").increment(1);
+        Ok(password)
+    }
+
+    async fn get_password_inner(
+        &self,
+        req: &ccp::Request,
+        source: IpAddr,
+        header_secret: Option<&str>,
+        cert: Option<&ClientCert>,
+    ) -> Result<(Uuid, Password), GetPasswordError> {
+        let keys = self.barrier.keys().await?;
+        let app = self
+            .store
+            .get_app(&req.app_id)
+            .await
+            .map_err(ServiceError::from)?;
+        let Some(app) = app else {
+            return Err(GetPasswordError::Ccp(CcpError::unknown_app(&req.app_id)));
+        };
+        let rules = rules_of(&app)?;
+        let sent_hash = header_secret.map(|s| keys.tokens.token_hash(s));
+        let header_ok = |stored: &str| {
+            sent_hash
+                .as_deref()
+                .is_some_and(|h| credvault_crypto::token::ct_eq(h.as_bytes(), stored.as_bytes()))
+        };
+        if !rules.authenticate(source, header_ok, cert) {
+            return Err(GetPasswordError::Ccp(CcpError::authentication_failed(
+                &req.app_id,
+            )));
+        }
+        let mut found: Vec<credvault_core::model::Credential> = Vec::new();
+        for (kind, target) in self
+            .store
+            .app_grants(&req.app_id)
+            .await
+            .map_err(ServiceError::from)?
+        {
+            match kind.as_str() {
+                "safe" => {
+                    let mut after = None;
+                    loop {
+                        let page = self
+                            .store
+                            .list_credentials(&CredentialFilter {
+                                safe: Some(target.clone()),
+                                after,
+                                limit: 1000,
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(ServiceError::from)?;
+                        after = page.last().map(|c| c.id);
+                        let done = page.len() < 1000;
+                        found.extend(page.into_iter().filter(|c| ccp::matches(req, &c.meta)));
+                        if done || found.len() > 1 {
+                            break;
+                        }
+                    }
+                }
+                "credential" => {
+                    if let Ok(id) = Uuid::parse_str(&target) {
+                        if let Some(c) = self
+                            .store
+                            .get_credential(id)
+                            .await
+                            .map_err(ServiceError::from)?
+                        {
+                            if ccp::matches(req, &c.meta) {
+                                found.push(c);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            found.sort_by_key(|c| c.id);
+            found.dedup_by_key(|c| c.id);
+            if found.len() > 1 {
+                return Err(GetPasswordError::Ccp(CcpError::too_many(&req.query_text)));
+            }
+        }
+        let Some(cred) = found.pop() else {
+            return Err(GetPasswordError::Ccp(CcpError::not_found(&req.query_text)));
+        };
+        if req.fail_on_password_change && ccp::password_changing(&cred.meta) {
+            return Err(GetPasswordError::Ccp(CcpError::password_changing(
+                &req.query_text,
+            )));
+        }
+        let (cur, blob) = self
+            .store
+            .credential_with_payload(cred.id)
+            .await
+            .map_err(ServiceError::from)?
+            .ok_or_else(|| GetPasswordError::Ccp(CcpError::not_found(&req.query_text)))?;
+        let payload = self.decrypt_payload(cur.id, cur.version, &blob).await?;
+        Ok((
+            cur.id,
+            Password {
+                fields: ccp::response_fields(&cur.meta),
+                content: payload.secret,
+            },
+        ))
+    }
+}

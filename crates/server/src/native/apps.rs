@@ -1,0 +1,95 @@
+//! `/api/v1/apps`: applications that read credentials by AppID (the CCP door).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use credvault_core::app::{CertRule, Grant};
+use credvault_crypto::SecretString;
+use serde::Deserialize;
+
+use super::{ApiError, ApiJson, ApiPath, Caller, Items};
+use crate::apps::{AppView, NewApp};
+use crate::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    pub app_id: String,
+    pub description: Option<String>,
+    /// Allowed source addresses (IPs or CIDRs).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Allowed client certificates (issuer plus subject and/or serial).
+    #[serde(default)]
+    pub certificates: Vec<CertRule>,
+    /// A shared secret the application sends in `X-CCP-App-Secret` (at least 16 characters).
+    #[schema(value_type = Option<String>)]
+    pub header_secret: Option<SecretString>,
+}
+
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", responses((status = 200, body = Items<AppView>)))]
+pub async fn list(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+) -> Result<Json<Items<AppView>>, ApiError> {
+    Ok(Json(Items::all(s.vault.list_apps(&ctx).await?)))
+}
+
+#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp, responses((status = 201, body = AppView)))]
+pub async fn create(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiJson(b): ApiJson<CreateApp>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = NewApp {
+        app_id: b.app_id,
+        description: b.description,
+        sources: b.sources,
+        certificates: b.certificates,
+        header_secret: b.header_secret,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(s.vault.create_app(&ctx, new).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/apps/{app_id}", tag = "apps", responses((status = 200, body = AppView)))]
+pub async fn get(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<AppView>, ApiError> {
+    Ok(Json(s.vault.get_app(&ctx, &id).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/apps/{app_id}", tag = "apps", responses((status = 204)))]
+pub async fn remove(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    s.vault.delete_app(&ctx, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/allow", tag = "apps", request_body = Grant, responses((status = 200, body = AppView)))]
+pub async fn allow(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(g): ApiJson<Grant>,
+) -> Result<Json<AppView>, ApiError> {
+    Ok(Json(s.vault.set_app_grant(&ctx, &id, &g, true).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/deny", tag = "apps", request_body = Grant, responses((status = 200, body = AppView)))]
+pub async fn deny(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(g): ApiJson<Grant>,
+) -> Result<Json<AppView>, ApiError> {
+    Ok(Json(s.vault.set_app_grant(&ctx, &id, &g, false).await?))
+}

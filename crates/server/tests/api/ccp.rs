@@ -1,0 +1,348 @@
+//! The Central Credential Provider door (`GET /AIMWebService/api/Accounts`) over HTTP.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::Server;
+
+/// A vault with one safe, two accounts in it, one account elsewhere, and an application.
+async fn setup(app: Value) -> (Server, String) {
+    let s = Server::dev().await;
+    let r = s.root.clone();
+    s.post("/api/v1/safes", &r, json!({"name": "TSODemo"}))
+        .await;
+    s.post("/api/v1/safes", &r, json!({"name": "Other"})).await;
+    let id = s
+        .cred(
+            &r,
+            json!({"name": "Operating System-WinDesktopLocal-10.30.40.55-cyberarktsouser1", "username": "cyberarktsouser1",
+                   "safe": "TSODemo", "secret": "ccp-password-1",
+                   "device": {"hostname": "", "ip": "10.30.40.55", "type": "Operating System"},
+                   "properties": {"PolicyID": "WinDesktopLocal", "CreationMethod": "PVWA", "LogonDomain": "CORP"}}),
+        )
+        .await;
+    s.cred(&r, json!({"name": "second", "username": "svc_b", "safe": "TSODemo", "secret": "ccp-password-2",
+                      "device": {"hostname": "db1", "ip": "10.0.0.9"}, "properties": {"PasswordChangeInProcess": "True"}})).await;
+    s.cred(
+        &r,
+        json!({"name": "hidden", "username": "svc_b", "safe": "Other", "secret": "ccp-password-3",
+                      "device": {"hostname": "db2", "ip": "10.0.0.10"}}),
+    )
+    .await;
+    let (st, a) = s.post("/api/v1/apps", &r, app).await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    let (st, _) = s
+        .post(
+            "/api/v1/apps/App1/allow",
+            &r,
+            json!({"type": "safe", "name": "TSODemo"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    (s, id)
+}
+
+async fn get(s: &Server, query: &str, secret: Option<&str>) -> (StatusCode, Value) {
+    let mut r = s
+        .http
+        .get(s.url(&format!("/AIMWebService/api/Accounts?{query}")));
+    if let Some(x) = secret {
+        r = r.header("X-CCP-App-Secret", x);
+    }
+    let resp = r.send().await.unwrap();
+    let st = resp.status();
+    (st, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn code(v: &Value) -> &str {
+    v["ErrorCode"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn get_password_success_and_the_error_table() {
+    let (s, id) = setup(json!({"app_id": "App1", "sources": ["127.0.0.0/8"]})).await;
+
+    // The seed's example query: exactly one match, every field a string, Content the password.
+    let (st, v) = get(
+        &s,
+        "AppID=App1&Query=Address%3D10.30.40.55%3BUsername%3Dcyberarktsouser1&Reason=nightly%20job",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["Content"], "ccp-password-1");
+    for (k, want) in [
+        ("UserName", "cyberarktsouser1"),
+        ("Address", "10.30.40.55"),
+        ("Safe", "TSODemo"),
+        ("Folder", "Root"),
+        (
+            "Name",
+            "Operating System-WinDesktopLocal-10.30.40.55-cyberarktsouser1",
+        ),
+        ("PolicyID", "WinDesktopLocal"),
+        ("DeviceType", "Operating System"),
+        ("PasswordChangeInProcess", "False"),
+        ("CreationMethod", "PVWA"),
+        ("LogonDomain", "CORP"),
+    ] {
+        assert_eq!(v[k], want, "{k}");
+    }
+    assert!(v.as_object().unwrap().values().all(Value::is_string));
+
+    // Separate parameters, case-insensitive names, unknown parameters ignored, trailing slash.
+    let (st, v) = s.http.get(s.url("/AIMWebService/api/Accounts/?appid=App1&safe=TSODemo&object=Operating%20System-WinDesktopLocal-10.30.40.55-cyberarktsouser1&query_format=x")).send().await.map(|r| (r.status(), r)).unwrap();
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        v.json::<Value>().await.unwrap()["Content"],
+        "ccp-password-1"
+    );
+    // Regexp.
+    let (st, v) = get(
+        &s,
+        "AppID=App1&Query=UserName%3D%5Ecyber.*1%24&QueryFormat=Regexp",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, v["Content"].clone()),
+        (StatusCode::OK, json!("ccp-password-1"))
+    );
+
+    let cases: Vec<(&str, StatusCode, &str)> = vec![
+        ("Safe=TSODemo", StatusCode::BAD_REQUEST, "AIMWS031E"),
+        (
+            "AppID=App1&Query=Safe",
+            StatusCode::BAD_REQUEST,
+            "AIMWS030E",
+        ),
+        (
+            "AppID=App1&Query=UserName%3D(x&QueryFormat=Regexp",
+            StatusCode::BAD_REQUEST,
+            "AIMWS030E",
+        ),
+        (
+            "AppID=App1&Safe=TSODemo&QueryFormat=Fuzzy",
+            StatusCode::BAD_REQUEST,
+            "AIMWS030E",
+        ),
+        (
+            "AppID=App1&Safe=TSO%00Demo",
+            StatusCode::BAD_REQUEST,
+            "CASVL010E",
+        ),
+        (
+            "AppID=App1&Query=Safe%3DTSODemo",
+            StatusCode::BAD_REQUEST,
+            "APPAP227E",
+        ),
+        (
+            "AppID=Nobody&Query=Safe%3DTSODemo",
+            StatusCode::FORBIDDEN,
+            "APPAP008E",
+        ),
+        (
+            "AppID=App1&Query=Address%3D10.0.1.20%3BUsername%3DInvalidUser",
+            StatusCode::NOT_FOUND,
+            "APPAP004E",
+        ),
+        // Exists, but in a safe the application was not granted: the same answer as "not found".
+        (
+            "AppID=App1&Query=Address%3D10.0.0.10",
+            StatusCode::NOT_FOUND,
+            "APPAP004E",
+        ),
+        (
+            "AppID=App1&Query=UserName%3Dsvc_b&FailRequestOnPasswordChange=true",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "APPAP282E",
+        ),
+    ];
+    for (q, status, c) in cases {
+        let (st, v) = get(&s, q, None).await;
+        assert_eq!((st, code(&v)), (status, c), "{q}: {v}");
+        assert!(v["ErrorMsg"].is_string());
+        assert!(
+            !v.to_string().contains("ccp-password"),
+            "no password in errors"
+        );
+    }
+    let (_, v) = get(
+        &s,
+        "AppID=App1&Query=Address%3D10.0.1.20%3BUsername%3DInvalidUser",
+        None,
+    )
+    .await;
+    assert_eq!(v["ErrorMsg"], "Password object matching query [Address=10.0.1.20;Username=InvalidUser] was not found (Diagnostic Info: 5). Please check that there is a password object that answers your query in the Vault and that both the Provider and the application user have the appropriate permissions needed in order to use the password.");
+    // Without the flag, the account being changed is still returned.
+    let (st, v) = get(&s, "AppID=App1&Query=UserName%3Dsvc_b", None).await;
+    assert_eq!(
+        (st, v["Content"].clone()),
+        (StatusCode::OK, json!("ccp-password-2"))
+    );
+
+    // A single-credential grant reaches into another safe.
+    let (_, other) = s.get("/api/v1/credentials?safe=Other", &s.root).await;
+    let hidden = other["items"][0]["id"].as_str().unwrap().to_owned();
+    s.post(
+        "/api/v1/apps/App1/allow",
+        &s.root,
+        json!({"type": "credential", "name": hidden}),
+    )
+    .await;
+    let (st, v) = get(&s, "AppID=App1&Query=Address%3D10.0.0.10", None).await;
+    assert_eq!(
+        (st, v["Content"].clone()),
+        (StatusCode::OK, json!("ccp-password-3"))
+    );
+    // Denying the safe takes it away again.
+    s.post(
+        "/api/v1/apps/App1/deny",
+        &s.root,
+        json!({"type": "safe", "name": "TSODemo"}),
+    )
+    .await;
+    let (st, _) = get(&s, "AppID=App1&Query=Address%3D10.30.40.55", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Every call is audited with the AppID, the query, the source and the reason; no password.
+    let (_, tail) = s.get("/api/v1/audit/tail?n=1000", &s.root).await;
+    let recs: Vec<&Value> = tail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["door"] == "ccp")
+        .collect();
+    assert!(recs.len() >= 15, "{}", recs.len());
+    let ok = recs
+        .iter()
+        .find(|r| r["outcome"] == "ok" && r["target"] == json!(id))
+        .expect("granted read audited");
+    assert_eq!(ok["actor"], "app:App1");
+    assert_eq!(ok["detail"]["reason"], "nightly job");
+    assert_eq!(
+        ok["detail"]["query"],
+        "Address=10.30.40.55;Username=cyberarktsouser1"
+    );
+    assert_eq!(ok["source"], "127.0.0.1");
+    assert!(recs
+        .iter()
+        .any(|r| r["outcome"] == "denied" && r["detail"]["error_code"] == "APPAP008E"));
+    assert!(!tail.to_string().contains("ccp-password"));
+
+    // The legacy health probe.
+    let st = s
+        .http
+        .get(s.url("/AIMWebService/v1.1/aim.asmx"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn application_authentication_rules() {
+    // Source rule that excludes loopback: refused even though the AppID exists.
+    let (s, _) = setup(json!({"app_id": "App1", "sources": ["10.0.0.0/8"]})).await;
+    let (st, v) = get(&s, "AppID=App1&Query=Address%3D10.30.40.55", None).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "APPAP306E"));
+
+    // No rule at all: refused, not open.
+    let (st, _) = s
+        .post("/api/v1/apps", &s.root, json!({"app_id": "Open"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    s.post(
+        "/api/v1/apps/Open/allow",
+        &s.root,
+        json!({"type": "safe", "name": "TSODemo"}),
+    )
+    .await;
+    let (st, v) = get(&s, "AppID=Open&Query=Address%3D10.30.40.55", None).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "APPAP306E"));
+
+    // Header secret plus source: both must hold.
+    let (st, _) = s.post("/api/v1/apps", &s.root, json!({"app_id": "Hdr", "sources": ["127.0.0.1"], "header_secret": "a-long-shared-secret-1"})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    s.post(
+        "/api/v1/apps/Hdr/allow",
+        &s.root,
+        json!({"type": "safe", "name": "TSODemo"}),
+    )
+    .await;
+    let q = "AppID=Hdr&Query=Address%3D10.30.40.55";
+    assert_eq!(get(&s, q, None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&s, q, Some("wrong-secret-wrong-secret")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (st, v) = get(&s, q, Some("a-long-shared-secret-1")).await;
+    assert_eq!(
+        (st, v["Content"].clone()),
+        (StatusCode::OK, json!("ccp-password-1"))
+    );
+    // The app listing never shows the header secret.
+    let (_, apps) = s.get("/api/v1/apps", &s.root).await;
+    assert!(!apps.to_string().contains("a-long-shared-secret-1"));
+    assert_eq!(
+        apps["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["app_id"] == "Hdr")
+            .unwrap()["header_secret"],
+        true
+    );
+
+    // A certificate rule cannot be met without mTLS: refused.
+    let (st, _) = s
+        .post(
+            "/api/v1/apps",
+            &s.root,
+            json!({"app_id": "Cert", "certificates": [{"issuer": "CN=Corp CA", "serial": "1A"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(
+        get(&s, "AppID=Cert&Query=Address%3D10.30.40.55", None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Bad application definitions and non-admins.
+    for bad in [
+        json!({"app_id": "x y", "sources": ["127.0.0.1"]}),
+        json!({"app_id": "B", "sources": ["not-an-ip"]}),
+        json!({"app_id": "C", "header_secret": "short"}),
+    ] {
+        let (st, _) = s.post("/api/v1/apps", &s.root, bad.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let user = s.user("plain").await;
+    let (st, _) = s
+        .post(
+            "/api/v1/apps",
+            &user,
+            json!({"app_id": "Mine", "sources": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post(
+            "/api/v1/apps/App1/allow",
+            &s.root,
+            json!({"type": "safe", "name": "NoSuchSafe"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // Sealed: the door answers in its own format.
+    s.post("/api/v1/sys/seal", &s.root, json!({})).await;
+    let (st, v) = get(&s, q, Some("a-long-shared-secret-1")).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "CVSEALED01E")
+    );
+}
