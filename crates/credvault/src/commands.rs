@@ -251,6 +251,62 @@ pub enum TokenCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    /// Register an application (AppID). It needs at least one rule to authenticate: --source,
+    /// --cert-issuer (with --cert-subject and/or --cert-serial), or --header-secret-stdin.
+    Create {
+        app_id: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Allowed source address or CIDR, repeatable.
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// Issuer DN of an allowed client certificate (mTLS).
+        #[arg(long)]
+        cert_issuer: Option<String>,
+        #[arg(long, requires = "cert_issuer")]
+        cert_subject: Option<String>,
+        /// Serial number (hex) of an allowed client certificate.
+        #[arg(long, requires = "cert_issuer")]
+        cert_serial: Option<String>,
+        /// Read a shared secret (sent as X-CCP-App-Secret) from stdin.
+        #[arg(long)]
+        header_secret_stdin: bool,
+    },
+    List,
+    Show {
+        app_id: String,
+    },
+    Rm {
+        app_id: String,
+    },
+    /// Let the application read a safe (--safe) or one credential (--credential).
+    Allow {
+        app_id: String,
+        #[arg(
+            long,
+            conflicts_with = "credential",
+            required_unless_present = "credential"
+        )]
+        safe: Option<String>,
+        #[arg(long)]
+        credential: Option<String>,
+    },
+    /// Take a safe or credential away from the application.
+    Deny {
+        app_id: String,
+        #[arg(
+            long,
+            conflicts_with = "credential",
+            required_unless_present = "credential"
+        )]
+        safe: Option<String>,
+        #[arg(long)]
+        credential: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditCmd {
     /// Walk the whole hash chain and report the first tampered record.
     Verify,
@@ -518,6 +574,7 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
             }
             TokenCmd::Revoke { id } => c.delete(&format!("/tokens/{}", enc(&id))).await,
         },
+        Cmd::App(cmd) => app(c, fmt, cmd).await,
         Cmd::Audit(cmd) => match cmd {
             AuditCmd::Verify => {
                 let v = c.send(Method::POST, "/audit/verify", &json!({})).await?;
@@ -822,4 +879,80 @@ async fn migrate(fmt: Format, from: &str, to: &str) -> Result<()> {
         println!("Start the servers on the destination and unseal them as before.");
     }
     Ok(())
+}
+
+const APP_COLS: [&str; 5] = ["app_id", "owner", "sources", "header_secret", "grants"];
+
+fn grant_json(safe: Option<String>, credential: Option<String>) -> Value {
+    match (safe, credential) {
+        (Some(s), _) => json!({"type": "safe", "name": s}),
+        (None, c) => json!({"type": "credential", "name": c.unwrap_or_default()}),
+    }
+}
+
+async fn app(c: &Client, fmt: Format, cmd: AppCmd) -> Result<()> {
+    match cmd {
+        AppCmd::Create {
+            app_id,
+            description,
+            sources,
+            cert_issuer,
+            cert_subject,
+            cert_serial,
+            header_secret_stdin,
+        } => {
+            let mut b = json!({"app_id": app_id, "description": description, "sources": sources});
+            if let Some(issuer) = cert_issuer {
+                b["certificates"] =
+                    json!([{"issuer": issuer, "subject": cert_subject, "serial": cert_serial}]);
+            }
+            if header_secret_stdin {
+                b["header_secret"] = Value::String(read_stdin_secret("header secret")?);
+            }
+            output::object(fmt, &c.send(Method::POST, "/apps", &b).await?);
+            Ok(())
+        }
+        AppCmd::List => {
+            output::list(fmt, &c.get("/apps").await?, &APP_COLS);
+            Ok(())
+        }
+        AppCmd::Show { app_id } => {
+            output::object(
+                fmt,
+                &c.get::<Value>(&format!("/apps/{}", enc(&app_id))).await?,
+            );
+            Ok(())
+        }
+        AppCmd::Rm { app_id } => c.delete(&format!("/apps/{}", enc(&app_id))).await,
+        AppCmd::Allow {
+            app_id,
+            safe,
+            credential,
+        } => {
+            let v = c
+                .send(
+                    Method::POST,
+                    &format!("/apps/{}/allow", enc(&app_id)),
+                    &grant_json(safe, credential),
+                )
+                .await?;
+            output::object(fmt, &v);
+            Ok(())
+        }
+        AppCmd::Deny {
+            app_id,
+            safe,
+            credential,
+        } => {
+            let v = c
+                .send(
+                    Method::POST,
+                    &format!("/apps/{}/deny", enc(&app_id)),
+                    &grant_json(safe, credential),
+                )
+                .await?;
+            output::object(fmt, &v);
+            Ok(())
+        }
+    }
 }

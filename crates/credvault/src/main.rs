@@ -71,6 +71,9 @@ pub(crate) enum Cmd {
     /// API tokens.
     #[command(subcommand)]
     Token(commands::TokenCmd),
+    /// Applications that read credentials by AppID (GET /AIMWebService/api/Accounts).
+    #[command(subcommand)]
+    App(commands::AppCmd),
     /// The audit log.
     #[command(subcommand)]
     Audit(commands::AuditCmd),

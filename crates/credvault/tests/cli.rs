@@ -225,6 +225,86 @@ fn dev_server_and_credential_commands() {
         .iter()
         .any(|r| r["action"] == "credential.read_secret"));
 
+    // An application reads through the CCP door.
+    ok_json(cli(
+        &addr,
+        tk,
+        &["safe", "add", "AppSafe", "--format", "json"],
+        None,
+    ));
+    ok_json(cli(
+        &addr,
+        tk,
+        &[
+            "cred",
+            "put",
+            "svc-db",
+            "--safe",
+            "AppSafe",
+            "--username",
+            "svc",
+            "--secret",
+            "app-read-secret",
+            "--property",
+            "PolicyID=DB",
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    ok_json(cli(
+        &addr,
+        tk,
+        &[
+            "app",
+            "create",
+            "Billing",
+            "--source",
+            "127.0.0.1/32",
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    let shown = ok_json(cli(
+        &addr,
+        tk,
+        &[
+            "app", "allow", "Billing", "--safe", "AppSafe", "--format", "json",
+        ],
+        None,
+    ));
+    assert_eq!(shown["grants"][0]["name"], "AppSafe");
+    let o = cli(&addr, tk, &["app", "list"], None);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("safe:AppSafe"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let v: Value = rt.block_on(async {
+        reqwest::get(format!(
+            "{addr}/AIMWebService/api/Accounts?AppID=Billing&Safe=AppSafe&UserName=svc"
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    });
+    assert_eq!(
+        (v["Content"].as_str(), v["PolicyID"].as_str()),
+        (Some("app-read-secret"), Some("DB"))
+    );
+    ok_json(cli(
+        &addr,
+        tk,
+        &[
+            "app", "deny", "Billing", "--safe", "AppSafe", "--format", "json",
+        ],
+        None,
+    ));
+    ok_json(cli(&addr, tk, &["app", "rm", "Billing"], None).pipe_ok());
+
     ok_json(cli(&addr, tk, &["cred", "rm", &id], None).pipe_ok());
     // No token: a clear error, non-zero exit.
     let o = cli(&addr, None, &["cred", "list"], None);
