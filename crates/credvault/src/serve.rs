@@ -21,6 +21,7 @@ pub struct FileConfig {
     pub database_url: Option<credvault_crypto::SecretString>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     pub unseal_key_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
@@ -39,6 +40,7 @@ impl Default for FileConfig {
             database_url: None,
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
             unseal_key_file: None,
             max_body_bytes: d.max_body_bytes,
             request_timeout_seconds: d.request_timeout.as_secs(),
@@ -49,7 +51,8 @@ impl Default for FileConfig {
     }
 }
 
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 13] = [
+    "tls_client_ca",
     "listen",
     "data_dir",
     "storage",
@@ -91,6 +94,9 @@ pub struct ServerArgs {
     /// PEM private key for --tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates applications may present (mTLS; needs HTTPS).
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
     /// Unseal automatically at start with the single key in this file (see `operator init --key-file`).
     #[arg(long)]
     pub unseal_key_file: Option<PathBuf>,
@@ -128,6 +134,7 @@ pub fn load(args: &ServerArgs) -> Result<FileConfig> {
     }
     flag!(tls_cert);
     flag!(tls_key);
+    flag!(tls_client_ca);
     flag!(unseal_key_file);
     flag!(log_level);
     flag!(log_format);
@@ -164,6 +171,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         storage,
         tls_cert: fc.tls_cert,
         tls_key: fc.tls_key,
+        tls_client_ca: fc.tls_client_ca,
         unseal_key_file: fc.unseal_key_file,
         dev: args.dev,
         max_body_bytes: fc.max_body_bytes,

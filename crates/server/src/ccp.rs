@@ -95,6 +95,7 @@ struct Found<'a> {
 async fn get_password(
     State(s): State<AppState>,
     Source(ip): Source,
+    peer: Option<axum::Extension<crate::tls::PeerCert>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
@@ -111,8 +112,8 @@ async fn get_password(
         }
     };
     let secret = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
-    // Client certificates arrive with mTLS (not yet wired to this door: certificate rules refuse).
-    match s.vault.app_get_password(&req, ip, secret, None).await {
+    let cert = peer.as_ref().and_then(|p| p.0 .0.as_ref());
+    match s.vault.app_get_password(&req, ip, secret, cert).await {
         Ok(p) => {
             // Serialised straight from the zeroizing secret; no plain copy is kept.
             let body = Found {

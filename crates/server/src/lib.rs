@@ -15,6 +15,7 @@ pub mod native;
 pub mod openapi;
 pub mod service;
 mod telemetry;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub struct Config {
     /// PEM certificate chain and private key; HTTPS when both are set.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) whose client certificates are accepted (mTLS for application doors).
+    pub tls_client_ca: Option<PathBuf>,
     /// A file holding a single unseal key: the server unseals itself at start.
     pub unseal_key_file: Option<PathBuf>,
     /// Initialise and unseal automatically (development only).
@@ -65,6 +68,7 @@ impl Default for Config {
             storage: Storage::Sqlite,
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
             unseal_key_file: None,
             dev: false,
             max_body_bytes: 1024 * 1024,
@@ -221,18 +225,18 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::Io("listener".into(), e))?;
     let app = app(vault.clone(), &cfg).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
+    if cfg.tls_client_ca.is_some() && cfg.tls_cert.is_none() {
+        return Err(StartError::Tls(
+            "a client CA needs HTTPS: set a certificate and a key too".into(),
+        ));
+    }
     let (https, task) = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(|e| {
-                    StartError::Tls(format!(
-                        "loading {} and {}: {e}",
-                        cert.display(),
-                        key.display()
-                    ))
-                })?;
-            let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
+            let tls =
+                tls::config(cert, key, cfg.tls_client_ca.as_deref()).map_err(StartError::Tls)?;
+            let server = axum_server::from_tcp(listener)
+                .acceptor(tls::CertAcceptor::new(tls))
+                .handle(handle.clone());
             (true, tokio::spawn(server.serve(app)))
         }
         (None, None) => {

@@ -346,3 +346,149 @@ async fn application_authentication_rules() {
         (StatusCode::SERVICE_UNAVAILABLE, "CVSEALED01E")
     );
 }
+
+mod mtls {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNumber,
+    };
+    use reqwest::StatusCode;
+    use serde_json::{json, Value};
+
+    use crate::common::Server;
+
+    fn ca(cn: &str) -> CertifiedIssuer<'static, KeyPair> {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, cn);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// (certificate PEM, key PEM) of a leaf signed by `ca`.
+    fn leaf(
+        ca: &CertifiedIssuer<'static, KeyPair>,
+        cn: &str,
+        serial: &[u8],
+        sans: &[&str],
+    ) -> (String, String) {
+        let mut p =
+            CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.serial_number = Some(SerialNumber::from_slice(serial));
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn client(ca_pem: &str, s: &Server, identity: Option<&(String, String)>) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .resolve("localhost", s.running.addr);
+        if let Some((cert, key)) = identity {
+            b = b.identity(
+                reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).unwrap(),
+            );
+        }
+        b.build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn client_certificates_authenticate_applications() {
+        let apps_ca = ca("Apps CA");
+        let rogue_ca = ca("Rogue CA");
+        let dir = tempfile::tempdir().unwrap();
+        let (server_cert, server_key) = leaf(&apps_ca, "credvault", &[7], &["localhost"]);
+        let paths = [
+            ("server.pem", &server_cert),
+            ("server.key", &server_key),
+            ("ca.pem", &apps_ca.pem()),
+        ];
+        for (name, body) in paths {
+            std::fs::write(dir.path().join(name), body.as_bytes()).unwrap();
+        }
+        let s = Server::dev_with(|c| {
+            c.tls_cert = Some(dir.path().join("server.pem"));
+            c.tls_key = Some(dir.path().join("server.key"));
+            c.tls_client_ca = Some(dir.path().join("ca.pem"));
+        })
+        .await;
+        let good = leaf(&apps_ca, "billing", &[0x1a, 0x2b], &[]);
+        let wrong_serial = leaf(&apps_ca, "billing", &[0x99], &[]);
+        let rogue = leaf(&rogue_ca, "billing", &[0x1a, 0x2b], &[]);
+
+        // Setup over HTTPS with a token and no client certificate: the native API still works.
+        let admin = client(&apps_ca.pem(), &s, None);
+        let base = format!("https://localhost:{}", s.running.addr.port());
+        let post = |path: &str, body: Value| {
+            admin
+                .post(format!("{base}{path}"))
+                .header("X-Vault-Token", &s.root)
+                .json(&body)
+                .send()
+        };
+        assert_eq!(
+            post("/api/v1/safes", json!({"name": "Pay"}))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::CREATED
+        );
+        let c = post(
+            "/api/v1/credentials",
+            json!({"name": "pay-db", "username": "pay", "safe": "Pay", "secret": "mtls-secret"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.status(), StatusCode::CREATED);
+        let app = json!({"app_id": "Billing", "certificates": [{"issuer": "CN=Apps CA", "serial": "1A2B"}]});
+        assert_eq!(
+            post("/api/v1/apps", app).await.unwrap().status(),
+            StatusCode::CREATED
+        );
+        post(
+            "/api/v1/apps/Billing/allow",
+            json!({"type": "safe", "name": "Pay"}),
+        )
+        .await
+        .unwrap();
+
+        let url = format!("{base}/AIMWebService/api/Accounts?AppID=Billing&Safe=Pay&UserName=pay");
+        let call = |c: reqwest::Client| {
+            let url = url.clone();
+            async move { c.get(url).send().await }
+        };
+        let ok: Value = call(client(&apps_ca.pem(), &s, Some(&good)))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ok["Content"], "mtls-secret");
+        for (who, identity) in [
+            ("no certificate", None),
+            ("another serial", Some(&wrong_serial)),
+        ] {
+            let r = call(client(&apps_ca.pem(), &s, identity)).await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{who}");
+            assert_eq!(
+                r.json::<Value>().await.unwrap()["ErrorCode"],
+                "APPAP306E",
+                "{who}"
+            );
+        }
+        // A certificate from another CA does not even complete the handshake.
+        assert!(call(client(&apps_ca.pem(), &s, Some(&rogue)))
+            .await
+            .is_err());
+
+        // A client CA without HTTPS is a start-up error.
+        let mut cfg = crate::common::config(dir.path().join("other"));
+        cfg.tls_client_ca = Some(dir.path().join("ca.pem"));
+        assert!(credvault_server::start(cfg)
+            .await
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("HTTPS"));
+    }
+}
