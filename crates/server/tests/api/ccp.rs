@@ -481,6 +481,75 @@ mod mtls {
             .await
             .is_err());
 
+        // The same server driven by an independently written client: pyaim from PyPI.
+        let dup = |n: &str| {
+            post(
+                "/api/v1/credentials",
+                json!({"name": n, "username": "d", "safe": "Pay", "secret": "x"}),
+            )
+        };
+        dup("dup-1").await.unwrap();
+        dup("dup-2").await.unwrap();
+        let (cp, kp) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+        std::fs::write(&cp, &good.0).unwrap();
+        std::fs::write(&kp, &good.1).unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/pyaim_conformance.py"
+        );
+        let args = [
+            script.to_owned(),
+            format!("localhost:{}", s.running.addr.port()),
+            dir.path().join("ca.pem").display().to_string(),
+            cp.display().to_string(),
+            kp.display().to_string(),
+        ];
+        // On the blocking pool: the server runs on this test's runtime thread meanwhile.
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3").args(args).output()
+        })
+        .await
+        .unwrap()
+        .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "pyaim conformance script failed (scripts/test installs pyaim): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["by_username"]["ok"], true, "{r}");
+        assert_eq!(r["by_username"]["Content"], "mtls-secret");
+        assert_eq!(
+            (
+                r["by_username"]["Safe"].as_str(),
+                r["by_username"]["Folder"].as_str()
+            ),
+            (Some("Pay"), Some("Root"))
+        );
+        assert_eq!(r["by_object"]["Content"], "mtls-secret");
+        assert_eq!(r["missing"]["ok"], false);
+        assert!(
+            r["missing"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not found"),
+            "{r}"
+        );
+        assert!(
+            r["two_match"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("APPAP227E"),
+            "{r}"
+        );
+        assert!(
+            r["unknown_app"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Access forbidden"),
+            "{r}"
+        );
+
         // A client CA without HTTPS is a start-up error.
         let mut cfg = crate::common::config(dir.path().join("other"));
         cfg.tls_client_ca = Some(dir.path().join("ca.pem"));
