@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Secret-read benchmark: credvault's authenticated, decrypted, durably audited secret read on SQLite and
-# on PostgreSQL, against a bare axum JSON hello-world, in the same run, with the same load tool (wrk)
+# Read benchmarks: credvault's authenticated, decrypted, durably audited secret read (native API, token)
+# and application read (CCP door, AppID + source rule) on SQLite and on PostgreSQL, against a bare axum JSON hello-world, in the same run, with the same load tool (wrk)
 # and the same pinning: servers (and PostgreSQL) on core 0, load generator on core 1.
 #
 #   bench/run.sh                       # 1,000 credentials, 16 and 64 connections, 10 s each
@@ -50,9 +50,15 @@ done
 
 export TOKEN IDS_FILE
 for backend in $BACKENDS; do
-  python3 bench/seed.py "http://127.0.0.1:${port[$backend]}" "$(cat "$work/$backend/dev-root-token")" "$CREDS" > "$work/ids-$backend.txt"
+  url="http://127.0.0.1:${port[$backend]}"
+  root=$(cat "$work/$backend/dev-root-token")
+  curl -sf -o /dev/null -H "X-Vault-Token: $root" -H 'content-type: application/json' -d '{"name":"BenchSafe"}' "$url/api/v1/safes"
+  curl -sf -o /dev/null -H "X-Vault-Token: $root" -H 'content-type: application/json' -d '{"app_id":"Bench","sources":["127.0.0.1"]}' "$url/api/v1/apps"
+  curl -sf -o /dev/null -H "X-Vault-Token: $root" -H 'content-type: application/json' -d '{"type":"safe","name":"BenchSafe"}' "$url/api/v1/apps/Bench/allow"
+  python3 bench/seed.py "$url" "$root" "$CREDS" BenchSafe > "$work/ids-$backend.txt"
   echo "seeded $(wc -l < "$work/ids-$backend.txt") credentials on $backend" >&2
 done
+export N=$CREDS
 
 run() { # name url script conns
   local out
@@ -77,6 +83,7 @@ for c in $CONNS; do
     TOKEN=$(cat "$work/$backend/dev-root-token")
     IDS_FILE="$work/ids-$backend.txt"
     run "credvault secret read, $backend, $CREDS creds" "http://127.0.0.1:${port[$backend]}" bench/secret_read.lua "$c"
+    run "credvault CCP AppID read, $backend, $CREDS creds" "http://127.0.0.1:${port[$backend]}" bench/ccp_read.lua "$c"
   done
 done
 echo

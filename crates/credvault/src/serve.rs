@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
+    pub tls_client_crl: Option<PathBuf>,
     pub unseal_key_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
@@ -41,6 +42,7 @@ impl Default for FileConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            tls_client_crl: None,
             unseal_key_file: None,
             max_body_bytes: d.max_body_bytes,
             request_timeout_seconds: d.request_timeout.as_secs(),
@@ -51,8 +53,9 @@ impl Default for FileConfig {
     }
 }
 
-const ENV_KEYS: [&str; 13] = [
+const ENV_KEYS: [&str; 14] = [
     "tls_client_ca",
+    "tls_client_crl",
     "listen",
     "data_dir",
     "storage",
@@ -97,6 +100,9 @@ pub struct ServerArgs {
     /// PEM CA whose client certificates applications may present (mTLS; needs HTTPS).
     #[arg(long)]
     pub tls_client_ca: Option<PathBuf>,
+    /// PEM CRL(s) of the client CA: revoked client certificates are refused at the handshake.
+    #[arg(long)]
+    pub tls_client_crl: Option<PathBuf>,
     /// Unseal automatically at start with the single key in this file (see `operator init --key-file`).
     #[arg(long)]
     pub unseal_key_file: Option<PathBuf>,
@@ -135,6 +141,7 @@ pub fn load(args: &ServerArgs) -> Result<FileConfig> {
     flag!(tls_cert);
     flag!(tls_key);
     flag!(tls_client_ca);
+    flag!(tls_client_crl);
     flag!(unseal_key_file);
     flag!(log_level);
     flag!(log_format);
@@ -172,6 +179,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         tls_cert: fc.tls_cert,
         tls_key: fc.tls_key,
         tls_client_ca: fc.tls_client_ca,
+        tls_client_crl: fc.tls_client_crl,
         unseal_key_file: fc.unseal_key_file,
         dev: args.dev,
         max_body_bytes: fc.max_body_bytes,

@@ -51,6 +51,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificate(s) whose client certificates are accepted (mTLS for application doors).
     pub tls_client_ca: Option<PathBuf>,
+    /// PEM certificate revocation lists of that CA: revoked client certificates fail the handshake.
+    pub tls_client_crl: Option<PathBuf>,
     /// A file holding a single unseal key: the server unseals itself at start.
     pub unseal_key_file: Option<PathBuf>,
     /// Initialise and unseal automatically (development only).
@@ -69,6 +71,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            tls_client_crl: None,
             unseal_key_file: None,
             dev: false,
             max_body_bytes: 1024 * 1024,
@@ -225,6 +228,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::Io("listener".into(), e))?;
     let app = app(vault.clone(), &cfg).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
+    if cfg.tls_client_crl.is_some() && cfg.tls_client_ca.is_none() {
+        return Err(StartError::Tls("a client CRL needs a client CA".into()));
+    }
     if cfg.tls_client_ca.is_some() && cfg.tls_cert.is_none() {
         return Err(StartError::Tls(
             "a client CA needs HTTPS: set a certificate and a key too".into(),
@@ -232,8 +238,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     }
     let (https, task) = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls =
-                tls::config(cert, key, cfg.tls_client_ca.as_deref()).map_err(StartError::Tls)?;
+            let tls = tls::config(
+                cert,
+                key,
+                cfg.tls_client_ca.as_deref(),
+                cfg.tls_client_crl.as_deref(),
+            )
+            .map_err(StartError::Tls)?;
             let server = axum_server::from_tcp(listener)
                 .acceptor(tls::CertAcceptor::new(tls))
                 .handle(handle.clone());

@@ -1,7 +1,8 @@
 //! HTTPS with rustls, and client certificates (mTLS) for the doors that authenticate by certificate.
 //!
 //! When a client CA is configured, clients *may* present a certificate signed by it (the native API
-//! still works with tokens and no certificate); a certificate from another CA fails the handshake.
+//! still works with tokens and no certificate); a certificate from another CA, or one revoked by the
+//! configured CRLs, fails the handshake.
 //! The verified leaf certificate's issuer, subject and serial reach handlers as a [`PeerCert`]
 //! request extension.
 
@@ -15,7 +16,7 @@ use axum_server::accept::Accept;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use credvault_core::app::ClientCert;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -31,7 +32,12 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
 }
 
 /// Build the server's TLS configuration.
-pub fn config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<RustlsConfig, String> {
+pub fn config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    client_crl: Option<&Path>,
+) -> Result<RustlsConfig, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| err(&format!("reading {}", cert.display()), e))?
         .collect::<Result<_, _>>()
@@ -50,7 +56,16 @@ pub fn config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Rustl
                     .add(c.map_err(|e| err(&format!("parsing {}", ca.display()), e))?)
                     .map_err(|e| err("client CA", e))?;
             }
+            let mut crls = Vec::new();
+            if let Some(crl) = client_crl {
+                for c in CertificateRevocationListDer::pem_file_iter(crl)
+                    .map_err(|e| err(&format!("reading {}", crl.display()), e))?
+                {
+                    crls.push(c.map_err(|e| err(&format!("parsing {}", crl.display()), e))?);
+                }
+            }
             let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+                .with_crls(crls)
                 .allow_unauthenticated()
                 .build()
                 .map_err(|e| err("client CA", e))?;

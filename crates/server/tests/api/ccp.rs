@@ -349,7 +349,8 @@ async fn application_authentication_rules() {
 
 mod mtls {
     use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNumber,
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+        DnType, IsCa, KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber,
     };
     use reqwest::StatusCode;
     use serde_json::{json, Value};
@@ -398,10 +399,30 @@ mod mtls {
         let rogue_ca = ca("Rogue CA");
         let dir = tempfile::tempdir().unwrap();
         let (server_cert, server_key) = leaf(&apps_ca, "credvault", &[7], &["localhost"]);
+        // The CA revoked the certificate with serial 0x55.
+        let now = time::OffsetDateTime::now_utc();
+        let crl = CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&[0x55]),
+                revocation_time: now - time::Duration::minutes(5),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&apps_ca)
+        .unwrap()
+        .pem()
+        .unwrap();
         let paths = [
             ("server.pem", &server_cert),
             ("server.key", &server_key),
             ("ca.pem", &apps_ca.pem()),
+            ("ca.crl", &crl),
         ];
         for (name, body) in paths {
             std::fs::write(dir.path().join(name), body.as_bytes()).unwrap();
@@ -410,11 +431,13 @@ mod mtls {
             c.tls_cert = Some(dir.path().join("server.pem"));
             c.tls_key = Some(dir.path().join("server.key"));
             c.tls_client_ca = Some(dir.path().join("ca.pem"));
+            c.tls_client_crl = Some(dir.path().join("ca.crl"));
         })
         .await;
         let good = leaf(&apps_ca, "billing", &[0x1a, 0x2b], &[]);
         let wrong_serial = leaf(&apps_ca, "billing", &[0x99], &[]);
         let rogue = leaf(&rogue_ca, "billing", &[0x1a, 0x2b], &[]);
+        let revoked = leaf(&apps_ca, "billing", &[0x55], &[]);
 
         // Setup over HTTPS with a token and no client certificate: the native API still works.
         let admin = client(&apps_ca.pem(), &s, None);
@@ -476,10 +499,50 @@ mod mtls {
                 "{who}"
             );
         }
-        // A certificate from another CA does not even complete the handshake.
+        // A certificate from another CA, or a revoked one, does not even complete the handshake,
+        // even when the application's rule names the revoked serial.
         assert!(call(client(&apps_ca.pem(), &s, Some(&rogue)))
             .await
             .is_err());
+        let app = json!({"app_id": "Revoked", "certificates": [{"issuer": "CN=Apps CA", "serial": "55"}]});
+        assert_eq!(
+            post("/api/v1/apps", app).await.unwrap().status(),
+            StatusCode::CREATED
+        );
+        post(
+            "/api/v1/apps/Revoked/allow",
+            json!({"type": "safe", "name": "Pay"}),
+        )
+        .await
+        .unwrap();
+        let revoked_url =
+            format!("{base}/AIMWebService/api/Accounts?AppID=Revoked&Safe=Pay&UserName=pay");
+        assert!(client(&apps_ca.pem(), &s, Some(&revoked))
+            .get(revoked_url)
+            .send()
+            .await
+            .is_err());
+        // A client that is not the AppID: Billing's valid certificate does not open another AppID.
+        let app = json!({"app_id": "Payroll", "certificates": [{"issuer": "CN=Apps CA", "serial": "3C4D"}]});
+        assert_eq!(
+            post("/api/v1/apps", app).await.unwrap().status(),
+            StatusCode::CREATED
+        );
+        post(
+            "/api/v1/apps/Payroll/allow",
+            json!({"type": "safe", "name": "Pay"}),
+        )
+        .await
+        .unwrap();
+        let r = client(&apps_ca.pem(), &s, Some(&good))
+            .get(format!(
+                "{base}/AIMWebService/api/Accounts?AppID=Payroll&Safe=Pay&UserName=pay"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(r.json::<Value>().await.unwrap()["ErrorCode"], "APPAP306E");
 
         // The same server driven by an independently written client: pyaim from PyPI.
         let dup = |n: &str| {
