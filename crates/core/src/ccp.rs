@@ -142,11 +142,11 @@ fn compile(format: QueryFormat, value: &str) -> Result<Pattern, CcpError> {
     Ok(match format {
         QueryFormat::Exact => match value.strip_suffix('*') {
             Some(p) => Pattern::Exact {
-                lower: p.to_lowercase(),
+                lower: fold(p),
                 prefix: true,
             },
             None => Pattern::Exact {
-                lower: value.to_lowercase(),
+                lower: fold(value),
                 prefix: false,
             },
         },
@@ -298,16 +298,21 @@ pub fn account(meta: &CredentialMeta) -> BTreeMap<String, String> {
     a
 }
 
+/// The case folding exact matches use (and the store's lookup keys are written with).
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
 fn value_matches(p: &Pattern, v: &str) -> bool {
     match p {
         Pattern::Exact {
             lower,
             prefix: false,
-        } => v.to_lowercase() == *lower,
+        } => fold(v) == *lower,
         Pattern::Exact {
             lower,
             prefix: true,
-        } => v.to_lowercase().starts_with(lower.as_str()),
+        } => fold(v).starts_with(lower.as_str()),
         Pattern::Regex(r) => r.is_match(v),
     }
 }
@@ -334,6 +339,22 @@ pub fn matches(req: &Request, meta: &CredentialMeta) -> bool {
                 .as_ref()
                 .is_some_and(|d| value_matches(&c.pattern, &d.ip))
     })
+}
+
+/// The first criterion an index can answer: an exact (not prefix) match on the object name, the user
+/// name or the address, with its folded value. Regexp queries and prefix matches have none.
+pub fn index_hint(req: &Request) -> Option<(&'static str, String)> {
+    ["Object", "UserName", "Address"]
+        .into_iter()
+        .find_map(|prop| {
+            req.criteria.iter().find_map(|c| match &c.pattern {
+                Pattern::Exact {
+                    lower,
+                    prefix: false,
+                } if c.property == prop => Some((prop, lower.clone())),
+                _ => None,
+            })
+        })
 }
 
 /// Whether the account says its password is being changed.
@@ -462,6 +483,34 @@ mod tests {
         ]))
         .ok();
         assert!(obj.as_ref().is_some_and(|r| matches(r, &m)));
+    }
+
+    #[test]
+    fn index_hints_prefer_object_then_user_then_address() {
+        let hint = |q: &str, f: &str| {
+            parse(&p(&[("AppID", "a"), ("Query", q), ("QueryFormat", f)]))
+                .ok()
+                .and_then(|r| index_hint(&r))
+        };
+        assert_eq!(
+            hint("Address=H1;UserName=Bob;Object=X", "Exact"),
+            Some(("Object", "x".to_owned()))
+        );
+        assert_eq!(
+            hint("Address=H1;UserName=Bob", "Exact"),
+            Some(("UserName", "bob".to_owned()))
+        );
+        assert_eq!(
+            hint("Address=H1;Safe=S", "Exact"),
+            Some(("Address", "h1".to_owned()))
+        );
+        assert_eq!(
+            hint("UserName=bo*;Safe=S", "Exact"),
+            None,
+            "a prefix is not an index lookup"
+        );
+        assert_eq!(hint("UserName=bob", "Regexp"), None);
+        assert_eq!(hint("Safe=S", "Exact"), None);
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::net::IpAddr;
 
 use credvault_core::app::{AppRules, CertRule, ClientCert, Grant};
 use credvault_core::ccp::{self, CcpError};
+use credvault_core::model::Credential;
 use credvault_core::{validate, DomainError};
 use credvault_crypto::SecretString;
-use credvault_store::{AppRecord, CredentialFilter};
+use credvault_store::{AppRecord, CredentialFilter, LookupKey};
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -302,6 +303,92 @@ impl Vault {
         Ok(password)
     }
 
+    /// Candidates through a case-folded index (object name, user name or address), inside the grants.
+    async fn indexed_candidates(
+        &self,
+        req: &ccp::Request,
+        grants: &[(String, String)],
+        (prop, value): (&'static str, String),
+    ) -> Result<Vec<Credential>, GetPasswordError> {
+        let pick = |kind: &str| {
+            grants
+                .iter()
+                .filter(|(k, _)| k == kind)
+                .map(|(_, t)| t.clone())
+                .collect::<Vec<_>>()
+        };
+        let (safes, ids) = (pick("safe"), pick("credential"));
+        let keys: &[LookupKey] = match prop {
+            "Object" => &[LookupKey::Name],
+            "UserName" => &[LookupKey::Username],
+            _ => &[LookupKey::Hostname, LookupKey::Ip],
+        };
+        let mut out = Vec::new();
+        for key in keys {
+            let rows = self
+                .store
+                .find_by_key(*key, &value, &safes, &ids, 1000)
+                .await
+                .map_err(ServiceError::from)?;
+            out.extend(rows.into_iter().filter(|c| ccp::matches(req, &c.meta)));
+        }
+        Ok(out)
+    }
+
+    /// Candidates by walking the granted safes page by page (regular expressions, prefixes, or a
+    /// query without object, user name or address). Stops as soon as two match.
+    async fn scanned_candidates(
+        &self,
+        req: &ccp::Request,
+        grants: &[(String, String)],
+    ) -> Result<Vec<Credential>, GetPasswordError> {
+        let mut found: Vec<Credential> = Vec::new();
+        for (kind, target) in grants {
+            match kind.as_str() {
+                "safe" => {
+                    let mut after = None;
+                    loop {
+                        let page = self
+                            .store
+                            .list_credentials(&CredentialFilter {
+                                safe: Some(target.clone()),
+                                after,
+                                limit: 1000,
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(ServiceError::from)?;
+                        after = page.last().map(|c| c.id);
+                        let done = page.len() < 1000;
+                        found.extend(page.into_iter().filter(|c| ccp::matches(req, &c.meta)));
+                        if done || found.len() > 1 {
+                            break;
+                        }
+                    }
+                }
+                "credential" => {
+                    if let Ok(id) = Uuid::parse_str(target) {
+                        if let Some(c) = self
+                            .store
+                            .get_credential(id)
+                            .await
+                            .map_err(ServiceError::from)?
+                        {
+                            if ccp::matches(req, &c.meta) {
+                                found.push(c);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if found.len() > 1 {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     async fn get_password_inner(
         &self,
         req: &ccp::Request,
@@ -330,56 +417,19 @@ impl Vault {
                 &req.app_id,
             )));
         }
-        let mut found: Vec<credvault_core::model::Credential> = Vec::new();
-        for (kind, target) in self
+        let grants = self
             .store
             .app_grants(&req.app_id)
             .await
-            .map_err(ServiceError::from)?
-        {
-            match kind.as_str() {
-                "safe" => {
-                    let mut after = None;
-                    loop {
-                        let page = self
-                            .store
-                            .list_credentials(&CredentialFilter {
-                                safe: Some(target.clone()),
-                                after,
-                                limit: 1000,
-                                ..Default::default()
-                            })
-                            .await
-                            .map_err(ServiceError::from)?;
-                        after = page.last().map(|c| c.id);
-                        let done = page.len() < 1000;
-                        found.extend(page.into_iter().filter(|c| ccp::matches(req, &c.meta)));
-                        if done || found.len() > 1 {
-                            break;
-                        }
-                    }
-                }
-                "credential" => {
-                    if let Ok(id) = Uuid::parse_str(&target) {
-                        if let Some(c) = self
-                            .store
-                            .get_credential(id)
-                            .await
-                            .map_err(ServiceError::from)?
-                        {
-                            if ccp::matches(req, &c.meta) {
-                                found.push(c);
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-            found.sort_by_key(|c| c.id);
-            found.dedup_by_key(|c| c.id);
-            if found.len() > 1 {
-                return Err(GetPasswordError::Ccp(CcpError::too_many(&req.query_text)));
-            }
+            .map_err(ServiceError::from)?;
+        let mut found = match ccp::index_hint(req) {
+            Some(hint) => self.indexed_candidates(req, &grants, hint).await?,
+            None => self.scanned_candidates(req, &grants).await?,
+        };
+        found.sort_by_key(|c| c.id);
+        found.dedup_by_key(|c| c.id);
+        if found.len() > 1 {
+            return Err(GetPasswordError::Ccp(CcpError::too_many(&req.query_text)));
         }
         let Some(cred) = found.pop() else {
             return Err(GetPasswordError::Ccp(CcpError::not_found(&req.query_text)));

@@ -105,6 +105,27 @@ pub struct AppRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// An indexed, case-folded lookup column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKey {
+    Name,
+    Username,
+    Hostname,
+    /// The device IP (not folded).
+    Ip,
+}
+
+impl LookupKey {
+    pub fn column(self) -> &'static str {
+        match self {
+            LookupKey::Name => "name_key",
+            LookupKey::Username => "username_key",
+            LookupKey::Hostname => "hostname_key",
+            LookupKey::Ip => "ip",
+        }
+    }
+}
+
 /// An audit record about to be appended.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
@@ -240,6 +261,16 @@ pub trait Store: Send + Sync + 'static {
     /// The current credential and its current encrypted payload, in one read.
     async fn credential_with_payload(&self, id: Uuid) -> Result<Option<(Credential, Vec<u8>)>>;
     async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<Credential>>;
+    /// Credentials whose case-folded lookup key equals `value` (already folded), inside the given safes
+    /// or among the given ids: the indexed path of application reads.
+    async fn find_by_key(
+        &self,
+        key: LookupKey,
+        value: &str,
+        safes: &[String],
+        ids: &[String],
+        limit: i64,
+    ) -> Result<Vec<Credential>>;
     async fn delete_credential(&self, id: Uuid) -> Result<()>;
     async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>>;
     async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<StoredVersion>>;

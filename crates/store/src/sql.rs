@@ -157,6 +157,9 @@ struct Lookup<'a> {
     owner_name: Option<&'a str>,
     hostname: Option<&'a str>,
     ip: Option<&'a str>,
+    name_key: String,
+    username_key: String,
+    hostname_key: Option<String>,
 }
 
 fn lookup(m: &CredentialMeta) -> Lookup<'_> {
@@ -167,6 +170,9 @@ fn lookup(m: &CredentialMeta) -> Lookup<'_> {
         owner_name: m.owner.as_ref().map(|o| o.name.as_str()),
         hostname: m.device.as_ref().map(|d| d.hostname.as_str()),
         ip: m.device.as_ref().map(|d| d.ip.as_str()),
+        name_key: credvault_core::ccp::fold(&m.name),
+        username_key: credvault_core::ccp::fold(&m.username),
+        hostname_key: m.device.as_ref().map(|d| credvault_core::ccp::fold(&d.hostname)),
     }
 }
 
@@ -670,8 +676,9 @@ impl $crate::Store for $store {
         let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO credentials (id, identifier, name, username, safe, folder, owner_kind, owner_name,
-               hostname, ip, meta, version, created_at, updated_at, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+               hostname, ip, meta, version, created_at, updated_at, created_by, updated_by,
+               name_key, username_key, hostname_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(cred.id.to_string())
         .bind(&cred.meta.identifier)
@@ -689,6 +696,9 @@ impl $crate::Store for $store {
         .bind(format_time(cred.updated_at))
         .bind(&cred.created_by)
         .bind(&cred.updated_by)
+        .bind(&l.name_key)
+        .bind(&l.username_key)
+        .bind(&l.hostname_key)
         .execute(&mut *tx)
         .await
         .map_err(|e| match db_err(e) {
@@ -710,7 +720,8 @@ impl $crate::Store for $store {
         let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         let n = sqlx::query(
             "UPDATE credentials SET identifier = $1, name = $2, username = $3, safe = $4, folder = $5, owner_kind = $6,
-               owner_name = $7, hostname = $8, ip = $9, meta = $10, version = $11, updated_at = $12, updated_by = $13
+               owner_name = $7, hostname = $8, ip = $9, meta = $10, version = $11, updated_at = $12, updated_by = $13,
+               name_key = $16, username_key = $17, hostname_key = $18
              WHERE id = $14 AND version = $15",
         )
         .bind(&cred.meta.identifier)
@@ -728,6 +739,9 @@ impl $crate::Store for $store {
         .bind(&cred.updated_by)
         .bind(cred.id.to_string())
         .bind(expected_version)
+        .bind(&l.name_key)
+        .bind(&l.username_key)
+        .bind(&l.hostname_key)
         .execute(&mut *tx)
         .await
         .map_err(|e| match db_err(e) {
@@ -851,6 +865,33 @@ impl $crate::Store for $store {
             q.push(")");
         }
         q.push(" ORDER BY id LIMIT ").push_bind(f.limit);
+        let rows = q.build().fetch_all(&self.reader).await.map_err(db_err)?;
+        rows.iter().map(cred_from).collect()
+    }
+
+    async fn find_by_key(&self, key: $crate::LookupKey, value: &str, safes: &[String], ids: &[String], limit: i64) -> Result<Vec<Credential>> {
+        if safes.is_empty() && ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {CRED_COLS} FROM credentials WHERE {} = ", key.column()));
+        q.push_bind(value.to_owned()).push(" AND (1=0");
+        if !safes.is_empty() {
+            q.push(" OR safe IN (");
+            let mut sep = q.separated(", ");
+            for s in safes {
+                sep.push_bind(s.clone());
+            }
+            q.push(")");
+        }
+        if !ids.is_empty() {
+            q.push(" OR id IN (");
+            let mut sep = q.separated(", ");
+            for i in ids {
+                sep.push_bind(i.clone());
+            }
+            q.push(")");
+        }
+        q.push(") ORDER BY id LIMIT ").push_bind(limit);
         let rows = q.build().fetch_all(&self.reader).await.map_err(db_err)?;
         rows.iter().map(cred_from).collect()
     }

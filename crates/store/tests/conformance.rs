@@ -430,3 +430,87 @@ async fn export_and_import_round_trip_every_table() {
         Err(StoreError::Conflict(_))
     ));
 }
+
+#[tokio::test]
+async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
+    use credvault_store::LookupKey;
+    let b = backend().await;
+    let s = &b.store;
+    let mut m = meta("Pay-DB");
+    m.username = "Svc_Pay".into();
+    m.safe = Some("Pay".into());
+    m.device = Some(credvault_core::model::Device {
+        hostname: "DB1.corp".into(),
+        ip: "10.0.0.7".into(),
+        ..Default::default()
+    });
+    let c = cred(m);
+    s.insert_credential(&c, &v(b"x")).await.unwrap();
+    let mut other = meta("pay-db");
+    other.safe = Some("Other".into());
+    let o = cred(other);
+    s.insert_credential(&o, &v(b"y")).await.unwrap();
+    let pay = vec!["Pay".to_owned()];
+    let ids = |v: Vec<Credential>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s
+            .find_by_key(LookupKey::Name, "pay-db", &pay, &[], 10)
+            .await
+            .unwrap()),
+        vec![c.id]
+    );
+    assert_eq!(
+        ids(s
+            .find_by_key(LookupKey::Username, "svc_pay", &pay, &[], 10)
+            .await
+            .unwrap()),
+        vec![c.id]
+    );
+    assert_eq!(
+        ids(s
+            .find_by_key(LookupKey::Hostname, "db1.corp", &pay, &[], 10)
+            .await
+            .unwrap()),
+        vec![c.id]
+    );
+    assert_eq!(
+        ids(s
+            .find_by_key(LookupKey::Ip, "10.0.0.7", &pay, &[], 10)
+            .await
+            .unwrap()),
+        vec![c.id]
+    );
+    assert!(
+        s.find_by_key(LookupKey::Name, "pay-db", &[], &[], 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no grants, nothing"
+    );
+    let both = s
+        .find_by_key(LookupKey::Name, "pay-db", &pay, &[o.id.to_string()], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        both.len(),
+        2,
+        "a single-credential grant reaches outside the safes"
+    );
+    // Renames keep the keys current.
+    let mut c2 = c.clone();
+    c2.meta.name = "Renamed".into();
+    c2.version = 2;
+    s.update_credential(&c2, 1, &v(b"z")).await.unwrap();
+    assert!(s
+        .find_by_key(LookupKey::Name, "pay-db", &pay, &[], 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        ids(s
+            .find_by_key(LookupKey::Name, "renamed", &pay, &[], 10)
+            .await
+            .unwrap()),
+        vec![c.id]
+    );
+}
