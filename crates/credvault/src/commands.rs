@@ -883,11 +883,28 @@ async fn migrate(fmt: Format, from: &str, to: &str) -> Result<()> {
 
 const APP_COLS: [&str; 5] = ["app_id", "owner", "sources", "header_secret", "grants"];
 
-fn grant_json(safe: Option<String>, credential: Option<String>) -> Value {
-    match (safe, credential) {
+/// `app allow` / `app deny`: one safe or one credential.
+async fn grant(
+    c: &Client,
+    fmt: Format,
+    app_id: &str,
+    verb: &str,
+    safe: Option<String>,
+    credential: Option<String>,
+) -> Result<()> {
+    let body = match (safe, credential) {
         (Some(s), _) => json!({"type": "safe", "name": s}),
         (None, c) => json!({"type": "credential", "name": c.unwrap_or_default()}),
-    }
+    };
+    let v = c
+        .send(
+            Method::POST,
+            &format!("/apps/{}/{verb}", enc(app_id)),
+            &body,
+        )
+        .await?;
+    output::object(fmt, &v);
+    Ok(())
 }
 
 async fn app(c: &Client, fmt: Format, cmd: AppCmd) -> Result<()> {
@@ -928,31 +945,11 @@ async fn app(c: &Client, fmt: Format, cmd: AppCmd) -> Result<()> {
             app_id,
             safe,
             credential,
-        } => {
-            let v = c
-                .send(
-                    Method::POST,
-                    &format!("/apps/{}/allow", enc(&app_id)),
-                    &grant_json(safe, credential),
-                )
-                .await?;
-            output::object(fmt, &v);
-            Ok(())
-        }
+        } => grant(c, fmt, &app_id, "allow", safe, credential).await,
         AppCmd::Deny {
             app_id,
             safe,
             credential,
-        } => {
-            let v = c
-                .send(
-                    Method::POST,
-                    &format!("/apps/{}/deny", enc(&app_id)),
-                    &grant_json(safe, credential),
-                )
-                .await?;
-            output::object(fmt, &v);
-            Ok(())
-        }
+        } => grant(c, fmt, &app_id, "deny", safe, credential).await,
     }
 }

@@ -101,16 +101,15 @@ impl Vault {
         })
     }
 
-    fn admin(&self, ctx: &Ctx) -> ServiceResult<()> {
-        if ctx.actor.is_admin() {
-            Ok(())
-        } else {
-            Err(DomainError::Forbidden.into())
-        }
+    async fn load_app(&self, app_id: &str) -> ServiceResult<AppRecord> {
+        self.store
+            .get_app(app_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("application '{app_id}'")).into())
     }
 
     pub async fn create_app(&self, ctx: &Ctx, new: NewApp) -> ServiceResult<AppView> {
-        self.admin(ctx)?;
+        self.require_admin(ctx)?;
         validate::principal_name("app_id", &new.app_id)?;
         let keys = self.barrier.keys().await?;
         let rules = AppRules {
@@ -139,22 +138,14 @@ impl Vault {
             created_at: OffsetDateTime::now_utc(),
         };
         self.store.create_app(&rec).await?;
-        self.auditor
-            .record(Event {
-                actor: ctx.actor.name.clone(),
-                door: ctx.door,
-                action: "app.create",
-                target: rec.app_id.clone(),
-                source: ctx.source.clone(),
-                outcome: "ok",
-                detail: json!({"sources": rules.sources, "certificates": rules.certificates.len(), "header_secret": rules.header_secret_hash.is_some()}),
-            })
+        let detail = json!({"sources": rules.sources, "certificates": rules.certificates.len(), "header_secret": rules.header_secret_hash.is_some()});
+        self.app_audit(ctx, "app.create", &rec.app_id, detail)
             .await?;
         self.app_view(rec).await
     }
 
     pub async fn list_apps(&self, ctx: &Ctx) -> ServiceResult<Vec<AppView>> {
-        self.admin(ctx)?;
+        self.require_admin(ctx)?;
         let mut out = Vec::new();
         for a in self.store.list_apps().await? {
             out.push(self.app_view(a).await?);
@@ -163,17 +154,13 @@ impl Vault {
     }
 
     pub async fn get_app(&self, ctx: &Ctx, app_id: &str) -> ServiceResult<AppView> {
-        self.admin(ctx)?;
-        let app = self
-            .store
-            .get_app(app_id)
-            .await?
-            .ok_or_else(|| DomainError::NotFound(format!("application '{app_id}'")))?;
+        self.require_admin(ctx)?;
+        let app = self.load_app(app_id).await?;
         self.app_view(app).await
     }
 
     pub async fn delete_app(&self, ctx: &Ctx, app_id: &str) -> ServiceResult<()> {
-        self.admin(ctx)?;
+        self.require_admin(ctx)?;
         self.store.delete_app(app_id).await?;
         self.app_audit(ctx, "app.delete", app_id, json!({})).await
     }
@@ -186,12 +173,8 @@ impl Vault {
         grant: &Grant,
         allow: bool,
     ) -> ServiceResult<AppView> {
-        self.admin(ctx)?;
-        let app = self
-            .store
-            .get_app(app_id)
-            .await?
-            .ok_or_else(|| DomainError::NotFound(format!("application '{app_id}'")))?;
+        self.require_admin(ctx)?;
+        let app = self.load_app(app_id).await?;
         let (kind, target) = grant_parts(grant);
         if allow {
             let exists = match grant {

@@ -99,7 +99,7 @@ impl Vault {
         let _ = self.audit(ctx, action, target, "denied", json!({})).await;
     }
 
-    fn require_admin(&self, ctx: &Ctx) -> ServiceResult<()> {
+    pub(crate) fn require_admin(&self, ctx: &Ctx) -> ServiceResult<()> {
         if ctx.actor.is_admin() {
             Ok(())
         } else {
