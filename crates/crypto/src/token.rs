@@ -57,6 +57,15 @@ impl Hasher {
         hex::encode(m.finalize().into_bytes())
     }
 
+    /// The stored form of an application's shared header secret (its own domain, so it can never
+    /// be confused with a token hash).
+    pub fn app_secret_hash(&self, secret: &str) -> String {
+        let mut m = self.mac();
+        m.update(b"credvault-app-secret-v1\0");
+        m.update(secret.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
     /// One link of the audit hash chain: HMAC(prev ‖ record).
     pub fn chain(&self, prev: &[u8], record: &[u8]) -> [u8; 32] {
         let mut m = self.mac();
@@ -96,6 +105,11 @@ mod tests {
         let h2 = Hasher::new(DataKey::generate());
         assert_ne!(h.token_hash(a.expose()), h2.token_hash(a.expose()));
         assert!(!h.token_hash(a.expose()).contains(&a.expose()[4..]));
+        assert_ne!(
+            h.app_secret_hash(a.expose()),
+            h.token_hash(a.expose()),
+            "separate domains"
+        );
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Vault {
             header_secret_hash: new
                 .header_secret
                 .as_ref()
-                .map(|s| keys.tokens.token_hash(s.expose())),
+                .map(|s| keys.tokens.app_secret_hash(s.expose())),
         };
         rules.validate()?;
         if let Some(s) = &new.header_secret {
@@ -389,7 +389,7 @@ impl Vault {
             return Err(GetPasswordError::Ccp(CcpError::unknown_app(&req.app_id)));
         };
         let rules = rules_of(&app)?;
-        let sent_hash = header_secret.map(|s| keys.tokens.token_hash(s));
+        let sent_hash = header_secret.map(|s| keys.tokens.app_secret_hash(s));
         let header_ok = |stored: &str| {
             sent_hash
                 .as_deref()
