@@ -261,7 +261,8 @@ pub fn parse_query(q: &str) -> Result<Vec<(String, String)>, CcpError> {
     Ok(out)
 }
 
-/// The account as the dialect sees it: every property as a string.
+/// The account as the dialect sees it: every property as a string. It is also the success body,
+/// with `Content` added.
 pub fn account(meta: &CredentialMeta) -> BTreeMap<String, String> {
     let mut a: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in &meta.properties {
@@ -362,11 +363,6 @@ pub fn password_changing(meta: &CredentialMeta) -> bool {
     meta.properties
         .get("PasswordChangeInProcess")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
-/// The success body: the account's properties plus `Content`. Every value is a string.
-pub fn response_fields(meta: &CredentialMeta) -> BTreeMap<String, String> {
-    account(meta)
 }
 
 #[cfg(test)]
@@ -584,7 +580,7 @@ mod tests {
 
     #[test]
     fn response_has_every_field_as_strings() {
-        let f = response_fields(&meta());
+        let f = account(&meta());
         for k in [
             "UserName",
             "Address",

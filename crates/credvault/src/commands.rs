@@ -692,11 +692,11 @@ async fn operator(c: &Client, fmt: Format, op: Operator) -> Result<()> {
                 json!({"key": k.trim()})
             };
             let v = c.send(Method::POST, "/sys/unseal", &body).await?;
-            status_out(fmt, &v);
+            output::object(fmt, &v);
             Ok(())
         }
         Operator::Seal => {
-            status_out(fmt, &c.send(Method::POST, "/sys/seal", &json!({})).await?);
+            output::object(fmt, &c.send(Method::POST, "/sys/seal", &json!({})).await?);
             Ok(())
         }
         Operator::Rotate => {
@@ -705,15 +705,11 @@ async fn operator(c: &Client, fmt: Format, op: Operator) -> Result<()> {
             Ok(())
         }
         Operator::Status => {
-            status_out(fmt, &c.get::<Value>("/sys/seal-status").await?);
+            output::object(fmt, &c.get::<Value>("/sys/seal-status").await?);
             Ok(())
         }
         Operator::Migrate { from, to } => migrate(fmt, &from, &to).await,
     }
-}
-
-fn status_out(fmt: Format, v: &Value) {
-    output::object(fmt, v);
 }
 
 async fn cred(c: &Client, fmt: Format, cmd: Cred) -> Result<()> {

@@ -11,8 +11,6 @@ use zeroize::Zeroizing;
 
 use crate::{CryptoError, RootKey, KEY_LEN};
 
-pub const MAX_SHARES: u8 = 255;
-
 /// Split `root` into `shares` shares of which any `threshold` recover it.
 pub fn split(
     root: &RootKey,

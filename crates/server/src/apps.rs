@@ -432,7 +432,7 @@ impl Vault {
         Ok((
             cur.id,
             Password {
-                fields: ccp::response_fields(&cur.meta),
+                fields: ccp::account(&cur.meta),
                 content: payload.secret,
             },
         ))
