@@ -136,6 +136,30 @@ pub fn parse_connectivities(s: &str) -> Result<Vec<Connectivity>, DomainError> {
         .collect()
 }
 
+/// Identifier prefixes owned by one door each, with the door (`Ctx::door`) that owns it. Only that
+/// door's service code writes a credential whose `identifier` starts with the prefix, so no door can
+/// plant a record another door trusts: `kv:` the Vault KV door, `entity:` entity credentials,
+/// `mirror:` credentials pulled from external vaults by integrations.
+pub const RESERVED_IDENTIFIER_PREFIXES: &[(&str, &str)] = &[
+    ("kv:", "vaultkv"),
+    ("entity:", "entity"),
+    ("mirror:", "integration"),
+];
+
+/// Refuse an `identifier` whose prefix is reserved for a door other than `door`.
+pub fn identifier_for_door(identifier: &str, door: &str) -> Result<(), DomainError> {
+    match RESERVED_IDENTIFIER_PREFIXES
+        .iter()
+        .find(|(prefix, _)| identifier.starts_with(prefix))
+    {
+        Some((prefix, owner)) if *owner != door => Err(DomainError::invalid(
+            "identifier",
+            format!("the prefix '{prefix}' is reserved"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Validate a whole credential before it is stored.
 pub fn credential(meta: &CredentialMeta, payload: &SecretPayload) -> Result<(), DomainError> {
     if let Some(id) = &meta.identifier {
@@ -231,5 +255,16 @@ mod tests {
         assert!(parameter_key("db_password").is_ok());
         assert!(parameter_key("1abc").is_err());
         assert!(parameter_key("a b").is_err());
+    }
+
+    #[test]
+    fn reserved_identifiers_belong_to_their_door() {
+        assert!(identifier_for_door("kv:secret/app", "native").is_err());
+        assert!(identifier_for_door("kv:secret/app", "vaultkv").is_ok());
+        assert!(identifier_for_door("entity:pkg", "a2a").is_err());
+        assert!(identifier_for_door("mirror:vault/x", "entity").is_err());
+        assert!(identifier_for_door("srv-01-admin", "native").is_ok());
+        // only a prefix is reserved, not the word anywhere
+        assert!(identifier_for_door("my-kv:thing", "native").is_ok());
     }
 }

@@ -248,6 +248,9 @@ impl Vault {
         }
         meta.parameter_names = payload.parameters.keys().cloned().collect();
         validate::credential(&meta, &payload)?;
+        if let Some(identifier) = &meta.identifier {
+            validate::identifier_for_door(identifier, ctx.door)?;
+        }
         self.check_placement(ctx, &meta).await?;
         let keys = self.write_keys().await?;
         let now = OffsetDateTime::now_utc();
@@ -320,6 +323,11 @@ impl Vault {
             change(&mut meta, &mut payload)?;
             meta.parameter_names = payload.parameters.keys().cloned().collect();
             validate::credential(&meta, &payload)?;
+            if meta.identifier != cur.meta.identifier {
+                if let Some(identifier) = &meta.identifier {
+                    validate::identifier_for_door(identifier, ctx.door)?;
+                }
+            }
             if meta.safe != cur.meta.safe || meta.owner != cur.meta.owner {
                 if !perms.contains(Perms::MANAGE) {
                     return Err(forbidden());

@@ -243,6 +243,28 @@ async fn credential_lifecycle_versions_and_rollback() {
         .await;
     assert_eq!(st, StatusCode::CONFLICT);
 
+    // Identifiers reserved for other doors cannot be planted through the native API, on create or
+    // by renaming an existing credential.
+    for planted in ["kv:secret/app", "entity:pkg.conn", "mirror:vault/db"] {
+        let (st, e) = s
+            .post(
+                "/api/v1/credentials",
+                r,
+                json!({"name": "planted", "identifier": planted}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{planted}: {e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains("reserved"));
+        let (st, _) = s
+            .patch(
+                &format!("/api/v1/credentials/{id}"),
+                r,
+                json!({"identifier": planted}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{planted}");
+    }
+
     let (st, _) = s.delete(&format!("/api/v1/credentials/{id}"), r).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (st, _) = s.get(&format!("/api/v1/credentials/{id}"), r).await;
