@@ -428,7 +428,11 @@ impl Vault {
             .await
             .map_err(ServiceError::from)?
             .ok_or_else(|| GetPasswordError::Ccp(CcpError::not_found(&req.query_text)))?;
-        let payload = self.decrypt_payload(cur.id, cur.version, &blob).await?;
+        // A mirrored credential past its cache expiry comes from its integration (issue 7).
+        let payload = match self.refresh_mirror(&cur, &source.to_string()).await? {
+            Some((_, fresh)) => fresh,
+            None => self.decrypt_payload(cur.id, cur.version, &blob).await?,
+        };
         Ok((
             cur.id,
             Password {

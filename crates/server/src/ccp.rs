@@ -72,6 +72,7 @@ fn service_error(e: &ServiceError) -> Response {
             "CVINTEG01E",
             &e.to_string(),
         ),
+        ServiceError::Integration(m) => error(StatusCode::BAD_GATEWAY, "CVREMOTE01E", m),
         other => {
             tracing::error!(error = %other, "ccp door failure");
             error(

@@ -24,6 +24,9 @@ pub enum ServiceError {
     VersionConflict { current: i64 },
     #[error("storage: {0}")]
     Store(StoreError),
+    /// An external vault an integration pulls from failed (down, refused, answered nonsense).
+    #[error("{0}")]
+    Integration(String),
 }
 
 impl From<StoreError> for ServiceError {

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod barrier;
 pub mod ccp;
 pub mod error;
+pub mod integrations;
 pub mod native;
 pub mod openapi;
 pub mod service;

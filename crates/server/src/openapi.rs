@@ -22,8 +22,12 @@ use crate::native;
         native::identity::add_group_member, native::identity::remove_group_member,
         native::identity::list_tokens, native::identity::create_token, native::identity::revoke_token,
         native::apps::list, native::apps::create, native::apps::get, native::apps::remove, native::apps::allow, native::apps::deny,
+        // --- integrations (issue 7) ---
+        native::integrations::list, native::integrations::create, native::integrations::get, native::integrations::remove,
+        native::integrations::enable, native::integrations::disable, native::integrations::sync, native::integrations::test,
+        native::integrations::fetch,
     ),
-    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"), (name = "apps"))
+    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"), (name = "apps"), (name = "integrations"))
 )]
 pub struct ApiDoc;
 

@@ -38,6 +38,8 @@ pub struct Vault {
     pub barrier: Arc<Barrier>,
     pub auditor: Auditor,
     pub limiter: FailureLimiter,
+    /// When this server last fetched each integration mirror (the short-lived mirror cache).
+    pub(crate) mirror_clock: crate::integrations::MirrorClock,
 }
 
 /// A decrypted secret read.
@@ -70,6 +72,7 @@ impl Vault {
             barrier,
             auditor,
             limiter: FailureLimiter::new(auth_failures_per_minute),
+            mirror_clock: Default::default(),
         })
     }
 
@@ -251,6 +254,7 @@ impl Vault {
         if let Some(identifier) = &meta.identifier {
             validate::identifier_for_door(identifier, ctx.door)?;
         }
+        self.refuse_mirror_write(ctx, &meta)?;
         self.check_placement(ctx, &meta).await?;
         let keys = self.write_keys().await?;
         let now = OffsetDateTime::now_utc();
@@ -311,6 +315,7 @@ impl Vault {
                     .await;
                 return Err(forbidden());
             }
+            self.refuse_mirror_write(ctx, &cur.meta)?;
             if let Some(e) = expected {
                 if e != cur.version {
                     return Err(ServiceError::VersionConflict {
@@ -328,6 +333,7 @@ impl Vault {
                     validate::identifier_for_door(identifier, ctx.door)?;
                 }
             }
+            self.refuse_mirror_write(ctx, &meta)?;
             if meta.safe != cur.meta.safe || meta.owner != cur.meta.owner {
                 if !perms.contains(Perms::MANAGE) {
                     return Err(forbidden());
@@ -440,7 +446,15 @@ impl Vault {
                 .await;
             return Err(forbidden());
         }
-        let payload = self.decrypt_payload(id, ver, &blob).await?;
+        // A mirror past its cache expiry is fetched from its integration first.
+        let fresh = match version {
+            None => self.refresh_mirror(&cred, &ctx.source).await?,
+            Some(_) => None,
+        };
+        let (ver, payload) = match fresh {
+            Some((c, p)) => (c.version, p),
+            None => (ver, self.decrypt_payload(id, ver, &blob).await?),
+        };
         self.audit(
             ctx,
             "credential.read_secret",
@@ -469,6 +483,7 @@ impl Vault {
                 .await;
             return Err(forbidden());
         }
+        self.refuse_mirror_write(ctx, &cred.meta)?;
         self.store.delete_credential(id).await?;
         self.audit(
             ctx,

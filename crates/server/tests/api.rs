@@ -4,6 +4,8 @@
 #[path = "api/ccp.rs"]
 mod ccp;
 mod common;
+#[path = "api/integrations.rs"]
+mod integrations;
 
 use common::{code, Server};
 use reqwest::{Method, StatusCode};

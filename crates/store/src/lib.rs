@@ -105,6 +105,19 @@ pub struct AppRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// An integration (an external vault credvault pulls from) as stored. `settings` is the JSON of
+/// its non-secret settings; `secrets` the sealed secret settings; `status` JSON of its last runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationRecord {
+    pub name: String,
+    pub settings: String,
+    pub secrets: Vec<u8>,
+    pub safe: String,
+    pub enabled: bool,
+    pub status: String,
+    pub created_at: OffsetDateTime,
+}
+
 /// An indexed, case-folded lookup column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookupKey {
@@ -294,6 +307,15 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()>;
     /// (kind, target) pairs.
     async fn app_grants(&self, app_id: &str) -> Result<Vec<(String, String)>>;
+
+    // --- integrations (issue 7): external vaults pulled from
+    async fn create_integration(&self, rec: &IntegrationRecord) -> Result<()>;
+    async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>>;
+    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>>;
+    /// Replace settings, secrets, safe and enabled (not the status).
+    async fn update_integration(&self, rec: &IntegrationRecord) -> Result<()>;
+    async fn set_integration_status(&self, name: &str, status: &str) -> Result<()>;
+    async fn delete_integration(&self, name: &str) -> Result<()>;
 
     // --- whole-vault copy (see `migrate`)
     async fn count_rows(&self, table: &migrate::TableSpec) -> Result<i64>;

@@ -158,6 +158,20 @@ pub const TABLES: &[TableSpec] = &[
         columns: &[("app_id", Text), ("kind", Text), ("target", Text)],
         order_by: "app_id, kind, target",
     },
+    // --- integrations (issue 7) ---
+    TableSpec {
+        name: "integrations",
+        columns: &[
+            ("name", Text),
+            ("settings", Text),
+            ("secrets", Bytes),
+            ("safe", Text),
+            ("enabled", Bool),
+            ("status", Text),
+            ("created_at", Text),
+        ],
+        order_by: "name",
+    },
     TableSpec {
         name: "audit_log",
         columns: &[

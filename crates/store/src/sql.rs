@@ -99,6 +99,18 @@ fn version_info_from(row: &DbRow) -> Result<VersionInfo> {
     })
 }
 
+fn integration_from(row: &DbRow) -> Result<$crate::IntegrationRecord> {
+    Ok($crate::IntegrationRecord {
+        name: s(row, "name")?,
+        settings: s(row, "settings")?,
+        secrets: row.try_get::<Vec<u8>, _>("secrets").map_err(db_err)?,
+        safe: s(row, "safe")?,
+        enabled: row.try_get::<bool, _>("enabled").map_err(db_err)?,
+        status: s(row, "status")?,
+        created_at: parse_time(&s(row, "created_at")?)?,
+    })
+}
+
 fn app_from(row: &DbRow) -> Result<$crate::AppRecord> {
     Ok($crate::AppRecord {
         app_id: s(row, "app_id")?,
@@ -1084,6 +1096,67 @@ impl $crate::Store for $store {
             .await
             .map_err(db_err)?;
         rows.iter().map(|r| Ok((s(r, "kind")?, s(r, "target")?))).collect()
+    }
+
+    // --- integrations (issue 7) ---
+    async fn create_integration(&self, rec: &$crate::IntegrationRecord) -> Result<()> {
+        sqlx::query("INSERT INTO integrations (name, settings, secrets, safe, enabled, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&rec.name)
+            .bind(&rec.settings)
+            .bind(&rec.secrets)
+            .bind(&rec.safe)
+            .bind(rec.enabled)
+            .bind(&rec.status)
+            .bind(format_time(rec.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("integration '{}' already exists", rec.name)),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn get_integration(&self, name: &str) -> Result<Option<$crate::IntegrationRecord>> {
+        sqlx::query("SELECT name, settings, secrets, safe, enabled, status, created_at FROM integrations WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(integration_from)
+            .transpose()
+    }
+
+    async fn list_integrations(&self) -> Result<Vec<$crate::IntegrationRecord>> {
+        let rows = sqlx::query("SELECT name, settings, secrets, safe, enabled, status, created_at FROM integrations ORDER BY name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(integration_from).collect()
+    }
+
+    async fn update_integration(&self, rec: &$crate::IntegrationRecord) -> Result<()> {
+        let n = sqlx::query("UPDATE integrations SET settings = $1, secrets = $2, safe = $3, enabled = $4 WHERE name = $5")
+            .bind(&rec.settings)
+            .bind(&rec.secrets)
+            .bind(&rec.safe)
+            .bind(rec.enabled)
+            .bind(&rec.name)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        not_found_if_zero(n, "integration")
+    }
+
+    async fn set_integration_status(&self, name: &str, status: &str) -> Result<()> {
+        let n = exec(&self.writer, "UPDATE integrations SET status = $1 WHERE name = $2", &[status, name]).await?;
+        not_found_if_zero(n, "integration")
+    }
+
+    async fn delete_integration(&self, name: &str) -> Result<()> {
+        not_found_if_zero(exec(&self.writer, "DELETE FROM integrations WHERE name = $1", &[name]).await?, "integration")
     }
 
     async fn count_rows(&self, t: &$crate::migrate::TableSpec) -> Result<i64> {

@@ -4,6 +4,7 @@ pub mod apps;
 pub mod credentials;
 pub mod error;
 pub mod identity;
+pub mod integrations;
 pub mod sys;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -161,5 +162,19 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app_id}", get(apps::get).delete(apps::remove))
         .route("/apps/{app_id}/allow", post(apps::allow))
         .route("/apps/{app_id}/deny", post(apps::deny))
+        // --- integrations (issue 7) ---
+        .route(
+            "/integrations",
+            get(integrations::list).post(integrations::create),
+        )
+        .route(
+            "/integrations/{name}",
+            get(integrations::get).delete(integrations::remove),
+        )
+        .route("/integrations/{name}/enable", post(integrations::enable))
+        .route("/integrations/{name}/disable", post(integrations::disable))
+        .route("/integrations/{name}/sync", post(integrations::sync))
+        .route("/integrations/{name}/test", post(integrations::test))
+        .route("/integrations/{name}/fetch", post(integrations::fetch))
         .route("/openapi.json", get(crate::openapi::serve))
 }
