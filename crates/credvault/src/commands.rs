@@ -317,7 +317,7 @@ pub enum AuditCmd {
     },
 }
 
-fn read_stdin_secret(what: &str) -> Result<String> {
+pub(crate) fn read_stdin_secret(what: &str) -> Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprint!("{what}: ");
@@ -421,6 +421,7 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
         Cmd::Server(_) => unreachable_server(),
         Cmd::Operator(op) => operator(c, fmt, op).await,
         Cmd::Cred(cmd) => cred(c, fmt, cmd).await,
+        Cmd::Integration(cmd) => crate::cmd_integration::run(c, fmt, cmd).await,
         Cmd::User(cmd) => match cmd {
             UserCmd::Add {
                 name,

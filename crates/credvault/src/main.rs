@@ -4,6 +4,7 @@
 //! set `CREDVAULT_ADDR` (default http://127.0.0.1:8200) and `CREDVAULT_TOKEN`.
 
 mod client;
+mod cmd_integration;
 mod commands;
 mod output;
 mod serve;
@@ -77,6 +78,9 @@ pub(crate) enum Cmd {
     /// The audit log.
     #[command(subcommand)]
     Audit(commands::AuditCmd),
+    /// External vaults credentials are pulled from, read-only (Vault KV v2, CCP, credvault).
+    #[command(subcommand)]
+    Integration(cmd_integration::IntegrationCmd),
     /// Log in with a user name and password (read from stdin); prints a token.
     Login { username: String },
 }

@@ -325,6 +325,117 @@ impl PipeOk for Output {
     }
 }
 
+/// A dev server on a free port in `dir`; its address and root token.
+fn dev_server(dir: &Path) -> (Proc, String, String) {
+    let port = free_port();
+    let data = dir.join("data");
+    let proc = server(
+        &[
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+        port,
+        dir,
+    );
+    (proc, format!("http://127.0.0.1:{port}"), dev_token(&data))
+}
+
+#[test]
+fn integration_commands_pull_from_another_credvault() {
+    let (rdir, ldir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_remote, raddr, rt) = dev_server(rdir.path());
+    let (_local, laddr, lt) = dev_server(ldir.path());
+    let (r, l) = (Some(rt.as_str()), Some(lt.as_str()));
+    let j = ["--format", "json"];
+    let run = |addr: &str, t: Option<&str>, args: &[&str], stdin: Option<&str>| {
+        ok_json(cli(addr, t, &[args, &j].concat(), stdin))
+    };
+    run(&raddr, r, &["safe", "add", "apps"], None);
+    run(
+        &raddr,
+        r,
+        &[
+            "cred",
+            "put",
+            "db",
+            "--safe",
+            "apps",
+            "--username",
+            "dbuser",
+            "--secret-stdin",
+        ],
+        Some("remote-pw-1\n"),
+    );
+    run(
+        &raddr,
+        r,
+        &["app", "create", "Puller", "--source", "127.0.0.1/32"],
+        None,
+    );
+    run(
+        &raddr,
+        r,
+        &["app", "allow", "Puller", "--safe", "apps"],
+        None,
+    );
+
+    run(&laddr, l, &["safe", "add", "mirrors"], None);
+    let i = run(
+        &laddr,
+        l,
+        &[
+            "integration",
+            "add",
+            "r",
+            "--kind",
+            "ccp",
+            "--url",
+            &raddr,
+            "--safe",
+            "mirrors",
+            "--names",
+            "db",
+            "--app-id",
+            "Puller",
+            "--remote-safe",
+            "apps",
+            "--cache-expiry",
+            "0",
+        ],
+        None,
+    );
+    assert_eq!(i["status"]["fetched"], 1, "{i}");
+    let t = run(&laddr, l, &["integration", "test", "r"], None);
+    assert_eq!(t["fetched"][0]["user"], "dbuser");
+    assert!(!t.to_string().contains("remote-pw-1"));
+    let listed = run(&laddr, l, &["cred", "list", "--safe", "mirrors"], None);
+    let id = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    let g = run(&laddr, l, &["cred", "get", &id, "--secret"], None);
+    assert_eq!(g["secret"], "remote-pw-1");
+    // Read-only: a write through the CLI is refused with the reason.
+    let o = cli(
+        &laddr,
+        l,
+        &["cred", "put", "--id", &id, "--secret", "x"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("read-only"));
+    let shown = run(&laddr, l, &["integration", "list"], None);
+    assert_eq!(shown["items"][0]["name"], "r");
+    run(&laddr, l, &["integration", "disable", "r"], None);
+    let listed = run(&laddr, l, &["cred", "list", "--safe", "mirrors"], None);
+    assert!(listed["items"].as_array().unwrap().is_empty());
+    // A remote that answers nothing: `integration test` fails with the reason.
+    drop(_remote);
+    let o = cli(&laddr, l, &["integration", "test", "r"], None);
+    assert!(!o.status.success());
+}
+
 #[test]
 fn init_with_key_file_then_unseal_at_start_with_config_file_and_env() {
     let tmp = tempfile::tempdir().unwrap();
