@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -31,63 +31,7 @@ pub enum IntegrationCmd {
     ///   credvault integration add cp --kind ccp --url https://ccp:443 --safe mirrors --app-id Billing \
     ///     --remote-safe Prod --names db-prod --client-cert app.pem --client-key app.key
     #[command(verbatim_doc_comment)]
-    Add {
-        name: String,
-        #[arg(long, value_enum)]
-        kind: Kind,
-        /// Base URL of the remote vault.
-        #[arg(long)]
-        url: String,
-        /// The local safe the mirrored credentials go into.
-        #[arg(long)]
-        safe: String,
-        /// Names of the credentials to pull, comma-separated (Vault KV: empty = the whole folder).
-        #[arg(long, value_delimiter = ',')]
-        names: Vec<String>,
-        /// Seconds a fetched credential is served before it is fetched again; 0 = no cache.
-        #[arg(long, default_value_t = 0)]
-        cache_expiry: u64,
-        /// Vault KV mount (default secret).
-        #[arg(long)]
-        mount: Option<String>,
-        /// Vault KV folder inside the mount, or the CCP Folder.
-        #[arg(long)]
-        folder: Option<String>,
-        /// Vault KV AppRole role_id (give the secret_id with --secret-stdin or --secret-id-file).
-        #[arg(long)]
-        role_id: Option<String>,
-        /// CCP application ID.
-        #[arg(long)]
-        app_id: Option<String>,
-        /// CCP Safe parameter (the remote's safe).
-        #[arg(long)]
-        remote_safe: Option<String>,
-        /// PEM CA certificate to trust for the remote's TLS certificate.
-        #[arg(long)]
-        remote_ca: Option<PathBuf>,
-        /// CCP client certificate (PEM), with --client-key.
-        #[arg(long, requires = "client_key")]
-        client_cert: Option<PathBuf>,
-        /// CCP client private key (PEM).
-        #[arg(long, requires = "client_cert")]
-        client_key: Option<PathBuf>,
-        /// Read the main secret from stdin: the token (Vault KV, credvault), the AppRole secret_id
-        /// (with --role-id), or the CCP header secret.
-        #[arg(long)]
-        secret_stdin: bool,
-        /// Read the remote token from a file instead.
-        #[arg(long)]
-        remote_token_file: Option<PathBuf>,
-        /// Read the AppRole secret_id from a file instead.
-        #[arg(long)]
-        secret_id_file: Option<PathBuf>,
-        /// Request timeout in seconds (default 10).
-        #[arg(long)]
-        timeout: Option<u64>,
-        /// Create it disabled (nothing is fetched until `integration enable`).
-        #[arg(long)]
-        disabled: bool,
-    },
+    Add(Box<AddArgs>),
     /// List integrations with their status.
     List,
     /// Show one integration: settings, which secrets are set, status of the last runs.
@@ -104,6 +48,65 @@ pub enum IntegrationCmd {
     Disable { name: String },
     /// Remove the integration and its mirrored credentials.
     Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    name: String,
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// Base URL of the remote vault.
+    #[arg(long)]
+    url: String,
+    /// The local safe the mirrored credentials go into.
+    #[arg(long)]
+    safe: String,
+    /// Names of the credentials to pull, comma-separated (Vault KV: empty = the whole folder).
+    #[arg(long, value_delimiter = ',')]
+    names: Vec<String>,
+    /// Seconds a fetched credential is served before it is fetched again; 0 = no cache.
+    #[arg(long, default_value_t = 0)]
+    cache_expiry: u64,
+    /// Vault KV mount (default secret).
+    #[arg(long)]
+    mount: Option<String>,
+    /// Vault KV folder inside the mount, or the CCP Folder.
+    #[arg(long)]
+    folder: Option<String>,
+    /// Vault KV AppRole role_id (give the secret_id with --secret-stdin or --secret-id-file).
+    #[arg(long)]
+    role_id: Option<String>,
+    /// CCP application ID.
+    #[arg(long)]
+    app_id: Option<String>,
+    /// CCP Safe parameter (the remote's safe).
+    #[arg(long)]
+    remote_safe: Option<String>,
+    /// PEM CA certificate to trust for the remote's TLS certificate.
+    #[arg(long)]
+    remote_ca: Option<PathBuf>,
+    /// CCP client certificate (PEM), with --client-key.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// CCP client private key (PEM).
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Read the main secret from stdin: the token (Vault KV, credvault), the AppRole secret_id
+    /// (with --role-id), or the CCP header secret.
+    #[arg(long)]
+    secret_stdin: bool,
+    /// Read the remote token from a file instead.
+    #[arg(long)]
+    remote_token_file: Option<PathBuf>,
+    /// Read the AppRole secret_id from a file instead.
+    #[arg(long)]
+    secret_id_file: Option<PathBuf>,
+    /// Request timeout in seconds (default 10).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Create it disabled (nothing is fetched until `integration enable`).
+    #[arg(long)]
+    disabled: bool,
 }
 
 const COLS: [&str; 5] = ["name", "kind", "safe", "enabled", "status"];
@@ -127,27 +130,28 @@ async fn with_spinner<T>(msg: &str, f: impl std::future::Future<Output = Result<
 pub async fn run(c: &Client, fmt: Format, cmd: IntegrationCmd) -> Result<()> {
     let path = |name: &str, verb: &str| format!("/integrations/{}{verb}", enc(name));
     match cmd {
-        IntegrationCmd::Add {
-            name,
-            kind,
-            url,
-            safe,
-            names,
-            cache_expiry,
-            mount,
-            folder,
-            role_id,
-            app_id,
-            remote_safe,
-            remote_ca,
-            client_cert,
-            client_key,
-            secret_stdin,
-            remote_token_file,
-            secret_id_file,
-            timeout,
-            disabled,
-        } => {
+        IntegrationCmd::Add(args) => {
+            let AddArgs {
+                name,
+                kind,
+                url,
+                safe,
+                names,
+                cache_expiry,
+                mount,
+                folder,
+                role_id,
+                app_id,
+                remote_safe,
+                remote_ca,
+                client_cert,
+                client_key,
+                secret_stdin,
+                remote_token_file,
+                secret_id_file,
+                timeout,
+                disabled,
+            } = *args;
             let kind_name = match kind {
                 Kind::VaultKv => "vault-kv",
                 Kind::Ccp => "ccp",
