@@ -492,8 +492,9 @@ impl Vault {
             secret: f.password.clone(),
             parameters: BTreeMap::new(),
         };
-        let id = match self.store.credential_by_identifier(&identifier).await? {
-            Some(cur) => {
+        // Two rounds at most: a create that loses a race with another server updates the winner's.
+        for _ in 0..2 {
+            if let Some(cur) = self.store.credential_by_identifier(&identifier).await? {
                 let (_, blob) = self
                     .store
                     .credential_with_payload(cur.id)
@@ -509,39 +510,40 @@ impl Vault {
                     })
                     .await?;
                 }
-                cur.id
+                self.mirror_clock.touch(&identifier);
+                return Ok(cur.id);
             }
-            None => {
-                let mut properties = BTreeMap::new();
-                properties.insert(MIRRORED_FROM.to_owned(), l.rec.name.clone());
-                let meta = CredentialMeta {
-                    identifier: Some(identifier.clone()),
-                    name: f.name.clone(),
-                    username: f.user.clone(),
-                    additional_info: None,
-                    tags: vec![MIRROR_TAG.to_owned()],
-                    credential_type: None,
-                    domain: None,
-                    device: None,
-                    safe: Some(l.rec.safe.clone()),
-                    folder: None,
-                    owner: None,
-                    parameter_names: vec![],
-                    properties,
-                    settings: serde_json::Value::Null,
-                };
-                match self.create_credential(&ctx, meta, payload.clone()).await {
-                    Ok(c) => c.id,
-                    // Another server mirrored it first: update that one instead.
-                    Err(ServiceError::Domain(DomainError::Conflict(_))) => {
-                        return Box::pin(self.upsert_mirror(l, source, f)).await
-                    }
-                    Err(e) => return Err(e),
+            let mut properties = BTreeMap::new();
+            properties.insert(MIRRORED_FROM.to_owned(), l.rec.name.clone());
+            let meta = CredentialMeta {
+                identifier: Some(identifier.clone()),
+                name: f.name.clone(),
+                username: f.user.clone(),
+                additional_info: None,
+                tags: vec![MIRROR_TAG.to_owned()],
+                credential_type: None,
+                domain: None,
+                device: None,
+                safe: Some(l.rec.safe.clone()),
+                folder: None,
+                owner: None,
+                parameter_names: vec![],
+                properties,
+                settings: serde_json::Value::Null,
+            };
+            match self.create_credential(&ctx, meta, payload.clone()).await {
+                Ok(c) => {
+                    self.mirror_clock.touch(&identifier);
+                    return Ok(c.id);
                 }
+                Err(ServiceError::Domain(DomainError::Conflict(_))) => continue,
+                Err(e) => return Err(e),
             }
-        };
-        self.mirror_clock.touch(&identifier);
-        Ok(id)
+        }
+        Err(
+            DomainError::Conflict(format!("mirror '{identifier}' is being written elsewhere"))
+                .into(),
+        )
     }
 
     /// Every mirror of an integration.
