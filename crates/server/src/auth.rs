@@ -112,6 +112,15 @@ impl Vault {
             groups,
         })
     }
+
+    /// The stored record of a token the caller already authenticated with (Vault's lookup-self).
+    pub async fn token_self(&self, token: &str) -> ServiceResult<credvault_core::model::TokenInfo> {
+        let keys = self.barrier.keys().await?;
+        self.store
+            .token_by_hash(&keys.tokens.token_hash(token))
+            .await?
+            .ok_or_else(|| DomainError::Unauthenticated.into())
+    }
 }
 
 #[cfg(test)]

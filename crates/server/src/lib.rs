@@ -11,12 +11,14 @@ pub mod auth;
 pub mod barrier;
 pub mod ccp;
 pub mod error;
+pub mod fetch;
 pub mod integrations;
 pub mod native;
 pub mod openapi;
 pub mod service;
 mod telemetry;
 pub mod tls;
+pub mod vaultkv;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -185,6 +187,8 @@ pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
     Router::new()
         .nest("/api/v1", native::router())
         .merge(ccp::router())
+        .merge(vaultkv::router())
+        .route("/api/fetch-credentials", get(fetch::fetch))
         .route("/metrics", get(telemetry::metrics))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {

@@ -26,6 +26,7 @@ use crate::native;
         native::integrations::list, native::integrations::create, native::integrations::get, native::integrations::remove,
         native::integrations::enable, native::integrations::disable, native::integrations::sync, native::integrations::test,
         native::integrations::fetch,
+        crate::fetch::fetch,
     ),
     tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"), (name = "apps"), (name = "integrations"))
 )]

@@ -76,7 +76,7 @@ impl Vault {
         })
     }
 
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         ctx: &Ctx,
         action: &'static str,
@@ -139,7 +139,7 @@ impl Vault {
         Ok(policy::credential_perms(actor, meta, &members))
     }
 
-    async fn safe_perms(&self, actor: &Actor, safe: &str) -> ServiceResult<Perms> {
+    pub(crate) async fn safe_perms(&self, actor: &Actor, safe: &str) -> ServiceResult<Perms> {
         if self.store.get_safe(safe).await?.is_none() {
             return Err(DomainError::NotFound(format!("safe '{safe}'")).into());
         }
@@ -214,6 +214,10 @@ impl Vault {
         version: i64,
         blob: &[u8],
     ) -> ServiceResult<SecretPayload> {
+        if blob.is_empty() {
+            // Destroyed (Vault KV `destroy`): the ciphertext is gone for good.
+            return Err(DomainError::NotFound(format!("version {version} (destroyed)")).into());
+        }
         let mut keys = self.barrier.keys().await?;
         if let Ok(term) = credvault_crypto::barrier::parse_header(blob) {
             if !keys.keyring.terms().any(|t| t == term) {
@@ -323,7 +327,12 @@ impl Vault {
                     });
                 }
             }
-            let mut payload = self.decrypt_payload(id, cur.version, &blob).await?;
+            // A destroyed current version leaves nothing to change: start from an empty payload.
+            let mut payload = if blob.is_empty() {
+                SecretPayload::default()
+            } else {
+                self.decrypt_payload(id, cur.version, &blob).await?
+            };
             let mut meta = cur.meta.clone();
             change(&mut meta, &mut payload)?;
             meta.parameter_names = payload.parameters.keys().cloned().collect();

@@ -6,6 +6,8 @@ mod ccp;
 mod common;
 #[path = "api/integrations.rs"]
 mod integrations;
+#[path = "api/vaultkv.rs"]
+mod vaultkv;
 
 use common::{code, Server};
 use reqwest::{Method, StatusCode};

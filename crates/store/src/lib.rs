@@ -308,6 +308,12 @@ pub trait Store: Send + Sync + 'static {
     /// (kind, target) pairs.
     async fn app_grants(&self, app_id: &str) -> Result<Vec<(String, String)>>;
 
+    // --- Vault KV door (issue 7): per-secret KV state, version destruction
+    async fn kv_meta(&self, id: Uuid) -> Result<Option<String>>;
+    async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()>;
+    /// Overwrite one version's ciphertext with an empty payload (KV `destroy`); its row stays.
+    async fn destroy_version(&self, id: Uuid, version: i64) -> Result<()>;
+
     // --- integrations (issue 7): external vaults pulled from
     async fn create_integration(&self, rec: &IntegrationRecord) -> Result<()>;
     async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>>;

@@ -158,6 +158,12 @@ pub const TABLES: &[TableSpec] = &[
         columns: &[("app_id", Text), ("kind", Text), ("target", Text)],
         order_by: "app_id, kind, target",
     },
+    // --- Vault KV door (issue 7) ---
+    TableSpec {
+        name: "kv_meta",
+        columns: &[("cred_id", Text), ("meta", Text)],
+        order_by: "cred_id",
+    },
     // --- integrations (issue 7) ---
     TableSpec {
         name: "integrations",

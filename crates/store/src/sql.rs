@@ -1098,6 +1098,41 @@ impl $crate::Store for $store {
         rows.iter().map(|r| Ok((s(r, "kind")?, s(r, "target")?))).collect()
     }
 
+    // --- Vault KV door (issue 7) ---
+    async fn kv_meta(&self, id: Uuid) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT meta FROM kv_meta WHERE cred_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()> {
+        exec(
+            &self.writer,
+            "INSERT INTO kv_meta (cred_id, meta) VALUES ($1, $2) ON CONFLICT (cred_id) DO UPDATE SET meta = excluded.meta",
+            &[&id.to_string(), meta],
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::NotFound("credential".into()),
+            other => other,
+        })
+        .map(|_| ())
+    }
+
+    async fn destroy_version(&self, id: Uuid, version: i64) -> Result<()> {
+        let n = sqlx::query("UPDATE credential_versions SET payload = $1 WHERE cred_id = $2 AND version = $3")
+            .bind(Vec::<u8>::new())
+            .bind(id.to_string())
+            .bind(version)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        not_found_if_zero(n, "version")
+    }
+
     // --- integrations (issue 7) ---
     async fn create_integration(&self, rec: &$crate::IntegrationRecord) -> Result<()> {
         sqlx::query("INSERT INTO integrations (name, settings, secrets, safe, enabled, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")

@@ -1,0 +1,121 @@
+//! The fetch-credentials contract served (seeds 000/001): `GET /api/fetch-credentials` answers a
+//! list of `{user, password, name}` for an automation platform's vault integration.
+//!
+//! - `?credential_names=a,b`: fetch all: every credential the caller may read whose `name` is listed.
+//! - `?identifier=a`: fetch one: a list of zero or one; several matches, a refusal, a failing remote
+//!   (for a mirror) or any other error yield `[]`, never an error answer.
+//!
+//! The caller authenticates with a native token (errors in the native format); every secret read is
+//! audited through `Vault::read_secret` with the door `fetch`.
+
+use axum::extract::State;
+use axum::Json;
+use credvault_core::model::Credential;
+use credvault_crypto::SecretString;
+use credvault_store::CredentialFilter;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServiceResult;
+use crate::native::{ApiError, ApiQuery, Caller};
+use crate::service::{Ctx, Vault};
+use crate::AppState;
+
+pub const DOOR: &str = "fetch";
+const MAX_NAMES: usize = 1000;
+
+/// One credential as the contract shapes it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FetchedCredential {
+    pub user: String,
+    #[schema(value_type = String)]
+    pub password: SecretString,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchQuery {
+    /// Comma-separated names (fetch all).
+    pub credential_names: Option<String>,
+    /// One name (fetch one).
+    pub identifier: Option<String>,
+}
+
+impl Vault {
+    async fn named(&self, ctx: &Ctx, name: &str) -> ServiceResult<Vec<Credential>> {
+        self.list_credentials(
+            ctx,
+            CredentialFilter {
+                name: Some(name.to_owned()),
+                limit: 100,
+                ..CredentialFilter::default()
+            },
+        )
+        .await
+    }
+
+    async fn fetched(&self, ctx: &Ctx, c: &Credential) -> ServiceResult<FetchedCredential> {
+        let read = self.read_secret(ctx, c.id, None).await?;
+        Ok(FetchedCredential {
+            user: c.meta.username.clone(),
+            password: read.secret,
+            name: c.meta.name.clone(),
+        })
+    }
+
+    /// Fetch all: every readable credential with one of these names; unreadable ones are left out.
+    pub async fn fetch_credentials(
+        &self,
+        ctx: &Ctx,
+        names: &[String],
+    ) -> ServiceResult<Vec<FetchedCredential>> {
+        let mut out = Vec::new();
+        for name in names {
+            for c in self.named(ctx, name).await? {
+                if let Ok(f) = self.fetched(ctx, &c).await {
+                    out.push(f);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fetch one: zero or one credential; every failure is an empty list.
+    pub async fn fetch_credential(&self, ctx: &Ctx, identifier: &str) -> Vec<FetchedCredential> {
+        let Ok(mut found) = self.named(ctx, identifier).await else {
+            return vec![];
+        };
+        match (found.pop(), found.is_empty()) {
+            (Some(c), true) => self.fetched(ctx, &c).await.into_iter().collect(),
+            _ => vec![],
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/fetch-credentials", tag = "credentials",
+    params(("credential_names" = Option<String>, Query, description = "comma-separated names: fetch all"),
+           ("identifier" = Option<String>, Query, description = "one name: a list of zero or one")),
+    responses((status = 200, body = Vec<FetchedCredential>)))]
+pub async fn fetch(
+    State(s): State<AppState>,
+    Caller(mut ctx): Caller,
+    ApiQuery(q): ApiQuery<FetchQuery>,
+) -> Result<Json<Vec<FetchedCredential>>, ApiError> {
+    ctx.door = DOOR;
+    if let Some(id) = q.identifier {
+        return Ok(Json(s.vault.fetch_credential(&ctx, id.trim()).await));
+    }
+    let names: Vec<String> = q
+        .credential_names
+        .unwrap_or_default()
+        .split(',')
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.len() > MAX_NAMES {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_NAMES} credential_names"
+        )));
+    }
+    Ok(Json(s.vault.fetch_credentials(&ctx, &names).await?))
+}

@@ -1,0 +1,626 @@
+//! The Vault-KV-v2-compatible door (`/v1/...`), so existing Vault clients (hvac, the Vault CLI, the
+//! automation platform's Vault integration) work against credvault. Vault's envelope and
+//! `{"errors": [...]}` format; tokens are native tokens (`X-Vault-Token` or `Authorization: Bearer`).
+//! Mapping onto the store: see `service.rs` beside this file and ARCHITECTURE.md.
+
+pub mod service;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use credvault_core::DomainError;
+use credvault_crypto::SecretString;
+use serde_json::{json, Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use self::service::{KvRead, VersionOp, DOOR};
+use crate::auth::token_from_headers;
+use crate::error::ServiceError;
+use crate::service::Ctx;
+use crate::AppState;
+
+/// An answer in Vault's error format.
+pub struct KvError {
+    status: StatusCode,
+    errors: Vec<String>,
+    data: Option<Value>,
+}
+
+impl KvError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self {
+            status,
+            errors: vec![msg.into()],
+            data: None,
+        }
+    }
+    fn denied() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission denied")
+    }
+    fn not_found() -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            errors: vec![],
+            data: None,
+        }
+    }
+    fn bad(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, msg)
+    }
+}
+
+impl IntoResponse for KvError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"errors": self.errors});
+        if let Some(d) = self.data {
+            body = envelope(d);
+            body["errors"] = json!([]);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ServiceError> for KvError {
+    fn from(e: ServiceError) -> Self {
+        use StatusCode as S;
+        match e {
+            ServiceError::Domain(d) => match d {
+                DomainError::Invalid { .. } => {
+                    // The KV door's own messages (CAS) are the reason alone, as Vault words them.
+                    let m = d.to_string();
+                    let m = m.strip_prefix("invalid request: ").unwrap_or(&m).to_owned();
+                    Self::bad(m)
+                }
+                DomainError::NotFound(_) => Self::not_found(),
+                DomainError::Conflict(m) => Self::bad(m),
+                DomainError::Forbidden | DomainError::Unauthenticated => Self::denied(),
+            },
+            ServiceError::VersionConflict { .. } => Self::bad(service::CAS_MISMATCH),
+            ServiceError::Sealed => Self::new(S::SERVICE_UNAVAILABLE, "Vault is sealed"),
+            ServiceError::NotInitialized => {
+                Self::new(S::SERVICE_UNAVAILABLE, "Vault is not initialized")
+            }
+            ServiceError::RateLimited => Self::new(S::TOO_MANY_REQUESTS, e.to_string()),
+            ServiceError::Unseal(m) => Self::bad(m),
+            ServiceError::AuditFailed => Self::new(S::SERVICE_UNAVAILABLE, e.to_string()),
+            ServiceError::Integrity => Self::new(S::INTERNAL_SERVER_ERROR, e.to_string()),
+            ServiceError::Integration(m) => Self::new(S::BAD_GATEWAY, m),
+            ServiceError::Store(inner) => {
+                tracing::error!(error = %inner, "storage error");
+                Self::new(S::SERVICE_UNAVAILABLE, "the storage backend is unavailable")
+            }
+        }
+    }
+}
+
+type KvResult = Result<Response, KvError>;
+
+/// Vault's response envelope around `data`.
+fn envelope(data: Value) -> Value {
+    json!({
+        "request_id": uuid::Uuid::now_v7().to_string(),
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": data,
+        "wrap_info": null,
+        "warnings": null,
+        "auth": null,
+        "mount_type": "kv",
+    })
+}
+
+fn ok(data: Value) -> KvResult {
+    Ok((StatusCode::OK, Json(envelope(data))).into_response())
+}
+
+fn no_content() -> KvResult {
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The caller: a native token in `X-Vault-Token` or `Authorization: Bearer`.
+async fn caller(s: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<Ctx, KvError> {
+    if s.vault.barrier.is_sealed().await {
+        return Err(match s.vault.store.seal_config().await {
+            Ok(None) => ServiceError::NotInitialized.into(),
+            _ => ServiceError::Sealed.into(),
+        });
+    }
+    let token = token_from_headers(headers);
+    let actor = s.vault.authenticate(token.as_deref(), ip).await?;
+    Ok(Ctx {
+        actor,
+        source: ip.to_string(),
+        door: DOOR,
+    })
+}
+
+fn query(raw: &Option<String>) -> Result<HashMap<String, String>, KvError> {
+    match raw {
+        None => Ok(HashMap::new()),
+        Some(q) => serde_urlencoded::from_str(q)
+            .map_err(|_| KvError::bad("the query string could not be parsed")),
+    }
+}
+
+/// A JSON body: empty is `{}`; anything else must be a JSON object.
+fn body_object(body: &Bytes) -> Result<Map<String, Value>, KvError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(KvError::bad(
+            "failed to decode JSON input: expected an object",
+        )),
+        Err(e) => Err(KvError::bad(format!(
+            "failed to decode JSON input: {}",
+            crate::native::error::scrub(&e.to_string())
+        ))),
+    }
+}
+
+fn versions_field(b: &Map<String, Value>) -> Result<Vec<i64>, KvError> {
+    match b.get("versions") {
+        Some(Value::Array(vs)) => vs
+            .iter()
+            .map(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    .ok_or_else(|| KvError::bad("versions must be a list of version numbers"))
+            })
+            .collect(),
+        _ => Err(KvError::bad("no versions provided")),
+    }
+}
+
+fn string_data(v: Option<&Value>) -> Result<BTreeMap<String, SecretString>, KvError> {
+    let Some(Value::Object(m)) = v else {
+        return Err(KvError::bad("no data provided"));
+    };
+    m.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => {
+                credvault_core::validate::parameter_key(k)
+                    .map_err(|e| KvError::bad(e.to_string()))?;
+                Ok((k.clone(), SecretString::new(s.clone())))
+            }
+            _ => Err(KvError::bad(format!(
+                "the value of '{k}' is not a string: credvault stores KV values as strings"
+            ))),
+        })
+        .collect()
+}
+
+fn version_meta(r: &KvRead) -> Value {
+    json!({
+        "created_time": rfc3339(r.created_time),
+        "custom_metadata": r.custom_metadata,
+        "deletion_time": r.deletion_time.clone().unwrap_or_default(),
+        "destroyed": r.destroyed,
+        "version": r.version,
+    })
+}
+
+// ------------------------------------------------------------------------------------------ routes
+
+pub fn router() -> Router<AppState> {
+    let v1 = Router::new()
+        .route("/sys/health", get(health).head(health))
+        .route("/sys/seal-status", get(seal_status))
+        .route("/sys/mounts", get(mounts))
+        .route("/sys/internal/ui/mounts/{*path}", get(ui_mount))
+        .route("/auth/token/lookup-self", get(lookup_self))
+        .route("/{mount}/data/{*path}", any(data))
+        .route("/{mount}/metadata", any(metadata_root))
+        .route("/{mount}/metadata/", any(metadata_root))
+        .route("/{mount}/metadata/{*path}", any(metadata))
+        .route("/{mount}/delete/{*path}", post(delete_versions))
+        .route("/{mount}/undelete/{*path}", post(undelete_versions))
+        .route("/{mount}/destroy/{*path}", post(destroy_versions))
+        .fallback(|| async { KvError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            KvError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported operation")
+        });
+    Router::new().nest("/v1", v1)
+}
+
+/// The source address (set by the server's connect info).
+struct Src(IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Src {
+    type Rejection = KvError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Src(crate::native::source_ip(parts)))
+    }
+}
+
+async fn health(State(s): State<AppState>, RawQuery(q): RawQuery) -> KvResult {
+    let q = query(&q)?;
+    let initialized = matches!(s.vault.store.seal_config().await, Ok(Some(_)));
+    let sealed = s.vault.barrier.is_sealed().await;
+    let code = |name: &str, default: u16| {
+        q.get(name)
+            .and_then(|v| v.parse::<u16>().ok())
+            .unwrap_or(default)
+    };
+    let status = if !initialized {
+        code("uninitcode", 501)
+    } else if sealed {
+        code("sealedcode", 503)
+    } else {
+        code("activecode", 200)
+    };
+    let body = json!({
+        "initialized": initialized,
+        "sealed": sealed,
+        "standby": false,
+        "performance_standby": false,
+        "replication_performance_mode": "disabled",
+        "replication_dr_mode": "disabled",
+        "server_time_utc": OffsetDateTime::now_utc().unix_timestamp(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": "credvault",
+        "cluster_id": "credvault",
+    });
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    Ok((status, Json(body)).into_response())
+}
+
+async fn seal_status(State(s): State<AppState>) -> KvResult {
+    let st = s.vault.barrier.status().await?;
+    let body = json!({
+        "type": "shamir",
+        "initialized": st.initialized,
+        "sealed": st.sealed,
+        "t": st.threshold,
+        "n": st.shares,
+        "progress": st.progress,
+        "nonce": "",
+        "version": env!("CARGO_PKG_VERSION"),
+        "migration": false,
+        "recovery_seal": false,
+        "storage_type": s.vault.store.backend(),
+    });
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+async fn mounts(State(s): State<AppState>, headers: HeaderMap, Src(ip): Src) -> KvResult {
+    let ctx = caller(&s, &headers, ip).await?;
+    let mut m = Map::new();
+    for safe in s.vault.list_safes(&ctx).await? {
+        m.insert(
+            format!("{}/", safe.name),
+            json!({
+                "type": "kv",
+                "description": safe.description.unwrap_or_default(),
+                "accessor": format!("kv_{}", safe.name),
+                "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
+                "options": {"version": "2"},
+                "local": false,
+                "seal_wrap": false,
+                "external_entropy_access": false,
+            }),
+        );
+    }
+    let mut body = envelope(Value::Object(m.clone()));
+    if let Value::Object(top) = &mut body {
+        for (k, v) in m {
+            top.insert(k, v);
+        }
+    }
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+async fn ui_mount(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Src(ip): Src,
+    Path(path): Path<String>,
+) -> KvResult {
+    let ctx = caller(&s, &headers, ip).await?;
+    let mount = path.split('/').next().unwrap_or_default().to_owned();
+    if !s
+        .vault
+        .list_safes(&ctx)
+        .await?
+        .iter()
+        .any(|x| x.name == mount)
+    {
+        return Err(KvError::denied());
+    }
+    ok(
+        json!({"path": format!("{mount}/"), "type": "kv", "options": {"version": "2"}, "description": ""}),
+    )
+}
+
+async fn lookup_self(State(s): State<AppState>, headers: HeaderMap, Src(ip): Src) -> KvResult {
+    let ctx = caller(&s, &headers, ip).await?;
+    let token = token_from_headers(&headers).unwrap_or_default();
+    let info = s.vault.token_self(&token).await?;
+    let ttl = info.expires_at.map_or(0, |e| {
+        (e - OffsetDateTime::now_utc()).whole_seconds().max(0)
+    });
+    ok(json!({
+        "accessor": info.id.to_string(),
+        "creation_time": info.created_at.unix_timestamp(),
+        "creation_ttl": ttl,
+        "display_name": format!("token-{}", ctx.actor.name),
+        "entity_id": "",
+        "expire_time": info.expires_at.map(rfc3339),
+        "explicit_max_ttl": 0,
+        "id": "",
+        "issue_time": rfc3339(info.created_at),
+        "meta": {"user": info.user},
+        "num_uses": 0,
+        "orphan": true,
+        "path": "auth/token/create",
+        "policies": [if ctx.actor.is_admin() { "root" } else { "default" }],
+        "renewable": false,
+        "ttl": ttl,
+        "type": "service",
+    }))
+}
+
+async fn data(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Src(ip): Src,
+    Path((mount, path)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> KvResult {
+    let q = query(&q)?;
+    let ctx = caller(&s, &headers, ip).await?;
+    let v = &s.vault;
+    match method {
+        Method::GET => {
+            let version = match q.get("version") {
+                None => None,
+                Some(x) => Some(
+                    x.parse::<i64>()
+                        .map_err(|_| KvError::bad("version must be a number"))?,
+                ),
+            };
+            let r = v.kv_read(&ctx, &mount, &path, version).await?;
+            let meta = version_meta(&r);
+            match r.data {
+                Some(d) => ok(json!({"data": d, "metadata": meta})),
+                // Deleted or destroyed: 404, but the body still tells which and when.
+                None => Err(KvError {
+                    status: StatusCode::NOT_FOUND,
+                    errors: vec![],
+                    data: Some(json!({"data": null, "metadata": meta})),
+                }),
+            }
+        }
+        Method::POST | Method::PUT => {
+            let b = body_object(&body)?;
+            let data = string_data(b.get("data"))?;
+            let cas = match b.get("options").and_then(|o| o.get("cas")) {
+                None | Some(Value::Null) => None,
+                Some(c) => Some(
+                    c.as_i64()
+                        .ok_or_else(|| KvError::bad("options.cas must be a number"))?,
+                ),
+            };
+            let r = v.kv_write(&ctx, &mount, &path, data, cas).await?;
+            ok(version_meta(&r))
+        }
+        Method::PATCH => {
+            let b = body_object(&body)?;
+            let Some(Value::Object(patch)) = b.get("data") else {
+                return Err(KvError::bad("no data provided"));
+            };
+            let cas = b
+                .get("options")
+                .and_then(|o| o.get("cas"))
+                .and_then(Value::as_i64);
+            let (version, mut current) = v.kv_current_data(&ctx, &mount, &path).await?;
+            for (k, val) in patch {
+                match val {
+                    Value::Null => {
+                        current.remove(k);
+                    }
+                    Value::String(x) => {
+                        credvault_core::validate::parameter_key(k)
+                            .map_err(|e| KvError::bad(e.to_string()))?;
+                        current.insert(k.clone(), SecretString::new(x.clone()));
+                    }
+                    _ => return Err(KvError::bad(format!(
+                        "the value of '{k}' is not a string: credvault stores KV values as strings"
+                    ))),
+                }
+            }
+            let r = v
+                .kv_write(&ctx, &mount, &path, current, Some(cas.unwrap_or(version)))
+                .await?;
+            ok(version_meta(&r))
+        }
+        Method::DELETE => {
+            v.kv_versions_op(&ctx, &mount, &path, VersionOp::Delete, None)
+                .await?;
+            no_content()
+        }
+        _ => Err(KvError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "unsupported operation",
+        )),
+    }
+}
+
+async fn list_answer(s: &AppState, ctx: &Ctx, mount: &str, folder: &str) -> KvResult {
+    let keys = s.vault.kv_list(ctx, mount, folder).await?;
+    ok(json!({"keys": keys}))
+}
+
+async fn metadata_root(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Src(ip): Src,
+    Path(mount): Path<String>,
+    RawQuery(q): RawQuery,
+) -> KvResult {
+    let q = query(&q)?;
+    let ctx = caller(&s, &headers, ip).await?;
+    let listing = method.as_str() == "LIST"
+        || (method == Method::GET && q.get("list").is_some_and(|l| l == "true"));
+    if !listing {
+        return Err(KvError::not_found());
+    }
+    list_answer(&s, &ctx, &mount, "").await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn metadata(
+    State(s): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Src(ip): Src,
+    Path((mount, path)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> KvResult {
+    let q = query(&q)?;
+    let ctx = caller(&s, &headers, ip).await?;
+    let v = &s.vault;
+    let listing = method.as_str() == "LIST"
+        || (method == Method::GET && q.get("list").is_some_and(|l| l == "true"));
+    if listing {
+        return list_answer(&s, &ctx, &mount, &path).await;
+    }
+    match method {
+        Method::GET => {
+            let m = v.kv_metadata(&ctx, &mount, &path).await?;
+            let mut versions = Map::new();
+            for i in &m.versions {
+                versions.insert(
+                    i.version.to_string(),
+                    json!({
+                        "created_time": rfc3339(i.created_at),
+                        "deletion_time": m.meta.deleted.get(&i.version).cloned().unwrap_or_default(),
+                        "destroyed": m.meta.destroyed.contains(&i.version),
+                    }),
+                );
+            }
+            ok(json!({
+                "cas_required": m.meta.cas_required,
+                "created_time": rfc3339(m.cred.created_at),
+                "current_version": m.cred.version,
+                "custom_metadata": m.meta.custom_metadata,
+                "delete_version_after": "0s",
+                "max_versions": m.meta.max_versions,
+                "oldest_version": m.versions.first().map_or(0, |i| i.version),
+                "updated_time": rfc3339(m.cred.updated_at),
+                "versions": versions,
+            }))
+        }
+        Method::POST | Method::PUT => {
+            let b = body_object(&body)?;
+            let max_versions =
+                match b.get("max_versions") {
+                    None | Some(Value::Null) => None,
+                    Some(x) => Some(x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(
+                        || KvError::bad("max_versions must be a non-negative number"),
+                    )?),
+                };
+            let cas_required = match b.get("cas_required") {
+                None | Some(Value::Null) => None,
+                Some(x) => Some(
+                    x.as_bool()
+                        .ok_or_else(|| KvError::bad("cas_required must be true or false"))?,
+                ),
+            };
+            let custom = match b.get("custom_metadata") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(m)) => Some(
+                    m.iter()
+                        .map(|(k, v)| {
+                            v.as_str()
+                                .map(|s| (k.clone(), s.to_owned()))
+                                .ok_or_else(|| {
+                                    KvError::bad("custom_metadata values must be strings")
+                                })
+                        })
+                        .collect::<Result<BTreeMap<_, _>, _>>()?,
+                ),
+                Some(_) => return Err(KvError::bad("custom_metadata must be an object")),
+            };
+            v.kv_set_metadata(&ctx, &mount, &path, max_versions, cas_required, custom)
+                .await?;
+            no_content()
+        }
+        Method::DELETE => {
+            v.kv_delete_all(&ctx, &mount, &path).await?;
+            no_content()
+        }
+        _ => Err(KvError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "unsupported operation",
+        )),
+    }
+}
+
+async fn versions_call(
+    s: AppState,
+    headers: HeaderMap,
+    ip: IpAddr,
+    mount: String,
+    path: String,
+    body: Bytes,
+    op: VersionOp,
+) -> KvResult {
+    let ctx = caller(&s, &headers, ip).await?;
+    let b = body_object(&body)?;
+    let versions = versions_field(&b)?;
+    s.vault
+        .kv_versions_op(&ctx, &mount, &path, op, Some(versions))
+        .await?;
+    no_content()
+}
+
+async fn delete_versions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Src(ip): Src,
+    Path((mount, path)): Path<(String, String)>,
+    body: Bytes,
+) -> KvResult {
+    versions_call(s, headers, ip, mount, path, body, VersionOp::Delete).await
+}
+
+async fn undelete_versions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Src(ip): Src,
+    Path((mount, path)): Path<(String, String)>,
+    body: Bytes,
+) -> KvResult {
+    versions_call(s, headers, ip, mount, path, body, VersionOp::Undelete).await
+}
+
+async fn destroy_versions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Src(ip): Src,
+    Path((mount, path)): Path<(String, String)>,
+    body: Bytes,
+) -> KvResult {
+    versions_call(s, headers, ip, mount, path, body, VersionOp::Destroy).await
+}

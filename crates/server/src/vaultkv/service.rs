@@ -1,0 +1,449 @@
+//! The Vault KV v2 operations in the service layer. A mount is a safe; the secret at `path` is the
+//! credential with identifier `kv:<mount>/<path>` in that safe (name = last segment, folder = the
+//! directories); its key/value data is the payload's `parameters`; KV versions are credential
+//! versions. What Vault keeps and the credential model does not (max_versions, cas_required,
+//! custom_metadata, per-version deletion and destruction) lives in `kv_meta` as JSON ([`KvMeta`]).
+
+use std::collections::BTreeMap;
+
+use credvault_core::model::{Credential, CredentialMeta, Perms, SecretPayload, VersionInfo};
+use credvault_core::DomainError;
+use credvault_crypto::SecretString;
+use credvault_store::CredentialFilter;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::service::{Ctx, Vault};
+
+/// The KV door's name in `Ctx::door` (owns the `kv:` identifier prefix).
+pub const DOOR: &str = "vaultkv";
+const MAX_PATH: usize = 512;
+
+/// Per-secret KV state beside the credential.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KvMeta {
+    #[serde(default)]
+    pub max_versions: u32,
+    #[serde(default)]
+    pub cas_required: bool,
+    #[serde(default)]
+    pub custom_metadata: Option<BTreeMap<String, String>>,
+    /// Soft-deleted versions and when.
+    #[serde(default)]
+    pub deleted: BTreeMap<i64, String>,
+    #[serde(default)]
+    pub destroyed: Vec<i64>,
+}
+
+/// One version as a KV read answers it. `data` is `None` when deleted or destroyed.
+pub struct KvRead {
+    pub version: i64,
+    pub created_time: OffsetDateTime,
+    pub deletion_time: Option<String>,
+    pub destroyed: bool,
+    pub custom_metadata: Option<BTreeMap<String, String>>,
+    pub data: Option<BTreeMap<String, SecretString>>,
+}
+
+/// A secret's metadata as `GET metadata/<path>` answers it.
+pub struct KvMetadata {
+    pub cred: Credential,
+    pub meta: KvMeta,
+    pub versions: Vec<VersionInfo>,
+}
+
+/// Why a KV write was refused beyond the service's own errors.
+pub const CAS_MISMATCH: &str = "check-and-set parameter did not match the current version";
+pub const CAS_REQUIRED: &str = "check-and-set parameter required for this call";
+
+pub fn identifier(mount: &str, path: &str) -> String {
+    format!("kv:{mount}/{path}")
+}
+
+/// Check a secret path: non-empty segments, no `.`/`..`, bounded.
+pub fn check_path(path: &str) -> ServiceResult<()> {
+    if path.is_empty()
+        || path.len() > MAX_PATH
+        || path.split('/').any(|seg| {
+            seg.is_empty() || seg == "." || seg == ".." || seg.chars().any(char::is_control)
+        })
+    {
+        return Err(DomainError::invalid("path", "is not a valid secret path").into());
+    }
+    Ok(())
+}
+
+fn not_found() -> ServiceError {
+    DomainError::NotFound("secret".into()).into()
+}
+
+fn invalid(msg: &str) -> ServiceError {
+    DomainError::invalid("request", msg).into()
+}
+
+fn now_text() -> String {
+    credvault_store::format_time(OffsetDateTime::now_utc())
+}
+
+impl Vault {
+    /// The caller's permissions on a mount; a mount that does not exist is "permission denied", as
+    /// for a mount the caller cannot see (no existence probing).
+    async fn kv_perms(&self, ctx: &Ctx, mount: &str) -> ServiceResult<Perms> {
+        match self.safe_perms(&ctx.actor, mount).await {
+            Ok(p) if p != Perms::NONE => Ok(p),
+            Ok(_) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {
+                Err(DomainError::Forbidden.into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn kv_require(&self, ctx: &Ctx, mount: &str, need: Perms) -> ServiceResult<()> {
+        if self.kv_perms(ctx, mount).await?.contains(need) {
+            Ok(())
+        } else {
+            Err(DomainError::Forbidden.into())
+        }
+    }
+
+    async fn kv_find(
+        &self,
+        mount: &str,
+        path: &str,
+    ) -> ServiceResult<Option<(Credential, KvMeta)>> {
+        check_path(path)?;
+        let Some(cred) = self
+            .store
+            .credential_by_identifier(&identifier(mount, path))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let meta = match self.store.kv_meta(cred.id).await? {
+            Some(m) => serde_json::from_str(&m).map_err(|_| ServiceError::Integrity)?,
+            None => KvMeta::default(),
+        };
+        Ok(Some((cred, meta)))
+    }
+
+    async fn kv_save_meta(&self, cred: &Credential, meta: &KvMeta) -> ServiceResult<()> {
+        let text = serde_json::to_string(meta).map_err(|_| ServiceError::Integrity)?;
+        Ok(self.store.set_kv_meta(cred.id, &text).await?)
+    }
+
+    /// Read the latest or a given version. Deleted and destroyed versions come back without data.
+    pub async fn kv_read(
+        &self,
+        ctx: &Ctx,
+        mount: &str,
+        path: &str,
+        version: Option<i64>,
+    ) -> ServiceResult<KvRead> {
+        self.kv_require(ctx, mount, Perms::READ).await?;
+        let (cred, meta) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
+        let v = match version {
+            Some(v) if v > 0 => v,
+            _ => cred.version,
+        };
+        let info = self
+            .store
+            .list_versions(cred.id)
+            .await?
+            .into_iter()
+            .find(|i| i.version == v)
+            .ok_or_else(not_found)?;
+        let mut out = KvRead {
+            version: v,
+            created_time: info.created_at,
+            deletion_time: meta.deleted.get(&v).cloned(),
+            destroyed: meta.destroyed.contains(&v),
+            custom_metadata: meta.custom_metadata.clone(),
+            data: None,
+        };
+        if out.deletion_time.is_none() && !out.destroyed {
+            let read = self.read_secret(ctx, cred.id, Some(v)).await?;
+            out.data = Some(read.parameters);
+        }
+        Ok(out)
+    }
+
+    /// Write a new version (creating the secret when needed), honouring check-and-set.
+    pub async fn kv_write(
+        &self,
+        ctx: &Ctx,
+        mount: &str,
+        path: &str,
+        data: BTreeMap<String, SecretString>,
+        cas: Option<i64>,
+    ) -> ServiceResult<KvRead> {
+        self.kv_require(ctx, mount, Perms::WRITE).await?;
+        let payload = SecretPayload {
+            secret: SecretString::default(),
+            parameters: data,
+        };
+        // Two rounds at most: a create that loses a race with another writer becomes an update.
+        let mut written = None;
+        for _ in 0..2 {
+            if let Some((cur, meta)) = self.kv_find(mount, path).await? {
+                if meta.cas_required && cas.is_none() {
+                    return Err(invalid(CAS_REQUIRED));
+                }
+                if cas.is_some_and(|c| c != cur.version) {
+                    return Err(invalid(CAS_MISMATCH));
+                }
+                let p = payload.clone();
+                let r = self
+                    .update_credential(ctx, cur.id, cas, "kv.write", move |_, pl| {
+                        *pl = p.clone();
+                        Ok(())
+                    })
+                    .await;
+                written = Some(match r {
+                    Err(ServiceError::VersionConflict { .. }) => return Err(invalid(CAS_MISMATCH)),
+                    other => other?,
+                });
+                break;
+            }
+            if cas.is_some_and(|c| c != 0) {
+                return Err(invalid(CAS_MISMATCH));
+            }
+            let (folder, name) = match path.rsplit_once('/') {
+                Some((f, n)) => (Some(f.to_owned()), n.to_owned()),
+                None => (None, path.to_owned()),
+            };
+            let meta = CredentialMeta {
+                identifier: Some(identifier(mount, path)),
+                name,
+                username: String::new(),
+                additional_info: None,
+                tags: vec![],
+                credential_type: None,
+                domain: None,
+                device: None,
+                safe: Some(mount.to_owned()),
+                folder,
+                owner: None,
+                parameter_names: vec![],
+                properties: BTreeMap::new(),
+                settings: serde_json::Value::Null,
+            };
+            match self.create_credential(ctx, meta, payload.clone()).await {
+                Ok(c) => {
+                    written = Some(c);
+                    break;
+                }
+                Err(ServiceError::Domain(DomainError::Conflict(_))) if cas.is_none() => continue,
+                Err(ServiceError::Domain(DomainError::Conflict(_))) => {
+                    return Err(invalid(CAS_MISMATCH))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let cred = written
+            .ok_or_else(|| invalid("the secret is being written concurrently; write again"))?;
+        Ok(KvRead {
+            version: cred.version,
+            created_time: cred.updated_at,
+            deletion_time: None,
+            destroyed: false,
+            custom_metadata: None,
+            data: None,
+        })
+    }
+
+    /// The latest version's data, for PATCH (merge) and for fetch-style callers. 404 when the latest
+    /// version is deleted or destroyed.
+    pub async fn kv_current_data(
+        &self,
+        ctx: &Ctx,
+        mount: &str,
+        path: &str,
+    ) -> ServiceResult<(i64, BTreeMap<String, SecretString>)> {
+        let r = self.kv_read(ctx, mount, path, None).await?;
+        Ok((r.version, r.data.ok_or_else(not_found)?))
+    }
+
+    /// The immediate children of a folder: secret names and `dir/` entries.
+    pub async fn kv_list(
+        &self,
+        ctx: &Ctx,
+        mount: &str,
+        folder: &str,
+    ) -> ServiceResult<Vec<String>> {
+        self.kv_require(ctx, mount, Perms::LIST).await?;
+        let prefix = identifier(mount, folder.trim_matches('/'));
+        let prefix = if folder.trim_matches('/').is_empty() {
+            prefix
+        } else {
+            format!("{prefix}/")
+        };
+        let mut keys = std::collections::BTreeSet::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_credentials(&CredentialFilter {
+                    safe: Some(mount.to_owned()),
+                    after,
+                    limit: 1000,
+                    ..CredentialFilter::default()
+                })
+                .await?;
+            after = page.last().map(|c| c.id);
+            for c in &page {
+                if let Some(rest) = c
+                    .meta
+                    .identifier
+                    .as_deref()
+                    .and_then(|i| i.strip_prefix(&prefix))
+                {
+                    match rest.split_once('/') {
+                        Some((dir, _)) => keys.insert(format!("{dir}/")),
+                        None => keys.insert(rest.to_owned()),
+                    };
+                }
+            }
+            if page.len() < 1000 {
+                break;
+            }
+        }
+        if keys.is_empty() {
+            return Err(not_found());
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    pub async fn kv_metadata(
+        &self,
+        ctx: &Ctx,
+        mount: &str,
+        path: &str,
+    ) -> ServiceResult<KvMetadata> {
+        self.kv_require(ctx, mount, Perms::LIST).await?;
+        let (cred, meta) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
+        let versions = self.store.list_versions(cred.id).await?;
+        Ok(KvMetadata {
+            cred,
+            meta,
+            versions,
+        })
+    }
+
+    /// Set max_versions, cas_required and custom_metadata (each only when given).
+    pub async fn kv_set_metadata(
+        &self,
+        ctx: &Ctx,
+        mount: &str,
+        path: &str,
+        max_versions: Option<u32>,
+        cas_required: Option<bool>,
+        custom_metadata: Option<BTreeMap<String, String>>,
+    ) -> ServiceResult<()> {
+        self.kv_require(ctx, mount, Perms::WRITE).await?;
+        let (cred, mut meta) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
+        if let Some(m) = max_versions {
+            meta.max_versions = m;
+        }
+        if let Some(c) = cas_required {
+            meta.cas_required = c;
+        }
+        if let Some(cm) = custom_metadata {
+            if cm.len() > 64 || cm.iter().any(|(k, v)| k.len() > 128 || v.len() > 512) {
+                return Err(invalid(
+                    "custom_metadata: at most 64 keys of 128 bytes, values of 512",
+                ));
+            }
+            meta.custom_metadata = Some(cm);
+        }
+        self.kv_save_meta(&cred, &meta).await?;
+        self.audit(
+            ctx,
+            "kv.metadata",
+            cred.id.to_string(),
+            "ok",
+            json!({"path": path}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Soft-delete (`Delete`), undelete or destroy versions; `None` = the latest version.
+    pub async fn kv_versions_op(
+        &self,
+        ctx: &Ctx,
+        mount: &str,
+        path: &str,
+        op: VersionOp,
+        versions: Option<Vec<i64>>,
+    ) -> ServiceResult<()> {
+        self.kv_require(ctx, mount, Perms::WRITE).await?;
+        let Some((cred, mut meta)) = self.kv_find(mount, path).await? else {
+            // Vault answers 204 for versions of a path that does not exist.
+            return Ok(());
+        };
+        let versions = versions.unwrap_or_else(|| vec![cred.version]);
+        let existing: Vec<i64> = self
+            .store
+            .list_versions(cred.id)
+            .await?
+            .iter()
+            .map(|v| v.version)
+            .collect();
+        for v in versions.into_iter().filter(|v| existing.contains(v)) {
+            match op {
+                VersionOp::Delete => {
+                    meta.deleted.entry(v).or_insert_with(now_text);
+                }
+                VersionOp::Undelete => {
+                    if !meta.destroyed.contains(&v) {
+                        meta.deleted.remove(&v);
+                    }
+                }
+                VersionOp::Destroy => {
+                    self.store.destroy_version(cred.id, v).await?;
+                    if !meta.destroyed.contains(&v) {
+                        meta.destroyed.push(v);
+                    }
+                }
+            }
+        }
+        self.kv_save_meta(&cred, &meta).await?;
+        self.audit(
+            ctx,
+            op.action(),
+            cred.id.to_string(),
+            "ok",
+            json!({"path": path}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Remove the secret with every version and its metadata.
+    pub async fn kv_delete_all(&self, ctx: &Ctx, mount: &str, path: &str) -> ServiceResult<()> {
+        self.kv_require(ctx, mount, Perms::WRITE).await?;
+        match self.kv_find(mount, path).await? {
+            Some((cred, _)) => self.delete_credential(ctx, cred.id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum VersionOp {
+    Delete,
+    Undelete,
+    Destroy,
+}
+
+impl VersionOp {
+    fn action(self) -> &'static str {
+        match self {
+            VersionOp::Delete => "kv.delete",
+            VersionOp::Undelete => "kv.undelete",
+            VersionOp::Destroy => "kv.destroy",
+        }
+    }
+}
