@@ -31,6 +31,10 @@ pub struct AppRules {
     pub certificates: Vec<CertRule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_secret_hash: Option<String>,
+    /// Argon2id hash of the application's client secret (OAuth client credentials, Vault AppRole
+    /// `secret_id`). Not a CCP rule: the CCP door never takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_hash: Option<String>,
 }
 
 /// A client certificate as the TLS layer saw it.
@@ -74,6 +78,16 @@ impl AppRules {
         Ok(())
     }
 
+    /// Whether `source` is within the allowed source addresses (any, when none are configured).
+    pub fn source_allowed(&self, source: std::net::IpAddr) -> bool {
+        self.sources.is_empty()
+            || self
+                .sources
+                .iter()
+                .filter_map(|s| parse_net(s))
+                .any(|n| n.contains(&source))
+    }
+
     /// Whether a request satisfies every configured rule. `header_hash` is the keyed hash of the
     /// header secret the request carried (compared by the caller's constant-time `eq`).
     pub fn authenticate(
@@ -85,12 +99,7 @@ impl AppRules {
         if self.is_empty() {
             return false;
         }
-        let source_ok = self.sources.is_empty()
-            || self
-                .sources
-                .iter()
-                .filter_map(|s| parse_net(s))
-                .any(|n| n.contains(&source));
+        let source_ok = self.source_allowed(source);
         let header_ok = self
             .header_secret_hash
             .as_deref()

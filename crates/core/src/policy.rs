@@ -22,6 +22,9 @@ pub enum ActorKind {
     Admin,
     User,
     Service,
+    /// An application acting through a login token (Vault AppRole): its permissions are its grants,
+    /// never memberships or ownership. Its name is `app:<AppID>`.
+    App,
 }
 
 impl Actor {

@@ -272,6 +272,10 @@ pub enum AppCmd {
         /// Read a shared secret (sent as X-CCP-App-Secret) from stdin.
         #[arg(long)]
         header_secret_stdin: bool,
+        /// Generate a client secret for logins as the application (Vault AppRole: role_id = the
+        /// AppID, secret_id = this secret). Printed once as client_secret_value; keep it.
+        #[arg(long)]
+        client_secret: bool,
     },
     List,
     Show {
@@ -914,8 +918,9 @@ async fn app(c: &Client, fmt: Format, cmd: AppCmd) -> Result<()> {
             cert_subject,
             cert_serial,
             header_secret_stdin,
+            client_secret,
         } => {
-            let mut b = json!({"app_id": app_id, "description": description, "sources": sources});
+            let mut b = json!({"app_id": app_id, "description": description, "sources": sources, "client_secret": client_secret});
             if let Some(issuer) = cert_issuer {
                 b["certificates"] =
                     json!([{"issuer": issuer, "subject": cert_subject, "serial": cert_serial}]);

@@ -29,6 +29,8 @@ pub struct AppView {
     pub certificates: Vec<CertRule>,
     /// Whether a header secret is required (`X-CCP-App-Secret`).
     pub header_secret: bool,
+    /// Whether the application has a client secret (Vault AppRole login, OAuth client credentials).
+    pub client_secret: bool,
     pub grants: Vec<Grant>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -43,6 +45,8 @@ pub struct NewApp {
     pub sources: Vec<String>,
     pub certificates: Vec<CertRule>,
     pub header_secret: Option<SecretString>,
+    /// Generate a client secret (shown once) for logins as this application.
+    pub client_secret: bool,
 }
 
 /// Why a Get Password failed: the dialect's own error, or a service failure (sealed, storage, audit).
@@ -96,6 +100,7 @@ impl Vault {
             sources: rules.sources,
             certificates: rules.certificates,
             header_secret: rules.header_secret_hash.is_some(),
+            client_secret: rules.client_secret_hash.is_some(),
             grants,
             created_at: app.created_at,
         })
@@ -108,11 +113,24 @@ impl Vault {
             .ok_or_else(|| DomainError::NotFound(format!("application '{app_id}'")).into())
     }
 
-    pub async fn create_app(&self, ctx: &Ctx, new: NewApp) -> ServiceResult<AppView> {
+    /// Create an application. With `client_secret`, the generated secret is returned once.
+    pub async fn create_app(
+        &self,
+        ctx: &Ctx,
+        new: NewApp,
+    ) -> ServiceResult<(AppView, Option<SecretString>)> {
         self.require_admin(ctx)?;
         validate::principal_name("app_id", &new.app_id)?;
         let keys = self.barrier.keys().await?;
+        let client_secret = new
+            .client_secret
+            .then(|| credvault_crypto::token::random_b64(32));
+        let client_secret_hash = match &client_secret {
+            Some(s) => Some(credvault_crypto::password::hash_password(s.expose())?),
+            None => None,
+        };
         let rules = AppRules {
+            client_secret_hash,
             sources: new.sources,
             certificates: new.certificates,
             header_secret_hash: new
@@ -138,10 +156,93 @@ impl Vault {
             created_at: OffsetDateTime::now_utc(),
         };
         self.store.create_app(&rec).await?;
-        let detail = json!({"sources": rules.sources, "certificates": rules.certificates.len(), "header_secret": rules.header_secret_hash.is_some()});
+        let detail = json!({"sources": rules.sources, "certificates": rules.certificates.len(), "header_secret": rules.header_secret_hash.is_some(), "client_secret": rules.client_secret_hash.is_some()});
         self.app_audit(ctx, "app.create", &rec.app_id, detail)
             .await?;
-        self.app_view(rec).await
+        Ok((self.app_view(rec).await?, client_secret))
+    }
+
+    /// Check an application's client secret and source rules (Vault AppRole login; OAuth client
+    /// credentials). Failures count against the source's failed-authentication limit.
+    pub async fn authenticate_app_client(
+        &self,
+        app_id: &str,
+        secret: &str,
+        source: IpAddr,
+    ) -> ServiceResult<AppRecord> {
+        self.limiter.check(source)?;
+        let app = self.store.get_app(app_id).await?;
+        let ok = match &app {
+            Some(a) => {
+                let rules = rules_of(a)?;
+                let secret_ok = rules
+                    .client_secret_hash
+                    .as_deref()
+                    .is_some_and(|h| credvault_crypto::password::verify_password(secret, h));
+                secret_ok && rules.source_allowed(source)
+            }
+            None => false,
+        };
+        match app {
+            Some(a) if ok => Ok(a),
+            _ => {
+                self.limiter.failed(source);
+                metrics::counter!("credvault_auth_failures_total").increment(1);
+                Err(DomainError::Unauthenticated.into())
+            }
+        }
+    }
+
+    /// Log in as an application: a token acting as `app:<AppID>` for `ttl`, limited to its grants.
+    pub async fn app_login(
+        &self,
+        app_id: &str,
+        secret: &str,
+        source: IpAddr,
+        door: &'static str,
+        ttl: time::Duration,
+    ) -> ServiceResult<(credvault_core::model::TokenInfo, SecretString)> {
+        let result = self.authenticate_app_client(app_id, secret, source).await;
+        let outcome = if result.is_ok() { "ok" } else { "denied" };
+        self.auditor
+            .record(Event {
+                actor: format!("app:{app_id}"),
+                door,
+                action: "app.login",
+                target: app_id.to_owned(),
+                source: source.to_string(),
+                outcome,
+                detail: json!({}),
+            })
+            .await?;
+        let app = result?;
+        self.issue_token(
+            &format!("app:{}", app.app_id),
+            Some(OffsetDateTime::now_utc() + ttl),
+            Some(format!("{door} login")),
+        )
+        .await
+    }
+
+    /// An application actor's permissions: read (and list) on the safes it was granted.
+    pub(crate) async fn app_safe_perms(
+        &self,
+        actor: &credvault_core::policy::Actor,
+        safe: &str,
+    ) -> ServiceResult<credvault_core::model::Perms> {
+        use credvault_core::model::Perms;
+        let app_id = actor.name.strip_prefix("app:").unwrap_or_default();
+        let granted = self
+            .store
+            .app_grants(app_id)
+            .await?
+            .iter()
+            .any(|(k, t)| k == "safe" && t == safe);
+        Ok(if granted {
+            Perms(Perms::LIST.0 | Perms::READ.0)
+        } else {
+            Perms::NONE
+        })
     }
 
     pub async fn list_apps(&self, ctx: &Ctx) -> ServiceResult<Vec<AppView>> {

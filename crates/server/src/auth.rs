@@ -96,6 +96,18 @@ impl Vault {
         if info.user == "root" {
             return Ok(Actor::root());
         }
+        // An application's login token (Vault AppRole): valid while the application exists.
+        if let Some(app_id) = info.user.strip_prefix("app:") {
+            if self.store.get_app(app_id).await?.is_none() {
+                self.limiter.failed(source);
+                return Err(DomainError::Unauthenticated.into());
+            }
+            return Ok(Actor {
+                name: info.user,
+                kind: ActorKind::App,
+                groups: vec![],
+            });
+        }
         let Some(user) = self.store.get_user(&info.user).await? else {
             self.limiter.failed(source);
             return Err(DomainError::Unauthenticated.into());

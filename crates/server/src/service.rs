@@ -132,6 +132,12 @@ impl Vault {
         if actor.is_admin() {
             return Ok(Perms::ALL);
         }
+        if actor.kind == policy::ActorKind::App {
+            return match &meta.safe {
+                Some(s) => self.app_safe_perms(actor, s).await,
+                None => Ok(Perms::NONE),
+            };
+        }
         let members = match &meta.safe {
             Some(s) => self.memberships(s).await?,
             None => vec![],
@@ -142,6 +148,9 @@ impl Vault {
     pub(crate) async fn safe_perms(&self, actor: &Actor, safe: &str) -> ServiceResult<Perms> {
         if self.store.get_safe(safe).await?.is_none() {
             return Err(DomainError::NotFound(format!("safe '{safe}'")).into());
+        }
+        if actor.kind == policy::ActorKind::App {
+            return self.app_safe_perms(actor, safe).await;
         }
         Ok(policy::safe_perms(actor, &self.memberships(safe).await?))
     }

@@ -26,6 +26,20 @@ pub struct CreateApp {
     /// A shared secret the application sends in `X-CCP-App-Secret` (at least 16 characters).
     #[schema(value_type = Option<String>)]
     pub header_secret: Option<SecretString>,
+    /// Generate a client secret for logins as the application (Vault AppRole: role_id = AppID,
+    /// secret_id = this secret). It is in this response only.
+    #[serde(default)]
+    pub client_secret: bool,
+}
+
+/// A created application, with its client secret when one was asked for (shown this once).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedApp {
+    #[serde(flatten)]
+    pub app: AppView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub client_secret_value: Option<SecretString>,
 }
 
 #[utoipa::path(get, path = "/api/v1/apps", tag = "apps", responses((status = 200, body = Items<AppView>)))]
@@ -36,7 +50,7 @@ pub async fn list(
     Ok(Json(Items::all(s.vault.list_apps(&ctx).await?)))
 }
 
-#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp, responses((status = 201, body = AppView)))]
+#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp, responses((status = 201, body = CreatedApp)))]
 pub async fn create(
     State(s): State<AppState>,
     Caller(ctx): Caller,
@@ -48,10 +62,15 @@ pub async fn create(
         sources: b.sources,
         certificates: b.certificates,
         header_secret: b.header_secret,
+        client_secret: b.client_secret,
     };
+    let (app, client_secret_value) = s.vault.create_app(&ctx, new).await?;
     Ok((
         StatusCode::CREATED,
-        Json(s.vault.create_app(&ctx, new).await?),
+        Json(CreatedApp {
+            app,
+            client_secret_value,
+        }),
     ))
 }
 

@@ -71,6 +71,13 @@ impl FromRequestParts<AppState> for Caller {
         let ip = source_ip(parts);
         let token = token_from_headers(&parts.headers);
         let actor = state.vault.authenticate(token.as_deref(), ip).await?;
+        if actor.kind == credvault_core::policy::ActorKind::App {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "an application's login token works only on the door it logged in through",
+            ));
+        }
         Ok(Caller(Ctx {
             actor,
             source: ip.to_string(),

@@ -222,6 +222,7 @@ pub fn router() -> Router<AppState> {
         .route("/sys/mounts", get(mounts))
         .route("/sys/internal/ui/mounts/{*path}", get(ui_mount))
         .route("/auth/token/lookup-self", get(lookup_self))
+        .route("/auth/approle/login", post(approle_login))
         .route("/{mount}/data/{*path}", any(data))
         .route("/{mount}/metadata", any(metadata_root))
         .route("/{mount}/metadata/", any(metadata_root))
@@ -348,6 +349,63 @@ async fn ui_mount(
     )
 }
 
+/// How long an AppRole login token lives.
+const APPROLE_TTL_SECONDS: i64 = 3600;
+
+/// AppRole login: `role_id` = the AppID, `secret_id` = the application's client secret
+/// (`credvault app create NAME --client-secret`). The token acts as the application, limited to
+/// the safes it was granted, on this door only.
+async fn approle_login(State(s): State<AppState>, Src(ip): Src, body: Bytes) -> KvResult {
+    if s.vault.barrier.is_sealed().await {
+        return Err(ServiceError::Sealed.into());
+    }
+    let b = body_object(&body)?;
+    let field = |k: &str| {
+        b.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (role_id, secret_id) = (field("role_id"), SecretString::new(field("secret_id")));
+    if role_id.is_empty() {
+        return Err(KvError::bad("missing role_id"));
+    }
+    if secret_id.is_empty() {
+        return Err(KvError::bad("missing secret_id"));
+    }
+    let (info, token) = match s
+        .vault
+        .app_login(
+            &role_id,
+            secret_id.expose(),
+            ip,
+            DOOR,
+            time::Duration::seconds(APPROLE_TTL_SECONDS),
+        )
+        .await
+    {
+        Ok(t) => t,
+        Err(ServiceError::Domain(DomainError::Unauthenticated)) => {
+            return Err(KvError::bad("invalid role or secret ID"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut body = envelope(Value::Null);
+    body["auth"] = json!({
+        "client_token": token.expose(),
+        "accessor": info.id.to_string(),
+        "policies": ["default"],
+        "token_policies": ["default"],
+        "metadata": {"role_name": role_id},
+        "lease_duration": APPROLE_TTL_SECONDS,
+        "renewable": false,
+        "entity_id": "",
+        "token_type": "service",
+        "orphan": true,
+    });
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
 async fn lookup_self(State(s): State<AppState>, headers: HeaderMap, Src(ip): Src) -> KvResult {
     let ctx = caller(&s, &headers, ip).await?;
     let token = token_from_headers(&headers).unwrap_or_default();
@@ -442,9 +500,11 @@ async fn data(
                             .map_err(|e| KvError::bad(e.to_string()))?;
                         current.insert(k.clone(), SecretString::new(x.clone()));
                     }
-                    _ => return Err(KvError::bad(format!(
+                    _ => {
+                        return Err(KvError::bad(format!(
                         "the value of '{k}' is not a string: credvault stores KV values as strings"
-                    ))),
+                    )))
+                    }
                 }
             }
             let r = v

@@ -375,11 +375,19 @@ async fn kv_sys_endpoints() {
 #[tokio::test]
 async fn hvac_conformance() {
     let (s, outsider) = kv_server().await;
+    let (role_id, secret_id) = approle_app(&s, "HvacApp", &["127.0.0.1"]).await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/hvac_conformance.py"
     );
-    let args = vec![script.to_owned(), s.url(""), s.root.clone(), outsider];
+    let args = vec![
+        script.to_owned(),
+        s.url(""),
+        s.root.clone(),
+        outsider,
+        role_id,
+        secret_id,
+    ];
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3").args(args).output()
     })
@@ -426,6 +434,117 @@ async fn hvac_conformance() {
     assert_eq!(r["read_removed"], "not found");
     assert_eq!(r["outsider"], "forbidden");
     assert_eq!(r["bad_token_authenticated"], false);
+    assert_eq!(r["approle_token_type"], "service");
+    assert_eq!(r["approle_read"]["port"], "5432");
+    assert_eq!(r["approle_wrong"], "refused");
+}
+
+/// An application with a client secret, allowed to read the `secret` mount. Returns (role_id, secret_id).
+async fn approle_app(s: &Server, app_id: &str, sources: &[&str]) -> (String, String) {
+    let (st, a) = s
+        .post(
+            "/api/v1/apps",
+            &s.root,
+            json!({"app_id": app_id, "sources": sources, "client_secret": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    assert_eq!(a["client_secret"], true);
+    let secret = a["client_secret_value"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/apps/{app_id}/allow"),
+            &s.root,
+            json!({"type": "safe", "name": "secret"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Shown once: never again.
+    let (_, shown) = s.get(&format!("/api/v1/apps/{app_id}"), &s.root).await;
+    assert!(!shown.to_string().contains(&secret));
+    (app_id.to_owned(), secret)
+}
+
+async fn approle_login(s: &Server, role: &str, secret: &str) -> (StatusCode, Value) {
+    let body = json!({"role_id": role, "secret_id": secret}).to_string();
+    kv(s, "POST", "auth/approle/login", None, Some(&body)).await
+}
+
+#[tokio::test]
+async fn approle_login_acts_as_the_application_within_its_grants() {
+    let (s, _) = kv_server().await;
+    let r = Some(s.root.as_str());
+    kv(
+        &s,
+        "POST",
+        "secret/data/db",
+        r,
+        Some(r#"{"data": {"pw": "approle-read"}}"#),
+    )
+    .await;
+    s.post("/api/v1/safes", &s.root, json!({"name": "other"}))
+        .await;
+    kv(
+        &s,
+        "POST",
+        "other/data/x",
+        r,
+        Some(r#"{"data": {"pw": "hidden"}}"#),
+    )
+    .await;
+    let (role_id, secret_id) = approle_app(&s, "Billing", &["127.0.0.0/8"]).await;
+
+    let (st, l) = approle_login(&s, &role_id, &secret_id).await;
+    assert_eq!(st, StatusCode::OK, "{l}");
+    assert_eq!(l["auth"]["lease_duration"], 3600);
+    let token = l["auth"]["client_token"].as_str().unwrap().to_owned();
+    let t = Some(token.as_str());
+
+    // Reads what it was granted; nothing else; writes nothing.
+    let (st, g) = kv(&s, "GET", "secret/data/db", t, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(g["data"]["data"]["pw"], "approle-read");
+    let (st, _) = kv(&s, "GET", "other/data/x", t, None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = kv(
+        &s,
+        "POST",
+        "secret/data/db",
+        t,
+        Some(r#"{"data": {"pw": "overwritten"}}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Not a key to the native API.
+    let (st, _) = s.get("/api/v1/credentials", &token).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Wrong secret, unknown role, missing fields: Vault's 400.
+    for (role, secret) in [
+        (role_id.as_str(), "wrong"),
+        ("Nobody", secret_id.as_str()),
+        ("", secret_id.as_str()),
+        (role_id.as_str(), ""),
+    ] {
+        let (st, e) = approle_login(&s, role, secret).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+        assert!(e["errors"].is_array());
+    }
+    // The source rule holds for logins too.
+    let (far_role, far_secret) = approle_app(&s, "Remote", &["10.9.9.0/24"]).await;
+    let (st, _) = approle_login(&s, &far_role, &far_secret).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // Deleting the application ends its tokens.
+    let (st, _) = s.delete("/api/v1/apps/Billing", &s.root).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = kv(&s, "GET", "secret/data/db", t, None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Logins are audited; the secret is not.
+    let (_, tail) = s.get("/api/v1/audit/tail?n=100", &s.root).await;
+    assert!(tail.to_string().contains("app.login"));
+    assert!(!tail.to_string().contains(&secret_id));
 }
 
 #[tokio::test]
