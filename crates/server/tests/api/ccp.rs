@@ -393,6 +393,99 @@ mod mtls {
         b.build().unwrap()
     }
 
+    /// Issue 7: a CCP integration pulls from a remote credvault over mTLS with its client certificate.
+    #[tokio::test]
+    async fn ccp_integration_pulls_over_mtls_with_a_client_certificate() {
+        let apps_ca = ca("Apps CA");
+        let dir = tempfile::tempdir().unwrap();
+        let (server_cert, server_key) = leaf(&apps_ca, "credvault", &[7], &["localhost"]);
+        for (name, body) in [
+            ("server.pem", &server_cert),
+            ("server.key", &server_key),
+            ("ca.pem", &apps_ca.pem()),
+        ] {
+            std::fs::write(dir.path().join(name), body.as_bytes()).unwrap();
+        }
+        let remote = Server::dev_with(|c| {
+            c.tls_cert = Some(dir.path().join("server.pem"));
+            c.tls_key = Some(dir.path().join("server.key"));
+            c.tls_client_ca = Some(dir.path().join("ca.pem"));
+        })
+        .await;
+        let admin = client(&apps_ca.pem(), &remote, None);
+        let base = format!("https://localhost:{}", remote.running.addr.port());
+        for (path, body) in [
+            ("/api/v1/safes", json!({"name": "Pay"})),
+            (
+                "/api/v1/credentials",
+                json!({"name": "pay-db", "username": "pay", "safe": "Pay", "secret": "mtls-pulled"}),
+            ),
+            (
+                "/api/v1/apps",
+                json!({"app_id": "Billing", "certificates": [{"issuer": "CN=Apps CA", "serial": "1A2B"}]}),
+            ),
+            (
+                "/api/v1/apps/Billing/allow",
+                json!({"type": "safe", "name": "Pay"}),
+            ),
+        ] {
+            let r = admin
+                .post(format!("{base}{path}"))
+                .header("X-Vault-Token", &remote.root)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+        }
+        let (cert, key) = leaf(&apps_ca, "billing", &[0x1a, 0x2b], &[]);
+        let (other_cert, other_key) = leaf(&apps_ca, "billing", &[0x99], &[]);
+
+        let local = Server::dev().await;
+        local
+            .post("/api/v1/safes", &local.root, json!({"name": "mirrors"}))
+            .await;
+        let add = |name: &str, identity: Option<String>| {
+            let mut b = json!({"name": name, "kind": "ccp", "url": base, "safe": "mirrors",
+                               "credential_names": ["pay-db"], "app_id": "Billing",
+                               "remote_safe": "Pay", "ca_cert": apps_ca.pem()});
+            if let Some(i) = identity {
+                b["client_identity"] = json!(i);
+            }
+            local.post("/api/v1/integrations", &local.root, b)
+        };
+        let (st, i) = add("pay", Some(format!("{cert}\n{key}"))).await;
+        assert_eq!(st, StatusCode::CREATED, "{i}");
+        assert_eq!(i["status"]["fetched"], 1, "{i}");
+        assert_eq!(i["secrets"], json!(["client_identity"]));
+        let (_, l) = local
+            .get("/api/v1/credentials?safe=mirrors", &local.root)
+            .await;
+        let id = l["items"][0]["id"].as_str().unwrap().to_owned();
+        let (_, sec) = local
+            .get(&format!("/api/v1/credentials/{id}/secret"), &local.root)
+            .await;
+        assert_eq!(sec["secret"], "mtls-pulled");
+        // Without a certificate, or with one the AppID does not accept: the remote refuses, and the
+        // integration's status says so.
+        for (name, identity) in [
+            ("nocert", None),
+            ("wrongcert", Some(format!("{other_cert}\n{other_key}"))),
+        ] {
+            let (st, i) = add(name, identity).await;
+            assert_eq!(st, StatusCode::CREATED);
+            assert_eq!(i["status"]["fetched"], 0, "{i}");
+            assert!(
+                i["status"]["errors"].to_string().contains("APPAP306E"),
+                "{name}: {i}"
+            );
+        }
+        // A key that is not PEM is refused up front, without echoing it.
+        let (st, e) = add("bad", Some("not a pem key".into())).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(!e.to_string().contains("not a pem key"));
+    }
+
     #[tokio::test]
     async fn client_certificates_authenticate_applications() {
         let apps_ca = ca("Apps CA");
