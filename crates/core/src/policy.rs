@@ -5,6 +5,11 @@
 
 use crate::model::{CredentialMeta, OwnerKind, Perms};
 
+/// The built-in group every user belongs to (the default owner of entity credentials). Owning
+/// through it shares `list` and `read` with everyone, never `write` or `manage`, so no member can take
+/// over or overwrite what it shares. The name is reserved: no real group can have it.
+pub const ALL_USERS: &str = "all-users";
+
 /// The authenticated caller, as every door resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -79,7 +84,11 @@ pub fn credential_perms(
         return Perms::ALL;
     }
     if let Some(o) = &meta.owner {
-        if actor.is_principal(o.kind, &o.name) {
+        if o.kind == OwnerKind::Group && o.name == ALL_USERS {
+            if actor.in_group(ALL_USERS) {
+                return Perms(Perms::LIST.0 | Perms::READ.0);
+            }
+        } else if actor.is_principal(o.kind, &o.name) {
             return Perms::ALL;
         }
     }
@@ -166,5 +175,23 @@ mod tests {
             Perms::NONE
         );
         assert_eq!(credential_perms(&Actor::root(), &in_safe, &[]), Perms::ALL);
+    }
+
+    #[test]
+    fn all_users_shares_reading_never_writing() {
+        let owner = Owner {
+            kind: OwnerKind::Group,
+            name: ALL_USERS.into(),
+        };
+        let m = meta(Some(owner), None);
+        let mut a = Actor {
+            name: "bob".into(),
+            kind: ActorKind::User,
+            groups: vec![ALL_USERS.into()],
+        };
+        let p = credential_perms(&a, &m, &[]);
+        assert!(p.contains(Perms::READ) && !p.contains(Perms::WRITE) && !p.contains(Perms::MANAGE));
+        a.groups.clear();
+        assert_eq!(credential_perms(&a, &m, &[]), Perms::NONE);
     }
 }

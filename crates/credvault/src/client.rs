@@ -41,7 +41,27 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>> {
-        let url = format!("{}/api/v1{}", self.base, path);
+        self.call_at("/api/v1", method, path, body).await
+    }
+
+    /// A call to another door under `/api` (for example `/credentials/for/PKG`); `Value::Null` as the
+    /// body sends none.
+    pub async fn send_raw(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
+        let body = (!body.is_null()).then_some(body);
+        Ok(self
+            .call_at("/api", method, path, body)
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
+    async fn call_at(
+        &self,
+        prefix: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>> {
+        let url = format!("{}{prefix}{}", self.base, path);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
             req = req.header("X-Vault-Token", t);

@@ -426,6 +426,8 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
         Cmd::Operator(op) => operator(c, fmt, op).await,
         Cmd::Cred(cmd) => cred(c, fmt, cmd).await,
         Cmd::Integration(cmd) => crate::cmd_integration::run(c, fmt, cmd).await,
+        Cmd::Entity(cmd) => crate::cmd_entity::run(c, fmt, cmd).await,
+        Cmd::Apikey(cmd) => crate::cmd_entity::apikey(c, fmt, cmd).await,
         Cmd::User(cmd) => match cmd {
             UserCmd::Add {
                 name,

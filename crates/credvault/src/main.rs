@@ -4,6 +4,7 @@
 //! set `CREDVAULT_ADDR` (default http://127.0.0.1:8200) and `CREDVAULT_TOKEN`.
 
 mod client;
+mod cmd_entity;
 mod cmd_integration;
 mod commands;
 mod output;
@@ -78,6 +79,12 @@ pub(crate) enum Cmd {
     /// The audit log.
     #[command(subcommand)]
     Audit(commands::AuditCmd),
+    /// Credentials bound to packages and connections (PACKAGE or PACKAGE.CONNECTION).
+    #[command(subcommand)]
+    Entity(cmd_entity::EntityCmd),
+    /// API keys for service users and scripts (`Authorization: <key>`).
+    #[command(subcommand)]
+    Apikey(cmd_entity::ApiKeyCmd),
     /// External vaults credentials are pulled from, read-only (Vault KV v2, CCP, credvault).
     #[command(subcommand)]
     Integration(cmd_integration::IntegrationCmd),

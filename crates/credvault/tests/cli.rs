@@ -437,6 +437,76 @@ fn integration_commands_pull_from_another_credvault() {
 }
 
 #[test]
+fn service_user_api_key_and_entity_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_srv, addr, root) = dev_server(dir.path());
+    let j = ["--format", "json"];
+    let run = |t: Option<&str>, args: &[&str], stdin: Option<&str>| {
+        ok_json(cli(&addr, t, &[args, &j].concat(), stdin))
+    };
+    run(Some(&root), &["user", "add", "deployer", "--service"], None);
+    let k = run(
+        Some(&root),
+        &[
+            "apikey",
+            "create",
+            "--user",
+            "deployer",
+            "--description",
+            "ci",
+        ],
+        None,
+    );
+    let key = k["token"].as_str().unwrap().to_owned();
+    let keys = run(Some(&root), &["apikey", "list"], None);
+    assert_eq!(keys["items"].as_array().unwrap().len(), 1);
+    assert!(!keys.to_string().contains(&key));
+
+    // A connection file with credentials in it: imported, then written back without them.
+    let conn = dir.path().join("athena.json");
+    std::fs::write(
+        &conn,
+        r#"{"name": "Athena", "dataSource": "Athena", "parameters": {"region": "us-east-2"},
+            "credentials": {"parameters": {"login": "svc-athena", "password": "imported-pw"}}}"#,
+    )
+    .unwrap();
+    run(
+        Some(&key),
+        &[
+            "entity",
+            "import",
+            conn.to_str().unwrap(),
+            "--package",
+            "Chem",
+        ],
+        None,
+    );
+    let rewritten: Value = serde_json::from_str(&std::fs::read_to_string(&conn).unwrap()).unwrap();
+    assert_eq!(rewritten.get("credentials"), None);
+    assert_eq!(rewritten["parameters"]["region"], "us-east-2");
+    assert!(!rewritten.to_string().contains("imported-pw"));
+    let got = run(Some(&key), &["entity", "get", "Chem.Athena"], None);
+    assert_eq!(got["parameters"]["password"], "imported-pw");
+    run(
+        Some(&key),
+        &["entity", "set", "Chem"],
+        Some(r#"{"token": "pkg-token"}"#),
+    );
+    assert_eq!(
+        run(Some(&key), &["entity", "get", "Chem"], None)["parameters"]["token"],
+        "pkg-token"
+    );
+
+    // Revoked: the key stops working.
+    let id = keys["items"][0]["id"].as_str().unwrap().to_owned();
+    let o = cli(&addr, Some(&root), &["apikey", "revoke", &id], None);
+    assert!(o.status.success());
+    let o = cli(&addr, Some(&key), &["entity", "get", "Chem"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("401"));
+}
+
+#[test]
 fn init_with_key_file_then_unseal_at_start_with_config_file_and_env() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();

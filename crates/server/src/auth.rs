@@ -117,7 +117,8 @@ impl Vault {
             (false, UserKind::Human) => ActorKind::User,
             (false, UserKind::Service) => ActorKind::Service,
         };
-        let groups = self.store.groups_of(&user.name).await?;
+        let mut groups = self.store.groups_of(&user.name).await?;
+        groups.push(credvault_core::policy::ALL_USERS.to_owned());
         Ok(Actor {
             name: user.name,
             kind,

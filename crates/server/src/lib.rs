@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod barrier;
 pub mod ccp;
+pub mod entity;
 pub mod error;
 pub mod fetch;
 pub mod integrations;
@@ -188,6 +189,7 @@ pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
         .nest("/api/v1", native::router())
         .merge(ccp::router())
         .merge(vaultkv::router())
+        .merge(entity::router())
         .route("/api/fetch-credentials", get(fetch::fetch))
         .route("/metrics", get(telemetry::metrics))
         .fallback(|| async { ApiError::not_found() })

@@ -169,7 +169,10 @@ impl Vault {
                         DomainError::invalid("owner", format!("no user '{}'", o.name)).into(),
                     )
                 }
-                OwnerKind::Group if self.store.get_group(&o.name).await?.is_none() => {
+                OwnerKind::Group
+                    if o.name != policy::ALL_USERS
+                        && self.store.get_group(&o.name).await?.is_none() =>
+                {
                     return Err(
                         DomainError::invalid("owner", format!("no group '{}'", o.name)).into(),
                     )
@@ -736,6 +739,13 @@ impl Vault {
     pub async fn create_group(&self, ctx: &Ctx, name: &str) -> ServiceResult<Group> {
         self.require_admin(ctx)?;
         validate::principal_name("name", name)?;
+        if name == policy::ALL_USERS {
+            return Err(DomainError::invalid(
+                "name",
+                "'all-users' is the built-in group of every user",
+            )
+            .into());
+        }
         self.store.create_group(name).await?;
         self.audit(ctx, "group.create", name, "ok", json!({}))
             .await?;

@@ -4,6 +4,8 @@
 #[path = "api/ccp.rs"]
 mod ccp;
 mod common;
+#[path = "api/entity.rs"]
+mod entity;
 #[path = "api/integrations.rs"]
 mod integrations;
 #[path = "api/vaultkv.rs"]

@@ -1,0 +1,488 @@
+//! Entity credentials (seed 004): key/value parameters bound to a package (`PKG`) or a connection of
+//! a package (`PKG.CONN`), written and read with an API key.
+//!
+//! - Legacy form: `POST|GET /api/credentials/for/{entity}`; a GET answers `{"parameters": {...}}` or
+//!   `null` ("not set"), and a caller who may not read gets the same `null` (audited as denied).
+//! - Public REST form: `GET /api/public/v1/credentials/for/{entity}`, `POST /api/public/v1/credentials`,
+//!   `DELETE /api/public/v1/credentials/{id}` with `parameters`, redacted `openParameters`,
+//!   `entityBindId` and `group` (the owner).
+//!
+//! Each entity is one ordinary credential with identifier `entity:<entity>` (prefix owned by the door
+//! `entity`), its parameters the payload's `parameters`, versioned and audited like any credential.
+//! Owner: given on write, default the built-in group `all-users` (everyone reads). Who may read: the
+//! owner's members (everyone for `all-users`), the creator, admins. Who may write or change the owner:
+//! the creator, a user owner or member of an owner group other than `all-users`, admins.
+//! API keys are tokens (`credvault apikey ...`): `Authorization: <key>` or `Bearer <key>`.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use credvault_core::model::{Credential, CredentialMeta, Owner, OwnerKind, SecretPayload};
+use credvault_core::policy::{Actor, ActorKind, ALL_USERS};
+use credvault_core::{validate, DomainError};
+use credvault_crypto::SecretString;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::native::{source_ip, ApiError, ApiPath, ApiQuery};
+use crate::service::{Ctx, Vault};
+use crate::AppState;
+
+pub const DOOR: &str = "entity";
+
+/// `PKG` or `PKG.CONN`, each 1..=64 of `[A-Za-z0-9_-]`.
+pub fn check_entity(entity: &str) -> Result<(), DomainError> {
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 64
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let mut parts = entity.split('.');
+    let valid = match (parts.next(), parts.next(), parts.next()) {
+        (Some(p), None, None) => ok_part(p),
+        (Some(p), Some(c), None) => ok_part(p) && ok_part(c),
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "entity",
+            "must be PACKAGE or PACKAGE.CONNECTION, each 1 to 64 letters, digits, '_' or '-'",
+        ))
+    }
+}
+
+fn identifier(entity: &str) -> String {
+    format!("entity:{entity}")
+}
+
+fn is_all_users(o: &Owner) -> bool {
+    o.kind == OwnerKind::Group && o.name == ALL_USERS
+}
+
+/// A stored entity credential, decrypted.
+pub struct EntityCredential {
+    pub id: Uuid,
+    pub entity: String,
+    pub owner: Owner,
+    pub version: i64,
+    pub parameters: BTreeMap<String, SecretString>,
+}
+
+fn may_read(actor: &Actor, cred: &Credential) -> bool {
+    actor.is_admin()
+        || cred.created_by == actor.name
+        || cred
+            .meta
+            .owner
+            .as_ref()
+            .is_some_and(|o| actor.is_principal(o.kind, &o.name))
+}
+
+fn may_write(actor: &Actor, cred: &Credential) -> bool {
+    actor.is_admin()
+        || cred.created_by == actor.name
+        || cred
+            .meta
+            .owner
+            .as_ref()
+            .is_some_and(|o| !is_all_users(o) && actor.is_principal(o.kind, &o.name))
+}
+
+impl Vault {
+    /// The same caller with the right to write what the entity rules above allowed: the generic
+    /// policy does not know "creator", so the entity door decides and then writes as admin. The
+    /// audit still names the caller.
+    fn entity_writer(ctx: &Ctx) -> Ctx {
+        Ctx {
+            actor: Actor {
+                kind: ActorKind::Admin,
+                ..ctx.actor.clone()
+            },
+            ..ctx.clone()
+        }
+    }
+
+    async fn entity_find(&self, entity: &str) -> ServiceResult<Option<Credential>> {
+        check_entity(entity)?;
+        Ok(self
+            .store
+            .credential_by_identifier(&identifier(entity))
+            .await?)
+    }
+
+    /// Read an entity's parameters: `None` when not set or when the caller may not read it
+    /// (indistinguishable, as the contract requires; a refusal is audited as denied).
+    pub async fn entity_get(
+        &self,
+        ctx: &Ctx,
+        entity: &str,
+    ) -> ServiceResult<Option<EntityCredential>> {
+        let Some(cred) = self.entity_find(entity).await? else {
+            return Ok(None);
+        };
+        if !may_read(&ctx.actor, &cred) {
+            let _ = self
+                .audit(
+                    ctx,
+                    "credential.read_secret",
+                    cred.id.to_string(),
+                    "denied",
+                    json!({"entity": entity}),
+                )
+                .await;
+            return Ok(None);
+        }
+        let read = self
+            .read_secret(&Self::entity_writer(ctx), cred.id, None)
+            .await?;
+        Ok(Some(EntityCredential {
+            id: cred.id,
+            entity: entity.to_owned(),
+            owner: cred.meta.owner.clone().unwrap_or(Owner {
+                kind: OwnerKind::Group,
+                name: ALL_USERS.into(),
+            }),
+            version: read.version,
+            parameters: read.parameters,
+        }))
+    }
+
+    /// Check that the caller may give ownership to `owner`: itself, a group it belongs to, or
+    /// `all-users`; admins any existing principal.
+    fn entity_owner_allowed(ctx: &Ctx, owner: &Owner) -> ServiceResult<()> {
+        if ctx.actor.is_admin()
+            || is_all_users(owner)
+            || ctx.actor.is_principal(owner.kind, &owner.name)
+        {
+            Ok(())
+        } else {
+            Err(DomainError::invalid(
+                "owner",
+                "you can only give ownership to yourself, a group you belong to, or all-users",
+            )
+            .into())
+        }
+    }
+
+    /// Set an entity's parameters (a new version), creating it on first write. `owner` None keeps the
+    /// current owner (default `all-users` for a new entity).
+    pub async fn entity_set(
+        &self,
+        ctx: &Ctx,
+        entity: &str,
+        parameters: BTreeMap<String, SecretString>,
+        owner: Option<Owner>,
+    ) -> ServiceResult<Credential> {
+        if ctx.actor.kind == ActorKind::App {
+            return Err(DomainError::Forbidden.into());
+        }
+        for k in parameters.keys() {
+            validate::parameter_key(k)?;
+        }
+        if let Some(o) = &owner {
+            Self::entity_owner_allowed(ctx, o)?;
+        }
+        let writer = Self::entity_writer(ctx);
+        let payload = SecretPayload {
+            secret: SecretString::default(),
+            parameters,
+        };
+        for _ in 0..2 {
+            if let Some(cur) = self.entity_find(entity).await? {
+                if !may_write(&ctx.actor, &cur) {
+                    let _ = self
+                        .audit(
+                            ctx,
+                            "credential.update",
+                            cur.id.to_string(),
+                            "denied",
+                            json!({"entity": entity}),
+                        )
+                        .await;
+                    return Err(DomainError::Forbidden.into());
+                }
+                let p = payload.clone();
+                let o = owner.clone();
+                return self
+                    .update_credential(&writer, cur.id, None, "entity.set", move |meta, pl| {
+                        *pl = p.clone();
+                        if let Some(o) = &o {
+                            meta.owner = Some(o.clone());
+                        }
+                        Ok(())
+                    })
+                    .await;
+            }
+            let meta = CredentialMeta {
+                identifier: Some(identifier(entity)),
+                name: entity.to_owned(),
+                username: String::new(),
+                additional_info: None,
+                tags: vec![],
+                credential_type: None,
+                domain: None,
+                device: None,
+                safe: None,
+                folder: None,
+                owner: Some(owner.clone().unwrap_or(Owner {
+                    kind: OwnerKind::Group,
+                    name: ALL_USERS.into(),
+                })),
+                parameter_names: vec![],
+                properties: BTreeMap::new(),
+                settings: Value::Null,
+            };
+            match self.create_credential(&writer, meta, payload.clone()).await {
+                // Another writer created it first: go again as an update (with its rules).
+                Err(ServiceError::Domain(DomainError::Conflict(_))) => continue,
+                other => return other,
+            }
+        }
+        Err(
+            DomainError::Conflict("the entity is being written concurrently; try again".into())
+                .into(),
+        )
+    }
+
+    /// Delete an entity credential by its id (public REST form).
+    pub async fn entity_delete(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<()> {
+        let cred = self
+            .store
+            .get_credential(id)
+            .await?
+            .filter(|c| {
+                c.meta
+                    .identifier
+                    .as_deref()
+                    .is_some_and(|i| i.starts_with("entity:"))
+            })
+            .ok_or_else(|| DomainError::NotFound("credential".into()))?;
+        if !may_write(&ctx.actor, &cred) {
+            return Err(if may_read(&ctx.actor, &cred) {
+                DomainError::Forbidden.into()
+            } else {
+                DomainError::NotFound("credential".into()).into()
+            });
+        }
+        self.delete_credential(&Self::entity_writer(ctx), id).await
+    }
+}
+
+// ------------------------------------------------------------------------------------------- door
+
+/// The caller, by API key: `Authorization: <key>`, `Authorization: Bearer <key>` or `X-Vault-Token`.
+pub struct KeyCaller(pub Ctx);
+
+impl FromRequestParts<AppState> for KeyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let ip = source_ip(parts);
+        let key = crate::auth::token_from_headers(&parts.headers).or_else(|| {
+            parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.contains(' '))
+        });
+        let actor = s.vault.authenticate(key.as_deref(), ip).await.map_err(|e| match e {
+            ServiceError::Domain(DomainError::Unauthenticated) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "missing, invalid, expired or revoked API key (send it in the Authorization header)",
+            ),
+            other => other.into(),
+        })?;
+        if actor.kind == ActorKind::App {
+            return Err(ApiError::from(ServiceError::from(DomainError::Forbidden)));
+        }
+        Ok(KeyCaller(Ctx {
+            actor,
+            source: ip.to_string(),
+            door: DOOR,
+        }))
+    }
+}
+
+/// A flat JSON object of string parameters.
+fn parameters(v: &Value) -> Result<BTreeMap<String, SecretString>, ApiError> {
+    let Value::Object(m) = v else {
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object of parameters, e.g. {\"login\": \"...\", \"password\": \"...\"}",
+        ));
+    };
+    if m.len() > validate::MAX_PARAMS {
+        return Err(ApiError::bad_request(format!(
+            "at most {} parameters",
+            validate::MAX_PARAMS
+        )));
+    }
+    m.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), SecretString::new(s.clone()))),
+            _ => Err(ApiError::bad_request(format!(
+                "the value of '{k}' must be a string"
+            ))),
+        })
+        .collect()
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body is not valid JSON: {}",
+            crate::native::error::scrub(&e.to_string())
+        ))
+    })
+}
+
+fn owner_param(s: &str) -> Result<Owner, ApiError> {
+    let (kind, name) = s
+        .split_once(':')
+        .ok_or_else(|| ApiError::bad_request("owner must be user:NAME or group:NAME"))?;
+    let kind = OwnerKind::parse(kind)
+        .ok_or_else(|| ApiError::bad_request("owner must be user:NAME or group:NAME"))?;
+    Ok(Owner {
+        kind,
+        name: name.to_owned(),
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetQuery {
+    /// `user:NAME` or `group:NAME` (default: all-users for a new entity, unchanged otherwise).
+    pub owner: Option<String>,
+}
+
+async fn legacy_get(
+    State(s): State<AppState>,
+    KeyCaller(ctx): KeyCaller,
+    ApiPath(entity): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    Ok(match s.vault.entity_get(&ctx, &entity).await? {
+        Some(e) => Json(json!({"parameters": e.parameters})).into_response(),
+        None => Json(Value::Null).into_response(),
+    })
+}
+
+async fn legacy_set(
+    State(s): State<AppState>,
+    KeyCaller(ctx): KeyCaller,
+    ApiPath(entity): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SetQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = parameters(&json_body(&body)?)?;
+    let owner = q.owner.as_deref().map(owner_param).transpose()?;
+    let c = s.vault.entity_set(&ctx, &entity, params, owner).await?;
+    Ok(Json(json!({"success": true, "id": c.id, "version": c.version})).into_response())
+}
+
+fn public_shape(e: &EntityCredential) -> Value {
+    let open: Map<String, Value> = e
+        .parameters
+        .keys()
+        .map(|k| (k.clone(), Value::String("***".into())))
+        .collect();
+    json!({
+        "id": e.id,
+        "parameters": e.parameters,
+        "openParameters": open,
+        "entityBindId": e.entity,
+        "group": {"name": e.owner.name, "type": e.owner.kind.as_str()},
+        "version": e.version,
+    })
+}
+
+async fn public_get(
+    State(s): State<AppState>,
+    KeyCaller(ctx): KeyCaller,
+    ApiPath(entity): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    Ok(match s.vault.entity_get(&ctx, &entity).await? {
+        Some(e) => Json(public_shape(&e)).into_response(),
+        None => Json(Value::Null).into_response(),
+    })
+}
+
+async fn public_save(
+    State(s): State<AppState>,
+    KeyCaller(ctx): KeyCaller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b = json_body(&body)?;
+    let Value::Object(m) = &b else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    if let Some(k) = m.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "id" | "entityBindId" | "parameters" | "openParameters" | "group"
+        )
+    }) {
+        return Err(ApiError::bad_request(format!("unknown field '{k}'")));
+    }
+    let entity = m
+        .get("entityBindId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("entityBindId is required"))?;
+    let params = parameters(m.get("parameters").unwrap_or(&Value::Null))?;
+    let owner = match m.get("group") {
+        None | Some(Value::Null) => None,
+        Some(g) => {
+            let name = g
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("group.name is required"))?;
+            let kind = match g.get("type").and_then(Value::as_str) {
+                None => OwnerKind::Group,
+                Some(k) => OwnerKind::parse(k)
+                    .ok_or_else(|| ApiError::bad_request("group.type must be user or group"))?,
+            };
+            Some(Owner {
+                kind,
+                name: name.to_owned(),
+            })
+        }
+    };
+    s.vault.entity_set(&ctx, entity, params, owner).await?;
+    let saved = s
+        .vault
+        .entity_get(&ctx, entity)
+        .await?
+        .map(|e| public_shape(&e))
+        .unwrap_or(Value::Null);
+    Ok(Json(saved).into_response())
+}
+
+async fn public_delete(
+    State(s): State<AppState>,
+    KeyCaller(ctx): KeyCaller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    s.vault.entity_delete(&ctx, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/credentials/for/{entity}",
+            get(legacy_get).post(legacy_set),
+        )
+        .route("/api/public/v1/credentials/for/{entity}", get(public_get))
+        .route("/api/public/v1/credentials", post(public_save))
+        .route("/api/public/v1/credentials/{id}", delete(public_delete))
+}

@@ -1,0 +1,386 @@
+//! Entity credentials (issue 6): packages and connections, owners, API keys, service users.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::common::Server;
+
+/// A user of `kind` and an API key for it.
+async fn key_for(s: &Server, name: &str, kind: &str) -> String {
+    let (st, u) = s
+        .post(
+            "/api/v1/users",
+            &s.root,
+            json!({"name": name, "kind": kind}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{u}");
+    let (st, t) = s
+        .post(
+            "/api/v1/tokens",
+            &s.root,
+            json!({"user": name, "description": "api key"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    t["token"].as_str().unwrap().to_owned()
+}
+
+/// A request with the API key as the bare `Authorization` header, as the seed's client sends it.
+async fn call(
+    s: &Server,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut r = s
+        .http
+        .request(method, s.url(path))
+        .header("Authorization", key);
+    if let Some(b) = body {
+        r = r
+            .header("Content-Type", "application/json")
+            .body(b.to_owned());
+    }
+    let resp = r.send().await.unwrap();
+    let st = resp.status();
+    let text = resp.text().await.unwrap();
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn set(s: &Server, entity: &str, key: &str, body: &str) -> (StatusCode, Value) {
+    call(
+        s,
+        Method::POST,
+        &format!("/api/credentials/for/{entity}"),
+        key,
+        Some(body),
+    )
+    .await
+}
+
+async fn get(s: &Server, entity: &str, key: &str) -> (StatusCode, Value) {
+    call(
+        s,
+        Method::GET,
+        &format!("/api/credentials/for/{entity}"),
+        key,
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn package_credentials_default_to_all_users_and_only_the_writer_changes_them() {
+    let s = Server::dev().await;
+    let svc = key_for(&s, "nlp-deployer", "service").await;
+    let bob = key_for(&s, "bob", "human").await;
+
+    // Not set yet: null.
+    assert_eq!(get(&s, "NLP", &svc).await, (StatusCode::OK, Value::Null));
+    let (st, r) = set(
+        &s,
+        "NLP",
+        &svc,
+        r#"{"accessKeyId": "AKIA1", "secretAccessKey": "ent-secret-1"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let (st, g) = get(&s, "NLP", &svc).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        g,
+        json!({"parameters": {"accessKeyId": "AKIA1", "secretAccessKey": "ent-secret-1"}})
+    );
+    // Owned by all users: bob reads it too (Bearer works as well as the bare key).
+    let resp = s
+        .http
+        .get(s.url("/api/credentials/for/NLP"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["parameters"]["secretAccessKey"], "ent-secret-1");
+
+    // ...but all-users shares reading, never writing: bob can neither overwrite nor take it over.
+    let (st, _) = set(&s, "NLP", &bob, r#"{"accessKeyId": "mine"}"#).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = call(
+        &s,
+        Method::POST,
+        "/api/credentials/for/NLP?owner=user:bob",
+        &bob,
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let id = r["id"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .patch(
+            &format!("/api/v1/credentials/{id}"),
+            &bob,
+            json!({"owner": {"type": "user", "name": "bob"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // The writer updates: a new version.
+    let (st, r2) = set(
+        &s,
+        "NLP",
+        &svc,
+        r#"{"accessKeyId": "AKIA2", "secretAccessKey": "ent-secret-2"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(r2["version"], 2);
+    assert_eq!(
+        get(&s, "NLP", &bob).await.1["parameters"]["accessKeyId"],
+        "AKIA2"
+    );
+
+    // Package and package.connection are different entities.
+    assert_eq!(get(&s, "NLP.Athena", &svc).await.1, Value::Null);
+    set(
+        &s,
+        "NLP.Athena",
+        &svc,
+        r#"{"login": "athena", "password": "conn-pw"}"#,
+    )
+    .await;
+    assert_eq!(
+        get(&s, "NLP.Athena", &svc).await.1["parameters"]["login"],
+        "athena"
+    );
+    assert_eq!(
+        get(&s, "NLP", &svc).await.1["parameters"].get("login"),
+        None
+    );
+    assert_eq!(get(&s, "Other", &svc).await.1, Value::Null);
+
+    // A group named all-users cannot be made.
+    let (st, _) = s
+        .post("/api/v1/groups", &s.root, json!({"name": "all-users"}))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    let (_, tail) = s.get("/api/v1/audit/tail?n=100", &s.root).await;
+    let tail = tail.to_string();
+    assert!(tail.contains("\"entity\""));
+    assert!(!tail.contains("ent-secret"));
+}
+
+#[tokio::test]
+async fn owner_group_membership_decides_who_reads() {
+    let s = Server::dev().await;
+    let alice = key_for(&s, "alice", "human").await;
+    let carol = key_for(&s, "carol", "human").await;
+    s.post("/api/v1/groups", &s.root, json!({"name": "team"}))
+        .await;
+    s.put("/api/v1/groups/team/members/alice", &s.root, json!({}))
+        .await;
+
+    // Only to itself or a group it is in.
+    let (st, e) = call(
+        &s,
+        Method::POST,
+        "/api/credentials/for/DB.Prod?owner=group:admins",
+        &alice,
+        Some(r#"{"p": "x"}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    let (st, _) = call(
+        &s,
+        Method::POST,
+        "/api/credentials/for/DB.Prod?owner=group:team",
+        &alice,
+        Some(r#"{"password": "team-only"}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        get(&s, "DB.Prod", &alice).await.1["parameters"]["password"],
+        "team-only"
+    );
+    // A non-member: the same answer as "not set".
+    assert_eq!(
+        get(&s, "DB.Prod", &carol).await,
+        (StatusCode::OK, Value::Null)
+    );
+    let (st, _) = set(&s, "DB.Prod", &carol, r#"{"password": "carols"}"#).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Membership added: reads. Removed: null again.
+    s.put("/api/v1/groups/team/members/carol", &s.root, json!({}))
+        .await;
+    assert_eq!(
+        get(&s, "DB.Prod", &carol).await.1["parameters"]["password"],
+        "team-only"
+    );
+    s.delete("/api/v1/groups/team/members/carol", &s.root).await;
+    assert_eq!(get(&s, "DB.Prod", &carol).await.1, Value::Null);
+    // The denied read is audited.
+    let (_, tail) = s.get("/api/v1/audit/tail?n=50", &s.root).await;
+    assert!(tail.to_string().contains("denied"));
+}
+
+#[tokio::test]
+async fn service_user_keys_revoked_expired_and_bad_input() {
+    let s = Server::dev().await;
+    let svc = key_for(&s, "deployer", "service").await;
+    let (_, tokens) = s.get("/api/v1/tokens", &s.root).await;
+    let key_id = tokens["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["user"] == "deployer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        set(&s, "Pkg", &svc, r#"{"k": "v"}"#).await.0,
+        StatusCode::OK
+    );
+
+    for (body, needle) in [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        (r#""text""#, "JSON object"),
+        (r#"{"n": 5}"#, "must be a string"),
+        (r#"{"": "v"}"#, "key"),
+        (r#"{"bad key": "v"}"#, "key"),
+        (&format!(r#"{{"{}": "v"}}"#, "k".repeat(300)), "key"),
+    ] {
+        let (st, e) = set(&s, "Pkg", &svc, body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(needle),
+            "{body}: {e}"
+        );
+    }
+    let many: serde_json::Map<String, Value> =
+        (0..200).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let (st, _) = set(&s, "Pkg", &svc, &Value::Object(many).to_string()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    for entity in ["a.b.c", "bad%20name", ".x", "x."] {
+        let (st, e) = get(&s, entity, &svc).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{entity}: {e}");
+    }
+    // A failed write leaves nothing half-written.
+    assert_eq!(
+        get(&s, "Pkg", &svc).await.1,
+        json!({"parameters": {"k": "v"}})
+    );
+
+    // No key, a wrong key: 401. A revoked key: 401.
+    let (st, _) = s
+        .req(Method::GET, "/api/credentials/for/Pkg", None, None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&s, "Pkg", "cvt_wrong").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (st, _) = s.delete(&format!("/api/v1/tokens/{key_id}"), &s.root).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(get(&s, "Pkg", &svc).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn public_rest_form_save_read_delete() {
+    let s = Server::dev().await;
+    let svc = key_for(&s, "deployer", "service").await;
+    let carol = key_for(&s, "carol", "human").await;
+    let (st, saved) = call(
+        &s,
+        Method::POST,
+        "/api/public/v1/credentials",
+        &svc,
+        Some(r#"{"entityBindId": "Chem.Oracle", "parameters": {"login": "chem", "password": "pub-pw"}, "group": {"name": "deployer", "type": "user"}}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+    assert_eq!(saved["entityBindId"], "Chem.Oracle");
+    assert_eq!(saved["parameters"]["password"], "pub-pw");
+    assert_eq!(
+        saved["openParameters"],
+        json!({"login": "***", "password": "***"})
+    );
+    assert_eq!(saved["group"], json!({"name": "deployer", "type": "user"}));
+    let (_, g) = call(
+        &s,
+        Method::GET,
+        "/api/public/v1/credentials/for/Chem.Oracle",
+        &svc,
+        None,
+    )
+    .await;
+    assert_eq!(g["id"], saved["id"]);
+    // The legacy form reads the same data; someone else reads nothing.
+    assert_eq!(
+        get(&s, "Chem.Oracle", &svc).await.1["parameters"]["login"],
+        "chem"
+    );
+    let (_, g) = call(
+        &s,
+        Method::GET,
+        "/api/public/v1/credentials/for/Chem.Oracle",
+        &carol,
+        None,
+    )
+    .await;
+    assert_eq!(g, Value::Null);
+    let id = saved["id"].as_str().unwrap();
+    let (st, _) = call(
+        &s,
+        Method::DELETE,
+        &format!("/api/public/v1/credentials/{id}"),
+        &carol,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    for bad in [
+        r#"{"parameters": {"a": "b"}}"#,
+        r#"{"entityBindId": "X", "parameters": {"a": 1}}"#,
+        r#"{"entityBindId": "X", "parameters": {}, "surprise": true}"#,
+    ] {
+        let (st, _) = call(
+            &s,
+            Method::POST,
+            "/api/public/v1/credentials",
+            &svc,
+            Some(bad),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (st, _) = call(
+        &s,
+        Method::DELETE,
+        &format!("/api/public/v1/credentials/{id}"),
+        &svc,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(get(&s, "Chem.Oracle", &svc).await.1, Value::Null);
+    // Only entity credentials can be deleted through this door.
+    let other = s
+        .cred(&s.root, json!({"name": "plain", "secret": "x"}))
+        .await;
+    let (st, _) = call(
+        &s,
+        Method::DELETE,
+        &format!("/api/public/v1/credentials/{other}"),
+        &s.root,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
