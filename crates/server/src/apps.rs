@@ -156,10 +156,29 @@ impl Vault {
             created_at: OffsetDateTime::now_utc(),
         };
         self.store.create_app(&rec).await?;
+        self.app_cache.invalidate();
         let detail = json!({"sources": rules.sources, "certificates": rules.certificates.len(), "header_secret": rules.header_secret_hash.is_some(), "client_secret": rules.client_secret_hash.is_some()});
         self.app_audit(ctx, "app.create", &rec.app_id, detail)
             .await?;
         Ok((self.app_view(rec).await?, client_secret))
+    }
+
+    /// An application and its grants, from the cache when it is live (`cache.rs`).
+    pub(crate) async fn app_entry(
+        &self,
+        app_id: &str,
+    ) -> ServiceResult<Option<std::sync::Arc<crate::cache::AppEntry>>> {
+        if let Some(e) = self.app_cache.get(app_id) {
+            return Ok(Some(e));
+        }
+        let generation = self.app_cache.generation();
+        let Some(app) = self.store.get_app(app_id).await? else {
+            return Ok(None);
+        };
+        let grants = self.store.app_grants(app_id).await?;
+        let entry = crate::cache::AppEntry { app, grants };
+        self.app_cache.fill(generation, app_id, entry.clone());
+        Ok(Some(std::sync::Arc::new(entry)))
     }
 
     /// Check an application's client secret and source rules (Vault AppRole login; OAuth client
@@ -233,11 +252,9 @@ impl Vault {
         use credvault_core::model::Perms;
         let app_id = actor.name.strip_prefix("app:").unwrap_or_default();
         let granted = self
-            .store
-            .app_grants(app_id)
+            .app_entry(app_id)
             .await?
-            .iter()
-            .any(|(k, t)| k == "safe" && t == safe);
+            .is_some_and(|e| e.grants.iter().any(|(k, t)| k == "safe" && t == safe));
         Ok(if granted {
             Perms(Perms::LIST.0 | Perms::READ.0)
         } else {
@@ -263,6 +280,7 @@ impl Vault {
     pub async fn delete_app(&self, ctx: &Ctx, app_id: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
         self.store.delete_app(app_id).await?;
+        self.app_cache.invalidate();
         self.app_audit(ctx, "app.delete", app_id, json!({})).await
     }
 
@@ -292,6 +310,7 @@ impl Vault {
         } else {
             self.store.revoke_app(app_id, kind, target).await?;
         }
+        self.app_cache.invalidate();
         let action = if allow { "app.allow" } else { "app.deny" };
         self.app_audit(ctx, action, app_id, json!({"type": kind, "name": target}))
             .await?;
@@ -481,15 +500,10 @@ impl Vault {
         cert: Option<&ClientCert>,
     ) -> Result<(Uuid, Password), GetPasswordError> {
         let keys = self.barrier.keys().await?;
-        let app = self
-            .store
-            .get_app(&req.app_id)
-            .await
-            .map_err(ServiceError::from)?;
-        let Some(app) = app else {
+        let Some(entry) = self.app_entry(&req.app_id).await? else {
             return Err(GetPasswordError::Ccp(CcpError::unknown_app(&req.app_id)));
         };
-        let rules = rules_of(&app)?;
+        let rules = rules_of(&entry.app)?;
         let sent_hash = header_secret.map(|s| keys.tokens.app_secret_hash(s));
         let header_ok = |stored: &str| {
             sent_hash
@@ -501,14 +515,10 @@ impl Vault {
                 &req.app_id,
             )));
         }
-        let grants = self
-            .store
-            .app_grants(&req.app_id)
-            .await
-            .map_err(ServiceError::from)?;
+        let grants = &entry.grants;
         let mut found = match ccp::index_hint(req) {
-            Some(hint) => self.indexed_candidates(req, &grants, hint).await?,
-            None => self.scanned_candidates(req, &grants).await?,
+            Some(hint) => self.indexed_candidates(req, grants, hint).await?,
+            None => self.scanned_candidates(req, grants).await?,
         };
         found.sort_by_key(|c| c.id);
         found.dedup_by_key(|c| c.id);

@@ -9,6 +9,7 @@ pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod barrier;
+pub mod cache;
 pub mod ccp;
 pub mod entity;
 pub mod error;
@@ -216,7 +217,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::install();
     let store = cfg.storage.open(&cfg.data_dir).await?;
-    let vault = Vault::new(store, cfg.auth_failures_per_minute);
+    let vault = Vault::new(store.clone(), cfg.auth_failures_per_minute);
+    vault.app_cache.start_polling(store.clone());
     let dev_root_token = if cfg.dev {
         dev_bootstrap(&vault, &cfg).await?
     } else {

@@ -40,6 +40,8 @@ pub struct Vault {
     pub limiter: FailureLimiter,
     /// When this server last fetched each integration mirror (the short-lived mirror cache).
     pub(crate) mirror_clock: crate::integrations::MirrorClock,
+    /// Applications and their grants for the CCP hot path (see `cache.rs` for invalidation).
+    pub(crate) app_cache: Arc<crate::cache::AppCache>,
 }
 
 /// A decrypted secret read.
@@ -73,6 +75,7 @@ impl Vault {
             auditor,
             limiter: FailureLimiter::new(auth_failures_per_minute),
             mirror_clock: Default::default(),
+            app_cache: Default::default(),
         })
     }
 

@@ -1200,6 +1200,86 @@ async fn second_server(a: &Server) -> Server {
     }
 }
 
+/// Issue 4: the application authorisation cache. A change on one server reaches the other's cache
+/// through the change epoch; a change on the same server applies at once.
+#[tokio::test]
+async fn app_authorisation_cache_follows_changes_on_every_server() {
+    let a = Server::dev().await;
+    let b = second_server(&a).await;
+    let r = &a.root;
+    a.post("/api/v1/safes", r, json!({"name": "Pay"})).await;
+    a.cred(
+        r,
+        json!({"name": "pay-db", "username": "pay", "safe": "Pay", "secret": "cached-pw"}),
+    )
+    .await;
+    a.post(
+        "/api/v1/apps",
+        r,
+        json!({"app_id": "Billing", "sources": ["127.0.0.0/8"]}),
+    )
+    .await;
+    a.post(
+        "/api/v1/apps/Billing/allow",
+        r,
+        json!({"type": "safe", "name": "Pay"}),
+    )
+    .await;
+    let read = |s: &Server| {
+        let url = s.url("/AIMWebService/api/Accounts?AppID=Billing&Object=pay-db");
+        let http = s.http.clone();
+        async move { http.get(url).send().await.unwrap().status() }
+    };
+    // Within `deadline`, does `s` answer `want`? (The other server sees a change within one poll.)
+    async fn eventually<F, Fut>(mut f: F, want: StatusCode) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = StatusCode>,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if f().await == want {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+    // Warm both caches.
+    for _ in 0..3 {
+        assert_eq!(read(&a).await, StatusCode::OK);
+        assert_eq!(read(&b).await, StatusCode::OK);
+    }
+    // Denied on A: A refuses at once; B refuses once it has seen the epoch move.
+    a.post(
+        "/api/v1/apps/Billing/deny",
+        r,
+        json!({"type": "safe", "name": "Pay"}),
+    )
+    .await;
+    assert_eq!(read(&a).await, StatusCode::NOT_FOUND);
+    assert!(
+        eventually(|| read(&b), StatusCode::NOT_FOUND).await,
+        "B kept a stale grant"
+    );
+    // Allowed again on B: both serve again.
+    b.post(
+        "/api/v1/apps/Billing/allow",
+        r,
+        json!({"type": "safe", "name": "Pay"}),
+    )
+    .await;
+    assert_eq!(read(&b).await, StatusCode::OK);
+    assert!(eventually(|| read(&a), StatusCode::OK).await);
+    // Deleted on B: unknown everywhere.
+    b.delete("/api/v1/apps/Billing", r).await;
+    assert_eq!(read(&b).await, StatusCode::FORBIDDEN);
+    assert!(
+        eventually(|| read(&a), StatusCode::FORBIDDEN).await,
+        "A kept a deleted app"
+    );
+}
+
 #[tokio::test]
 async fn two_servers_on_one_database_behave_as_one_vault() {
     let _ = tracing_subscriber::fmt()

@@ -308,6 +308,10 @@ pub trait Store: Send + Sync + 'static {
     /// (kind, target) pairs.
     async fn app_grants(&self, app_id: &str) -> Result<Vec<(String, String)>>;
 
+    // --- caches (issue 4)
+    /// A counter bumped by triggers whenever an application's rules or grants change (any server).
+    async fn change_epoch(&self) -> Result<i64>;
+
     // --- Vault KV door (issue 7): per-secret KV state, version destruction
     async fn kv_meta(&self, id: Uuid) -> Result<Option<String>>;
     async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()>;

@@ -1098,6 +1098,14 @@ impl $crate::Store for $store {
         rows.iter().map(|r| Ok((s(r, "kind")?, s(r, "target")?))).collect()
     }
 
+    // --- caches (issue 4) ---
+    async fn change_epoch(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT epoch FROM change_epochs WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)
+    }
+
     // --- Vault KV door (issue 7) ---
     async fn kv_meta(&self, id: Uuid) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT meta FROM kv_meta WHERE cred_id = $1")
