@@ -153,6 +153,19 @@ pub enum Cred {
     Rollback { id: String, version: i64 },
     /// Delete a credential and its history.
     Rm { id: String },
+    /// Bulk import from JSON Lines (one credential object per line, as for `POST /api/v1/credentials`;
+    /// `-` reads stdin), in all-or-nothing batches, with a progress bar.
+    ///
+    /// Example: credvault cred import creds.jsonl --ids-out ids.txt
+    Import {
+        file: String,
+        /// Credentials per request (1 to 1000); each batch is all or nothing.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Write the new ids here, one per line, in input order.
+        #[arg(long)]
+        ids_out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -818,6 +831,11 @@ async fn cred(c: &Client, fmt: Format, cmd: Cred) -> Result<()> {
             );
             Ok(())
         }
+        Cred::Import {
+            file,
+            batch,
+            ids_out,
+        } => crate::cmd_import::run(c, &file, batch, ids_out.as_deref()).await,
         Cred::Rollback { id, version } => {
             let v = c
                 .send(

@@ -5,6 +5,7 @@
 
 mod client;
 mod cmd_entity;
+mod cmd_import;
 mod cmd_integration;
 mod commands;
 mod output;

@@ -437,6 +437,62 @@ fn integration_commands_pull_from_another_credvault() {
 }
 
 #[test]
+fn bulk_import_from_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_srv, addr, root) = dev_server(dir.path());
+    let lines: String = (0..2500)
+        .map(|i| {
+            format!("{{\"name\": \"n{i}\", \"username\": \"u{i}\", \"secret\": \"imp-{i}\"}}\n")
+        })
+        .collect();
+    let file = dir.path().join("creds.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let ids = dir.path().join("ids.txt");
+    let o = cli(
+        &addr,
+        Some(&root),
+        &[
+            "cred",
+            "import",
+            file.to_str().unwrap(),
+            "--ids-out",
+            ids.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("imported 2500"));
+    let ids: Vec<String> = std::fs::read_to_string(&ids)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 2500);
+    let g = ok_json(cli(
+        &addr,
+        Some(&root),
+        &["cred", "get", &ids[2499], "--secret", "--format", "json"],
+        None,
+    ));
+    assert_eq!(g["secret"], "imp-2499");
+    // A broken line stops the import there, naming the line and not echoing it.
+    std::fs::write(
+        &file,
+        "{\"name\": \"fine\"}\n{\"name\": \"sec\", \"secret\": \"leak-me\"\n",
+    )
+    .unwrap();
+    let o = cli(
+        &addr,
+        Some(&root),
+        &["cred", "import", file.to_str().unwrap()],
+        None,
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 2") && !err.contains("leak-me"), "{err}");
+}
+
+#[test]
 fn service_user_api_key_and_entity_import() {
     let dir = tempfile::tempdir().unwrap();
     let (_srv, addr, root) = dev_server(dir.path());

@@ -45,8 +45,27 @@ impl Auditor {
     }
 
     /// Append one record and wait until it is durable. Returns its sequence number.
-    pub async fn record(&self, e: Event) -> ServiceResult<i64> {
-        let rec = NewAudit {
+    /// Record several events and wait until all are committed (they share group commits).
+    pub async fn record_many(&self, events: Vec<Event>) -> ServiceResult<()> {
+        let mut waits = Vec::with_capacity(events.len());
+        for e in events {
+            let (done, wait) = oneshot::channel();
+            self.tx
+                .send((Self::new_audit(e), done))
+                .await
+                .map_err(|_| ServiceError::AuditFailed)?;
+            waits.push(wait);
+        }
+        for w in waits {
+            w.await
+                .map_err(|_| ServiceError::AuditFailed)?
+                .map_err(|_| ServiceError::AuditFailed)?;
+        }
+        Ok(())
+    }
+
+    fn new_audit(e: Event) -> NewAudit {
+        NewAudit {
             time: now_micros(),
             actor: e.actor,
             door: e.door.to_owned(),
@@ -55,7 +74,11 @@ impl Auditor {
             source: e.source,
             outcome: e.outcome.to_owned(),
             detail: e.detail,
-        };
+        }
+    }
+
+    pub async fn record(&self, e: Event) -> ServiceResult<i64> {
+        let rec = Self::new_audit(e);
         let (done, wait) = oneshot::channel();
         self.tx
             .send((rec, done))

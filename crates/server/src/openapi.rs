@@ -12,7 +12,7 @@ use crate::native;
         native::sys::health, native::sys::seal_status, native::sys::init, native::sys::unseal, native::sys::seal,
         native::sys::rotate, native::sys::audit_tail, native::sys::audit_verify,
         native::identity::login, native::identity::whoami,
-        native::credentials::create, native::credentials::list, native::credentials::get, native::credentials::update,
+        native::credentials::create, native::credentials::import, native::credentials::list, native::credentials::get, native::credentials::update,
         native::credentials::remove, native::credentials::secret, native::credentials::versions,
         native::credentials::version, native::credentials::rollback,
         native::identity::list_safes, native::identity::create_safe, native::identity::delete_safe,

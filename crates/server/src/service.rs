@@ -303,6 +303,88 @@ impl Vault {
         Ok(cred)
     }
 
+    /// Create many credentials at once (bulk import): every one is checked like `create_credential`,
+    /// then all are written in one transaction, all or nothing, with one audit record each.
+    pub async fn import_credentials(
+        &self,
+        ctx: &Ctx,
+        items: Vec<(CredentialMeta, SecretPayload)>,
+    ) -> ServiceResult<Vec<Credential>> {
+        const MAX_IMPORT: usize = 1000;
+        if items.is_empty() || items.len() > MAX_IMPORT {
+            return Err(DomainError::invalid(
+                "credentials",
+                format!("give 1 to {MAX_IMPORT} credentials per import"),
+            )
+            .into());
+        }
+        let keys = self.write_keys().await?;
+        let now = OffsetDateTime::now_utc();
+        let mut placed: Vec<(Option<String>, Option<Owner>)> = Vec::new();
+        let mut batch = Vec::with_capacity(items.len());
+        for (i, (mut meta, payload)) in items.into_iter().enumerate() {
+            if meta.owner.is_none()
+                && meta.safe.is_none()
+                && !matches!(ctx.actor.kind, policy::ActorKind::Root)
+            {
+                meta.owner = Some(Owner {
+                    kind: OwnerKind::User,
+                    name: ctx.actor.name.clone(),
+                });
+            }
+            meta.parameter_names = payload.parameters.keys().cloned().collect();
+            let at = |e: DomainError| -> ServiceError {
+                match e {
+                    DomainError::Invalid { field, message } => {
+                        DomainError::invalid(&format!("credentials[{i}].{field}"), message).into()
+                    }
+                    other => other.into(),
+                }
+            };
+            validate::credential(&meta, &payload).map_err(at)?;
+            if let Some(identifier) = &meta.identifier {
+                validate::identifier_for_door(identifier, ctx.door).map_err(at)?;
+            }
+            self.refuse_mirror_write(ctx, &meta)?;
+            // Placement is checked once per distinct (safe, owner).
+            let place = (meta.safe.clone(), meta.owner.clone());
+            if !placed.contains(&place) {
+                self.check_placement(ctx, &meta).await?;
+                placed.push(place);
+            }
+            let id = Uuid::now_v7();
+            let cred = Credential {
+                id,
+                meta,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                created_by: ctx.actor.name.clone(),
+                updated_by: ctx.actor.name.clone(),
+            };
+            let v = NewVersion {
+                payload: self.encrypt(&keys, id, 1, &payload)?,
+                operation: "create".into(),
+            };
+            batch.push((cred, v));
+        }
+        self.store.insert_credentials(&batch).await?;
+        let events = batch
+            .iter()
+            .map(|(c, _)| crate::audit::Event {
+                actor: ctx.actor.name.clone(),
+                door: ctx.door,
+                action: "credential.create",
+                target: c.id.to_string(),
+                source: ctx.source.clone(),
+                outcome: "ok",
+                detail: json!({"name": c.meta.name, "version": 1, "import": true}),
+            })
+            .collect();
+        self.auditor.record_many(events).await?;
+        Ok(batch.into_iter().map(|(c, _)| c).collect())
+    }
+
     /// Read-modify-write with optimistic versioning. `change` gets the current metadata and secret
     /// payload and edits them; on a concurrent write the change is re-applied to the fresh state, so
     /// no update is lost. With `expected` set, a stale version is a conflict instead.

@@ -1200,6 +1200,96 @@ async fn second_server(a: &Server) -> Server {
     }
 }
 
+#[tokio::test]
+async fn bulk_import_is_all_or_nothing_and_audited() {
+    let s = Server::dev().await;
+    let r = &s.root;
+    s.post("/api/v1/safes", r, json!({"name": "Bulk"})).await;
+    let items: Vec<Value> = (0..250)
+        .map(|i| json!({"name": format!("c{i}"), "username": format!("user{i}"), "safe": "Bulk", "secret": format!("bulk-{i}")}))
+        .collect();
+    let (st, b) = s
+        .post(
+            "/api/v1/credentials/import",
+            r,
+            json!({"credentials": items}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let ids = b["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 250);
+    let (_, sec) = s
+        .get(
+            &format!("/api/v1/credentials/{}/secret", ids[7].as_str().unwrap()),
+            r,
+        )
+        .await;
+    assert_eq!(sec["secret"], "bulk-7");
+
+    // One bad item (the 3rd) refuses the whole batch, naming it; nothing is stored.
+    let bad = json!({"credentials": [
+        {"name": "ok-1", "safe": "Bulk"}, {"name": "ok-2", "safe": "Bulk"}, {"name": "", "safe": "Bulk"}]});
+    let (st, e) = s.post("/api/v1/credentials/import", r, bad).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credentials[2]"),
+        "{e}"
+    );
+    // A duplicate identifier (a store constraint) also rolls everything back.
+    let dup = json!({"credentials": [
+        {"name": "d1", "identifier": "same-id"}, {"name": "d2", "identifier": "same-id"}]});
+    let (st, _) = s.post("/api/v1/credentials/import", r, dup).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (_, l) = s.get("/api/v1/credentials?limit=1000", r).await;
+    let names: Vec<&str> = l["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"ok-1") && !names.contains(&"d1"));
+    // Limits, and placement: a user without write on the safe imports nothing into it.
+    let (st, _) = s
+        .post("/api/v1/credentials/import", r, json!({"credentials": []}))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"name": format!("m{i}")}))
+        .collect();
+    let (st, _) = s
+        .post(
+            "/api/v1/credentials/import",
+            r,
+            json!({"credentials": many}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let alice = s.user("alice").await;
+    let (st, _) = s
+        .post(
+            "/api/v1/credentials/import",
+            &alice,
+            json!({"credentials": [{"name": "x", "safe": "Bulk"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // One audit record per imported credential; no secret in them.
+    let (_, tail) = s.get("/api/v1/audit/tail?n=300", r).await;
+    let creates = tail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "credential.create")
+        .count();
+    assert_eq!(creates, 250);
+    assert!(!tail.to_string().contains("bulk-7"));
+    let (_, v) = s.post("/api/v1/audit/verify", r, json!({})).await;
+    assert_eq!(v["ok"], true);
+}
+
 /// Issue 4: the application authorisation cache. A change on one server reaches the other's cache
 /// through the change epoch; a change on the same server applies at once.
 #[tokio::test]

@@ -262,6 +262,8 @@ pub trait Store: Send + Sync + 'static {
 
     // --- credentials
     async fn insert_credential(&self, cred: &Credential, v: &NewVersion) -> Result<()>;
+    /// Insert many new credentials in one transaction: all or nothing (bulk import).
+    async fn insert_credentials(&self, batch: &[(Credential, NewVersion)]) -> Result<()>;
     /// Replace the current state when it is still at `expected_version`; `cred.version` is the new one.
     async fn update_credential(
         &self,

@@ -200,6 +200,48 @@ where
     Ok(q.execute(conn).await.map_err(db_err)?.rows_affected())
 }
 
+/// Insert a new credential and its first version inside `tx`.
+async fn insert_one(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    cred: &Credential,
+    v: &NewVersion,
+) -> Result<()> {
+    let meta = meta_json(&cred.meta)?;
+    let l = lookup(&cred.meta);
+    sqlx::query(
+        "INSERT INTO credentials (id, identifier, name, username, safe, folder, owner_kind, owner_name,
+           hostname, ip, meta, version, created_at, updated_at, created_by, updated_by,
+           name_key, username_key, hostname_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+    )
+    .bind(cred.id.to_string())
+    .bind(&cred.meta.identifier)
+    .bind(&cred.meta.name)
+    .bind(&cred.meta.username)
+    .bind(l.safe)
+    .bind(l.folder)
+    .bind(l.owner_kind)
+    .bind(l.owner_name)
+    .bind(l.hostname)
+    .bind(l.ip)
+    .bind(&meta)
+    .bind(cred.version)
+    .bind(format_time(cred.created_at))
+    .bind(format_time(cred.updated_at))
+    .bind(&cred.created_by)
+    .bind(&cred.updated_by)
+    .bind(&l.name_key)
+    .bind(&l.username_key)
+    .bind(&l.hostname_key)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match db_err(e) {
+        StoreError::Conflict(_) => StoreError::Conflict("a credential with this identifier already exists".into()),
+        other => other,
+    })?;
+    insert_version(tx, cred, &meta, v).await
+}
+
 fn not_found_if_zero(n: u64, what: &str) -> Result<()> {
     if n == 0 {
         Err(StoreError::NotFound(what.to_owned()))
@@ -683,41 +725,16 @@ impl $crate::Store for $store {
     }
 
     async fn insert_credential(&self, cred: &Credential, v: &NewVersion) -> Result<()> {
-        let meta = meta_json(&cred.meta)?;
-        let l = lookup(&cred.meta);
         let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO credentials (id, identifier, name, username, safe, folder, owner_kind, owner_name,
-               hostname, ip, meta, version, created_at, updated_at, created_by, updated_by,
-               name_key, username_key, hostname_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-        )
-        .bind(cred.id.to_string())
-        .bind(&cred.meta.identifier)
-        .bind(&cred.meta.name)
-        .bind(&cred.meta.username)
-        .bind(l.safe)
-        .bind(l.folder)
-        .bind(l.owner_kind)
-        .bind(l.owner_name)
-        .bind(l.hostname)
-        .bind(l.ip)
-        .bind(&meta)
-        .bind(cred.version)
-        .bind(format_time(cred.created_at))
-        .bind(format_time(cred.updated_at))
-        .bind(&cred.created_by)
-        .bind(&cred.updated_by)
-        .bind(&l.name_key)
-        .bind(&l.username_key)
-        .bind(&l.hostname_key)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| match db_err(e) {
-            StoreError::Conflict(_) => StoreError::Conflict("a credential with this identifier already exists".into()),
-            other => other,
-        })?;
-        insert_version(&mut tx, cred, &meta, v).await?;
+        insert_one(&mut tx, cred, v).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn insert_credentials(&self, batch: &[(Credential, NewVersion)]) -> Result<()> {
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
+        for (cred, v) in batch {
+            insert_one(&mut tx, cred, v).await?;
+        }
         tx.commit().await.map_err(db_err)
     }
 

@@ -180,28 +180,70 @@ pub async fn create(
     Caller(ctx): Caller,
     ApiJson(b): ApiJson<CreateCredential>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let meta = CredentialMeta {
-        identifier: b.identifier,
-        name: b.name,
-        username: b.username,
-        additional_info: b.additional_info,
-        tags: b.tags,
-        credential_type: b.credential_type,
-        domain: b.domain,
-        device: b.device,
-        safe: b.safe,
-        folder: b.folder,
-        owner: b.owner,
-        parameter_names: vec![],
-        properties: b.properties,
-        settings: b.settings,
-    };
-    let payload = SecretPayload {
-        secret: b.secret.unwrap_or_default(),
-        parameters: b.parameters,
-    };
+    let (meta, payload) = b.into_parts();
     let cred = s.vault.create_credential(&ctx, meta, payload).await?;
     Ok((StatusCode::CREATED, Json(cred)))
+}
+
+impl CreateCredential {
+    fn into_parts(self) -> (CredentialMeta, SecretPayload) {
+        let meta = CredentialMeta {
+            identifier: self.identifier,
+            name: self.name,
+            username: self.username,
+            additional_info: self.additional_info,
+            tags: self.tags,
+            credential_type: self.credential_type,
+            domain: self.domain,
+            device: self.device,
+            safe: self.safe,
+            folder: self.folder,
+            owner: self.owner,
+            parameter_names: vec![],
+            properties: self.properties,
+            settings: self.settings,
+        };
+        let payload = SecretPayload {
+            secret: self.secret.unwrap_or_default(),
+            parameters: self.parameters,
+        };
+        (meta, payload)
+    }
+}
+
+/// Body of `POST /api/v1/credentials/import`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportCredentials {
+    /// 1 to 1000 credentials, each as for `POST /api/v1/credentials`.
+    pub credentials: Vec<CreateCredential>,
+}
+
+/// The ids of imported credentials, in the order given.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Imported {
+    pub ids: Vec<Uuid>,
+}
+
+#[utoipa::path(post, path = "/api/v1/credentials/import", tag = "credentials", request_body = ImportCredentials,
+    responses((status = 201, body = Imported), (status = 400), (status = 403), (status = 409)))]
+pub async fn import(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiJson(b): ApiJson<ImportCredentials>,
+) -> Result<impl IntoResponse, ApiError> {
+    let items = b
+        .credentials
+        .into_iter()
+        .map(CreateCredential::into_parts)
+        .collect();
+    let created = s.vault.import_credentials(&ctx, items).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Imported {
+            ids: created.iter().map(|c| c.id).collect(),
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", params(ListQuery),

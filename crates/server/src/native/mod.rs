@@ -120,6 +120,7 @@ pub fn router() -> Router<AppState> {
                 .patch(credentials::update)
                 .delete(credentials::remove),
         )
+        .route("/credentials/import", post(credentials::import))
         .route("/credentials/{id}/secret", get(credentials::secret))
         .route("/credentials/{id}/versions", get(credentials::versions))
         .route(
