@@ -4,7 +4,7 @@
 # and the same pinning: servers (and PostgreSQL) on core 0, load generator on core 1.
 #
 #   bench/run.sh                       # 1,000 credentials, 16 and 64 connections, 10 s each
-#   CREDS=10000 DURATION=30s bench/run.sh
+#   CREDS=1000000 BACKENDS=sqlite bench/run.sh   # seeded with bench/gen.py | credvault cred import -
 #   BACKENDS=sqlite bench/run.sh       # skip PostgreSQL
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,10 +55,15 @@ for backend in $BACKENDS; do
   curl -sf -o /dev/null -H "X-Vault-Token: $root" -H 'content-type: application/json' -d '{"name":"BenchSafe"}' "$url/api/v1/safes"
   curl -sf -o /dev/null -H "X-Vault-Token: $root" -H 'content-type: application/json' -d '{"app_id":"Bench","sources":["127.0.0.1"]}' "$url/api/v1/apps"
   curl -sf -o /dev/null -H "X-Vault-Token: $root" -H 'content-type: application/json' -d '{"type":"safe","name":"BenchSafe"}' "$url/api/v1/apps/Bench/allow"
-  python3 bench/seed.py "$url" "$root" "$CREDS" BenchSafe > "$work/ids-$backend.txt"
+  python3 bench/gen.py "$CREDS" BenchSafe |
+    CREDVAULT_ADDR="$url" CREDVAULT_TOKEN="$root" target/release/credvault cred import - --ids-out "$work/ids-$backend.txt"
   echo "seeded $(wc -l < "$work/ids-$backend.txt") credentials on $backend" >&2
 done
 export N=$CREDS
+
+warm() { # url script: an unrecorded run first, so caches and the page cache are warm
+  taskset -c "$LOAD_CORE" wrk -t1 -c16 -d"${WARMUP:-5s}" -s "$2" "$1" >/dev/null
+}
 
 run() { # name url script conns
   local out
@@ -74,6 +79,12 @@ run() { # name url script conns
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$4" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
+
+for backend in $BACKENDS; do
+  TOKEN=$(cat "$work/$backend/dev-root-token") IDS_FILE="$work/ids-$backend.txt" \
+    warm "http://127.0.0.1:${port[$backend]}" bench/secret_read.lua
+  warm "http://127.0.0.1:${port[$backend]}" bench/ccp_read.lua
+done
 
 echo "| target | connections | requests/s | p50 | p99 | non-2xx |"
 echo "|---|---|---|---|---|---|"
