@@ -412,7 +412,7 @@ impl Vault {
         req: &ccp::Request,
         grants: &[(String, String)],
         (prop, value): (&'static str, String),
-    ) -> Result<Vec<Credential>, GetPasswordError> {
+    ) -> Result<Vec<(Credential, Vec<u8>)>, GetPasswordError> {
         let pick = |kind: &str| {
             grants
                 .iter()
@@ -433,7 +433,7 @@ impl Vault {
                 .find_by_key(*key, &value, &safes, &ids, 1000)
                 .await
                 .map_err(ServiceError::from)?;
-            out.extend(rows.into_iter().filter(|c| ccp::matches(req, &c.meta)));
+            out.extend(rows.into_iter().filter(|(c, _)| ccp::matches(req, &c.meta)));
         }
         Ok(out)
     }
@@ -516,16 +516,27 @@ impl Vault {
             )));
         }
         let grants = &entry.grants;
-        let mut found = match ccp::index_hint(req) {
-            Some(hint) => self.indexed_candidates(req, grants, hint).await?,
-            None => self.scanned_candidates(req, grants).await?,
+        // Candidates with their payload when the indexed lookup brought it (one round trip).
+        let mut found: Vec<(Credential, Option<Vec<u8>>)> = match ccp::index_hint(req) {
+            Some(hint) => self
+                .indexed_candidates(req, grants, hint)
+                .await?
+                .into_iter()
+                .map(|(c, p)| (c, Some(p)))
+                .collect(),
+            None => self
+                .scanned_candidates(req, grants)
+                .await?
+                .into_iter()
+                .map(|c| (c, None))
+                .collect(),
         };
-        found.sort_by_key(|c| c.id);
-        found.dedup_by_key(|c| c.id);
+        found.sort_by_key(|(c, _)| c.id);
+        found.dedup_by_key(|(c, _)| c.id);
         if found.len() > 1 {
             return Err(GetPasswordError::Ccp(CcpError::too_many(&req.query_text)));
         }
-        let Some(cred) = found.pop() else {
+        let Some((cred, payload)) = found.pop() else {
             return Err(GetPasswordError::Ccp(CcpError::not_found(&req.query_text)));
         };
         if req.fail_on_password_change && ccp::password_changing(&cred.meta) {
@@ -533,12 +544,15 @@ impl Vault {
                 &req.query_text,
             )));
         }
-        let (cur, blob) = self
-            .store
-            .credential_with_payload(cred.id)
-            .await
-            .map_err(ServiceError::from)?
-            .ok_or_else(|| GetPasswordError::Ccp(CcpError::not_found(&req.query_text)))?;
+        let (cur, blob) = match payload {
+            Some(p) => (cred, p),
+            None => self
+                .store
+                .credential_with_payload(cred.id)
+                .await
+                .map_err(ServiceError::from)?
+                .ok_or_else(|| GetPasswordError::Ccp(CcpError::not_found(&req.query_text)))?,
+        };
         // A mirrored credential past its cache expiry comes from its integration (issue 7).
         let payload = match self.refresh_mirror(&cur, &source.to_string()).await? {
             Some((_, fresh)) => fresh,

@@ -277,7 +277,8 @@ pub trait Store: Send + Sync + 'static {
     async fn credential_with_payload(&self, id: Uuid) -> Result<Option<(Credential, Vec<u8>)>>;
     async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<Credential>>;
     /// Credentials whose case-folded lookup key equals `value` (already folded), inside the given safes
-    /// or among the given ids: the indexed path of application reads.
+    /// or among the given ids, each with its current version's payload: the indexed path of
+    /// application reads (one round trip).
     async fn find_by_key(
         &self,
         key: LookupKey,
@@ -285,7 +286,7 @@ pub trait Store: Send + Sync + 'static {
         safes: &[String],
         ids: &[String],
         limit: i64,
-    ) -> Result<Vec<Credential>>;
+    ) -> Result<Vec<(Credential, Vec<u8>)>>;
     async fn delete_credential(&self, id: Uuid) -> Result<()>;
     async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>>;
     async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<StoredVersion>>;

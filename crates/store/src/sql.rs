@@ -898,14 +898,20 @@ impl $crate::Store for $store {
         rows.iter().map(cred_from).collect()
     }
 
-    async fn find_by_key(&self, key: $crate::LookupKey, value: &str, safes: &[String], ids: &[String], limit: i64) -> Result<Vec<Credential>> {
+    async fn find_by_key(&self, key: $crate::LookupKey, value: &str, safes: &[String], ids: &[String], limit: i64) -> Result<Vec<(Credential, Vec<u8>)>> {
         if safes.is_empty() && ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {CRED_COLS} FROM credentials WHERE {} = ", key.column()));
+        // The current version's payload comes with the row: one round trip for the CCP read.
+        let mut q: QueryBuilder<Db> = QueryBuilder::new(format!(
+            "SELECT c.id, c.meta, c.version, c.created_at, c.updated_at, c.created_by, c.updated_by, v.payload
+             FROM credentials c JOIN credential_versions v ON v.cred_id = c.id AND v.version = c.version
+             WHERE c.{} = ",
+            key.column()
+        ));
         q.push_bind(value.to_owned()).push(" AND (1=0");
         if !safes.is_empty() {
-            q.push(" OR safe IN (");
+            q.push(" OR c.safe IN (");
             let mut sep = q.separated(", ");
             for s in safes {
                 sep.push_bind(s.clone());
@@ -913,16 +919,18 @@ impl $crate::Store for $store {
             q.push(")");
         }
         if !ids.is_empty() {
-            q.push(" OR id IN (");
+            q.push(" OR c.id IN (");
             let mut sep = q.separated(", ");
             for i in ids {
                 sep.push_bind(i.clone());
             }
             q.push(")");
         }
-        q.push(") ORDER BY id LIMIT ").push_bind(limit);
+        q.push(") ORDER BY c.id LIMIT ").push_bind(limit);
         let rows = q.build().fetch_all(&self.reader).await.map_err(db_err)?;
-        rows.iter().map(cred_from).collect()
+        rows.iter()
+            .map(|r| Ok((cred_from(r)?, r.try_get::<Vec<u8>, _>("payload").map_err(db_err)?)))
+            .collect()
     }
 
     async fn delete_credential(&self, id: Uuid) -> Result<()> {

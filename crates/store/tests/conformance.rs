@@ -451,7 +451,7 @@ async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
     let o = cred(other);
     s.insert_credential(&o, &v(b"y")).await.unwrap();
     let pay = vec!["Pay".to_owned()];
-    let ids = |v: Vec<Credential>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let ids = |v: Vec<(Credential, Vec<u8>)>| v.into_iter().map(|(c, _)| c.id).collect::<Vec<_>>();
     assert_eq!(
         ids(s
             .find_by_key(LookupKey::Name, "pay-db", &pay, &[], 10)
@@ -506,11 +506,12 @@ async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(
-        ids(s
-            .find_by_key(LookupKey::Name, "renamed", &pay, &[], 10)
-            .await
-            .unwrap()),
-        vec![c.id]
-    );
+    // The current version's payload comes with the row.
+    let found = s
+        .find_by_key(LookupKey::Name, "renamed", &pay, &[], 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(found.clone()), vec![c.id]);
+    assert_eq!(found[0].1, b"z".to_vec());
+    assert_eq!(found[0].0.version, 2);
 }
