@@ -253,12 +253,14 @@ impl Vault {
 
     // ---------------------------------------------------------------- credentials
 
-    pub async fn create_credential(
+    /// Fill in and check a new credential's metadata (default owner, parameter names, shape rules,
+    /// reserved identifiers, mirrors). Placement (`check_placement`) is the caller's.
+    fn prepare_new(
         &self,
         ctx: &Ctx,
-        mut meta: CredentialMeta,
-        payload: SecretPayload,
-    ) -> ServiceResult<Credential> {
+        meta: &mut CredentialMeta,
+        payload: &SecretPayload,
+    ) -> ServiceResult<()> {
         if meta.owner.is_none()
             && meta.safe.is_none()
             && !matches!(ctx.actor.kind, policy::ActorKind::Root)
@@ -269,15 +271,27 @@ impl Vault {
             });
         }
         meta.parameter_names = payload.parameters.keys().cloned().collect();
-        validate::credential(&meta, &payload)?;
+        validate::credential(meta, payload)?;
         if let Some(identifier) = &meta.identifier {
             validate::identifier_for_door(identifier, ctx.door)?;
         }
-        self.refuse_mirror_write(ctx, &meta)?;
-        self.check_placement(ctx, &meta).await?;
-        let keys = self.write_keys().await?;
-        let now = OffsetDateTime::now_utc();
+        self.refuse_mirror_write(ctx, meta)
+    }
+
+    /// A new credential at version 1 and its encrypted first version.
+    fn new_record(
+        &self,
+        ctx: &Ctx,
+        keys: &crate::barrier::Keys,
+        now: OffsetDateTime,
+        meta: CredentialMeta,
+        payload: &SecretPayload,
+    ) -> ServiceResult<(Credential, NewVersion)> {
         let id = Uuid::now_v7();
+        let v = NewVersion {
+            payload: self.encrypt(keys, id, 1, payload)?,
+            operation: "create".into(),
+        };
         let cred = Credential {
             id,
             meta,
@@ -287,15 +301,24 @@ impl Vault {
             created_by: ctx.actor.name.clone(),
             updated_by: ctx.actor.name.clone(),
         };
-        let v = NewVersion {
-            payload: self.encrypt(&keys, id, 1, &payload)?,
-            operation: "create".into(),
-        };
+        Ok((cred, v))
+    }
+
+    pub async fn create_credential(
+        &self,
+        ctx: &Ctx,
+        mut meta: CredentialMeta,
+        payload: SecretPayload,
+    ) -> ServiceResult<Credential> {
+        self.prepare_new(ctx, &mut meta, &payload)?;
+        self.check_placement(ctx, &meta).await?;
+        let keys = self.write_keys().await?;
+        let (cred, v) = self.new_record(ctx, &keys, OffsetDateTime::now_utc(), meta, &payload)?;
         self.store.insert_credential(&cred, &v).await?;
         self.audit(
             ctx,
             "credential.create",
-            id.to_string(),
+            cred.id.to_string(),
             "ok",
             json!({"name": cred.meta.name, "version": 1}),
         )
@@ -323,50 +346,21 @@ impl Vault {
         let mut placed: Vec<(Option<String>, Option<Owner>)> = Vec::new();
         let mut batch = Vec::with_capacity(items.len());
         for (i, (mut meta, payload)) in items.into_iter().enumerate() {
-            if meta.owner.is_none()
-                && meta.safe.is_none()
-                && !matches!(ctx.actor.kind, policy::ActorKind::Root)
-            {
-                meta.owner = Some(Owner {
-                    kind: OwnerKind::User,
-                    name: ctx.actor.name.clone(),
-                });
-            }
-            meta.parameter_names = payload.parameters.keys().cloned().collect();
-            let at = |e: DomainError| -> ServiceError {
-                match e {
-                    DomainError::Invalid { field, message } => {
+            // Errors name the item: `credentials[i].field`.
+            self.prepare_new(ctx, &mut meta, &payload)
+                .map_err(|e| match e {
+                    ServiceError::Domain(DomainError::Invalid { field, message }) => {
                         DomainError::invalid(&format!("credentials[{i}].{field}"), message).into()
                     }
-                    other => other.into(),
-                }
-            };
-            validate::credential(&meta, &payload).map_err(at)?;
-            if let Some(identifier) = &meta.identifier {
-                validate::identifier_for_door(identifier, ctx.door).map_err(at)?;
-            }
-            self.refuse_mirror_write(ctx, &meta)?;
+                    other => other,
+                })?;
             // Placement is checked once per distinct (safe, owner).
             let place = (meta.safe.clone(), meta.owner.clone());
             if !placed.contains(&place) {
                 self.check_placement(ctx, &meta).await?;
                 placed.push(place);
             }
-            let id = Uuid::now_v7();
-            let cred = Credential {
-                id,
-                meta,
-                version: 1,
-                created_at: now,
-                updated_at: now,
-                created_by: ctx.actor.name.clone(),
-                updated_by: ctx.actor.name.clone(),
-            };
-            let v = NewVersion {
-                payload: self.encrypt(&keys, id, 1, &payload)?,
-                operation: "create".into(),
-            };
-            batch.push((cred, v));
+            batch.push(self.new_record(ctx, &keys, now, meta, &payload)?);
         }
         self.store.insert_credentials(&batch).await?;
         let events = batch
