@@ -157,14 +157,19 @@ fn parse_net(s: &str) -> Option<IpNet> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", content = "name", rename_all = "lowercase")]
 pub enum Grant {
+    /// Read (and list) the credentials of a safe.
     Safe(String),
+    /// Read, create and change the credentials of a safe (the PAM A2A door writes); also reads.
+    #[serde(rename = "safe-write")]
+    SafeWrite(String),
+    /// Read one credential, by id.
     Credential(String),
 }
 
 /// Whether an application holding `grants` may read the credential `id` with this metadata.
 pub fn may_read(grants: &[Grant], id: &str, meta: &CredentialMeta) -> bool {
     grants.iter().any(|g| match g {
-        Grant::Safe(s) => meta.safe.as_deref() == Some(s.as_str()),
+        Grant::Safe(s) | Grant::SafeWrite(s) => meta.safe.as_deref() == Some(s.as_str()),
         Grant::Credential(c) => c == id,
     })
 }

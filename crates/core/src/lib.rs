@@ -7,6 +7,7 @@ pub mod app;
 pub mod ccp;
 pub mod error;
 pub mod model;
+pub mod pam;
 pub mod policy;
 pub mod validate;
 

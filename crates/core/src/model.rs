@@ -265,3 +265,14 @@ pub struct AuditRecord {
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
+
+/// A registered domain (Active Directory or DNS domain). Credentials and devices may name a domain
+/// only once it is registered; they may name it by its name or its abbreviation (any case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Domain {
+    pub name: String,
+    pub abbreviation: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}

@@ -297,7 +297,9 @@ pub enum AppCmd {
     Rm {
         app_id: String,
     },
-    /// Let the application read a safe (--safe) or one credential (--credential).
+    /// Let the application read a safe (--safe) or one credential (--credential). With --write it
+    /// may also create and change credentials in the safe (PAM A2A door: `POST /iso/pam/credential`
+    /// creates in the first such safe by name).
     Allow {
         app_id: String,
         #[arg(
@@ -308,6 +310,9 @@ pub enum AppCmd {
         safe: Option<String>,
         #[arg(long)]
         credential: Option<String>,
+        /// Also allow writes to the safe (create, update, deactivate).
+        #[arg(long, requires = "safe")]
+        write: bool,
     },
     /// Take a safe or credential away from the application.
     Deny {
@@ -440,6 +445,7 @@ pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
         Cmd::Cred(cmd) => cred(c, fmt, cmd).await,
         Cmd::Integration(cmd) => crate::cmd_integration::run(c, fmt, cmd).await,
         Cmd::Entity(cmd) => crate::cmd_entity::run(c, fmt, cmd).await,
+        Cmd::Domain(cmd) => crate::cmd_domain::run(c, fmt, cmd).await,
         Cmd::Apikey(cmd) => crate::cmd_entity::apikey(c, fmt, cmd).await,
         Cmd::User(cmd) => match cmd {
             UserCmd::Add {
@@ -910,11 +916,12 @@ async fn grant(
     fmt: Format,
     app_id: &str,
     verb: &str,
+    safe_kind: &str,
     safe: Option<String>,
     credential: Option<String>,
 ) -> Result<()> {
     let body = match (safe, credential) {
-        (Some(s), _) => json!({"type": "safe", "name": s}),
+        (Some(s), _) => json!({"type": safe_kind, "name": s}),
         (None, c) => json!({"type": "credential", "name": c.unwrap_or_default()}),
     };
     let v = c
@@ -967,11 +974,15 @@ async fn app(c: &Client, fmt: Format, cmd: AppCmd) -> Result<()> {
             app_id,
             safe,
             credential,
-        } => grant(c, fmt, &app_id, "allow", safe, credential).await,
+            write,
+        } => {
+            let kind = if write { "safe-write" } else { "safe" };
+            grant(c, fmt, &app_id, "allow", kind, safe, credential).await
+        }
         AppCmd::Deny {
             app_id,
             safe,
             credential,
-        } => grant(c, fmt, &app_id, "deny", safe, credential).await,
+        } => grant(c, fmt, &app_id, "deny", "safe", safe, credential).await,
     }
 }

@@ -4,6 +4,7 @@
 //! set `CREDVAULT_ADDR` (default http://127.0.0.1:8200) and `CREDVAULT_TOKEN`.
 
 mod client;
+mod cmd_domain;
 mod cmd_entity;
 mod cmd_import;
 mod cmd_integration;
@@ -74,7 +75,8 @@ pub(crate) enum Cmd {
     /// API tokens.
     #[command(subcommand)]
     Token(commands::TokenCmd),
-    /// Applications that read credentials by AppID (GET /AIMWebService/api/Accounts).
+    /// Applications: AppID readers (GET /AIMWebService/api/Accounts), Vault AppRole and OAuth
+    /// client-credentials clients (the PAM A2A door, client_id = AppID).
     #[command(subcommand)]
     App(commands::AppCmd),
     /// The audit log.
@@ -89,6 +91,9 @@ pub(crate) enum Cmd {
     /// External vaults credentials are pulled from, read-only (Vault KV v2, CCP, credvault).
     #[command(subcommand)]
     Integration(cmd_integration::IntegrationCmd),
+    /// Domains that PAM A2A requests may name (`domain`, `device_domain`).
+    #[command(subcommand)]
+    Domain(cmd_domain::DomainCmd),
     /// Log in with a user name and password (read from stdin); prints a token.
     Login { username: String },
 }

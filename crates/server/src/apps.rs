@@ -75,6 +75,7 @@ fn rules_of(app: &AppRecord) -> ServiceResult<AppRules> {
 fn grant_parts(g: &Grant) -> (&'static str, &str) {
     match g {
         Grant::Safe(s) => ("safe", s),
+        Grant::SafeWrite(s) => ("safe-write", s),
         Grant::Credential(c) => ("credential", c),
     }
 }
@@ -82,14 +83,15 @@ fn grant_parts(g: &Grant) -> (&'static str, &str) {
 impl Vault {
     async fn app_view(&self, app: AppRecord) -> ServiceResult<AppView> {
         let rules = rules_of(&app)?;
-        let grants = self
-            .store
-            .app_grants(&app.app_id)
-            .await?
-            .into_iter()
+        let rows = self.store.app_grants(&app.app_id).await?;
+        // A write grant is stored as two rows ("safe" for every read path, "safe-write"): show one.
+        let writable = |t: &str| rows.iter().any(|(k, w)| k == "safe-write" && w == t);
+        let grants = rows
+            .iter()
             .filter_map(|(k, t)| match k.as_str() {
-                "safe" => Some(Grant::Safe(t)),
-                "credential" => Some(Grant::Credential(t)),
+                "safe" if !writable(t) => Some(Grant::Safe(t.clone())),
+                "safe-write" => Some(Grant::SafeWrite(t.clone())),
+                "credential" => Some(Grant::Credential(t.clone())),
                 _ => None,
             })
             .collect();
@@ -243,7 +245,8 @@ impl Vault {
         .await
     }
 
-    /// An application actor's permissions: read (and list) on the safes it was granted.
+    /// An application actor's permissions: read (and list) on the safes it was granted, and write
+    /// on those granted for writing (`safe-write`).
     pub(crate) async fn app_safe_perms(
         &self,
         actor: &credvault_core::policy::Actor,
@@ -251,15 +254,18 @@ impl Vault {
     ) -> ServiceResult<credvault_core::model::Perms> {
         use credvault_core::model::Perms;
         let app_id = actor.name.strip_prefix("app:").unwrap_or_default();
-        let granted = self
-            .app_entry(app_id)
-            .await?
-            .is_some_and(|e| e.grants.iter().any(|(k, t)| k == "safe" && t == safe));
-        Ok(if granted {
-            Perms(Perms::LIST.0 | Perms::READ.0)
-        } else {
-            Perms::NONE
-        })
+        let Some(entry) = self.app_entry(app_id).await? else {
+            return Ok(Perms::NONE);
+        };
+        let has = |kind: &str| entry.grants.iter().any(|(k, t)| k == kind && t == safe);
+        let mut p = Perms::NONE;
+        if has("safe") {
+            p = p.union(Perms::LIST).union(Perms::READ);
+        }
+        if has("safe-write") {
+            p = p.union(Perms::LIST).union(Perms::READ).union(Perms::WRITE);
+        }
+        Ok(p)
     }
 
     pub async fn list_apps(&self, ctx: &Ctx) -> ServiceResult<Vec<AppView>> {
@@ -297,7 +303,7 @@ impl Vault {
         let (kind, target) = grant_parts(grant);
         if allow {
             let exists = match grant {
-                Grant::Safe(s) => self.store.get_safe(s).await?.is_some(),
+                Grant::Safe(s) | Grant::SafeWrite(s) => self.store.get_safe(s).await?.is_some(),
                 Grant::Credential(c) => match Uuid::parse_str(c) {
                     Ok(id) => self.store.get_credential(id).await?.is_some(),
                     Err(_) => false,
@@ -307,8 +313,19 @@ impl Vault {
                 return Err(DomainError::invalid("name", format!("no {kind} '{target}'")).into());
             }
             self.store.grant_app(app_id, kind, target).await?;
+            if let Grant::SafeWrite(s) = grant {
+                // Writing implies reading: every read path looks for the "safe" row.
+                self.store.grant_app(app_id, "safe", s).await?;
+            }
         } else {
             self.store.revoke_app(app_id, kind, target).await?;
+            if let Grant::Safe(s) = grant {
+                // Taking a safe away takes writing too (if it was given).
+                match self.store.revoke_app(app_id, "safe-write", s).await {
+                    Ok(()) | Err(credvault_store::StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         self.app_cache.invalidate();
         let action = if allow { "app.allow" } else { "app.deny" };

@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod integrations;
 pub mod native;
 pub mod openapi;
+pub mod pam;
 pub mod service;
 mod telemetry;
 pub mod tls;
@@ -173,7 +174,13 @@ fn open_while_sealed(path: &str) -> bool {
 async fn seal_gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
     // Only the native API is gated here; other doors answer "sealed" in their own dialect.
     let path = req.uri().path();
-    if path.starts_with("/api/") && !open_while_sealed(path) && s.vault.barrier.is_sealed().await {
+    // The A2A door (`/api/pam/`, `/api/oauth2/`) answers in its own envelope.
+    let own_dialect = path.starts_with("/api/pam/") || path.starts_with("/api/oauth2/");
+    if path.starts_with("/api/")
+        && !own_dialect
+        && !open_while_sealed(path)
+        && s.vault.barrier.is_sealed().await
+    {
         let e = match s.vault.store.seal_config().await {
             Ok(None) => ServiceError::NotInitialized,
             _ => ServiceError::Sealed,
@@ -191,6 +198,7 @@ pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
         .merge(ccp::router())
         .merge(vaultkv::router())
         .merge(entity::router())
+        .merge(pam::router())
         .route("/api/fetch-credentials", get(fetch::fetch))
         .route("/metrics", get(telemetry::metrics))
         .fallback(|| async { ApiError::not_found() })

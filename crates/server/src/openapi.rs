@@ -27,8 +27,10 @@ use crate::native;
         native::integrations::enable, native::integrations::disable, native::integrations::sync, native::integrations::test,
         native::integrations::fetch,
         crate::fetch::fetch,
+        // --- PAM A2A door registries (issue 5) ---
+        native::identity::list_domains, native::identity::create_domain, native::identity::delete_domain,
     ),
-    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"), (name = "apps"), (name = "integrations"))
+    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"), (name = "apps"), (name = "integrations"), (name = "domains"))
 )]
 pub struct ApiDoc;
 

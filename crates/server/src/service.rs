@@ -202,7 +202,7 @@ impl Vault {
 
     /// The keys to encrypt a new value with: if another server rotated, reload first so new writes
     /// use the newest term everywhere.
-    async fn write_keys(&self) -> ServiceResult<Arc<crate::barrier::Keys>> {
+    pub(crate) async fn write_keys(&self) -> ServiceResult<Arc<crate::barrier::Keys>> {
         let keys = self.barrier.keys().await?;
         if self.store.newest_data_term().await? > keys.keyring.active_term().unwrap_or(0) {
             self.barrier.refresh().await?;
@@ -255,7 +255,7 @@ impl Vault {
 
     /// Fill in and check a new credential's metadata (default owner, parameter names, shape rules,
     /// reserved identifiers, mirrors). Placement (`check_placement`) is the caller's.
-    fn prepare_new(
+    pub(crate) fn prepare_new(
         &self,
         ctx: &Ctx,
         meta: &mut CredentialMeta,
@@ -279,7 +279,7 @@ impl Vault {
     }
 
     /// A new credential at version 1 and its encrypted first version.
-    fn new_record(
+    pub(crate) fn new_record(
         &self,
         ctx: &Ctx,
         keys: &crate::barrier::Keys,

@@ -8,6 +8,8 @@ mod common;
 mod entity;
 #[path = "api/integrations.rs"]
 mod integrations;
+#[path = "api/pam.rs"]
+mod pam;
 #[path = "api/vaultkv.rs"]
 mod vaultkv;
 

@@ -118,6 +118,17 @@ pub struct IntegrationRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// A device of the registry (PAM A2A door): created on the fly, reused by host name + IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: Uuid,
+    pub device: credvault_core::model::Device,
+    /// Optimistic concurrency: bumped by every update.
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
 /// An indexed, case-folded lookup column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookupKey {
@@ -329,6 +340,37 @@ pub trait Store: Send + Sync + 'static {
     async fn update_integration(&self, rec: &IntegrationRecord) -> Result<()>;
     async fn set_integration_status(&self, name: &str, status: &str) -> Result<()>;
     async fn delete_integration(&self, name: &str) -> Result<()>;
+
+    // --- PAM A2A door (issue 5): domains, devices, device lookup, custody
+    async fn create_domain(&self, d: &credvault_core::model::Domain) -> Result<()>;
+    async fn list_domains(&self) -> Result<Vec<credvault_core::model::Domain>>;
+    /// A domain by its name or abbreviation, ignoring case.
+    async fn find_domain(&self, name: &str) -> Result<Option<credvault_core::model::Domain>>;
+    async fn delete_domain(&self, name: &str) -> Result<()>;
+    /// The device with this folded host name and IP.
+    async fn get_device(&self, hostname_key: &str, ip: &str) -> Result<Option<DeviceRecord>>;
+    /// Insert a new device; `Conflict` when one with the same host name + IP exists.
+    async fn insert_device(&self, d: &DeviceRecord) -> Result<()>;
+    /// Replace a device's attributes when it is still at `expected_version` (else `VersionMismatch`).
+    async fn update_device(&self, d: &DeviceRecord, expected_version: i64) -> Result<()>;
+    /// Credentials on a device (folded host name + IP) with this folded user name, oldest first.
+    async fn credentials_on_device(
+        &self,
+        hostname_key: &str,
+        ip: &str,
+        username_key: &str,
+    ) -> Result<Vec<Credential>>;
+    /// Insert a credential unless one with the same device and user name exists, atomically
+    /// (across servers too); returns the existing credential's id instead of inserting.
+    async fn insert_credential_unless_on_device(
+        &self,
+        cred: &Credential,
+        v: &NewVersion,
+    ) -> Result<Option<Uuid>>;
+    /// Record that `holder` holds the credential (replacing any earlier holder).
+    async fn take_custody(&self, id: Uuid, holder: &str, since: OffsetDateTime) -> Result<()>;
+    /// Release the credential if `holder` holds it; false when it does not.
+    async fn release_custody(&self, id: Uuid, holder: &str) -> Result<bool>;
 
     // --- whole-vault copy (see `migrate`)
     async fn count_rows(&self, table: &migrate::TableSpec) -> Result<i64>;

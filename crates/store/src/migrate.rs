@@ -178,6 +178,36 @@ pub const TABLES: &[TableSpec] = &[
         ],
         order_by: "name",
     },
+    // --- PAM A2A door (issue 5) ---
+    TableSpec {
+        name: "domains",
+        columns: &[
+            ("name", Text),
+            ("name_key", Text),
+            ("abbreviation", Text),
+            ("abbreviation_key", Text),
+            ("created_at", Text),
+        ],
+        order_by: "name",
+    },
+    TableSpec {
+        name: "devices",
+        columns: &[
+            ("id", Text),
+            ("hostname_key", Text),
+            ("ip", Text),
+            ("meta", Text),
+            ("version", Int),
+            ("created_at", Text),
+            ("updated_at", Text),
+        ],
+        order_by: "id",
+    },
+    TableSpec {
+        name: "custody",
+        columns: &[("cred_id", Text), ("holder", Text), ("since", Text)],
+        order_by: "cred_id",
+    },
     TableSpec {
         name: "audit_log",
         columns: &[

@@ -111,6 +111,24 @@ fn integration_from(row: &DbRow) -> Result<$crate::IntegrationRecord> {
     })
 }
 
+fn domain_from(row: &DbRow) -> Result<credvault_core::model::Domain> {
+    Ok(credvault_core::model::Domain {
+        name: s(row, "name")?,
+        abbreviation: os(row, "abbreviation")?,
+        created_at: parse_time(&s(row, "created_at")?)?,
+    })
+}
+
+fn device_from(row: &DbRow) -> Result<$crate::DeviceRecord> {
+    Ok($crate::DeviceRecord {
+        id: uuid(row, "id")?,
+        device: serde_json::from_str(&s(row, "meta")?).map_err(|_| corrupt("device"))?,
+        version: row.try_get::<i64, _>("version").map_err(db_err)?,
+        created_at: parse_time(&s(row, "created_at")?)?,
+        updated_at: parse_time(&s(row, "updated_at")?)?,
+    })
+}
+
 fn app_from(row: &DbRow) -> Result<$crate::AppRecord> {
     Ok($crate::AppRecord {
         app_id: s(row, "app_id")?,
@@ -1225,6 +1243,164 @@ impl $crate::Store for $store {
 
     async fn delete_integration(&self, name: &str) -> Result<()> {
         not_found_if_zero(exec(&self.writer, "DELETE FROM integrations WHERE name = $1", &[name]).await?, "integration")
+    }
+
+    // --- PAM A2A door (issue 5) ---
+    async fn create_domain(&self, d: &credvault_core::model::Domain) -> Result<()> {
+        sqlx::query("INSERT INTO domains (name, name_key, abbreviation, abbreviation_key, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&d.name)
+            .bind(d.name.to_lowercase())
+            .bind(&d.abbreviation)
+            .bind(d.abbreviation.as_ref().map(|a| a.to_lowercase()))
+            .bind(format_time(d.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("domain '{}' (or its abbreviation) already exists", d.name)),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn list_domains(&self) -> Result<Vec<credvault_core::model::Domain>> {
+        let rows = sqlx::query("SELECT name, abbreviation, created_at FROM domains ORDER BY name_key")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(domain_from).collect()
+    }
+
+    async fn find_domain(&self, name: &str) -> Result<Option<credvault_core::model::Domain>> {
+        let key = name.to_lowercase();
+        sqlx::query("SELECT name, abbreviation, created_at FROM domains WHERE name_key = $1 OR abbreviation_key = $1 ORDER BY name_key LIMIT 1")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(domain_from)
+            .transpose()
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        not_found_if_zero(exec(&self.writer, "DELETE FROM domains WHERE name_key = $1", &[&name.to_lowercase()]).await?, "domain")
+    }
+
+    async fn get_device(&self, hostname_key: &str, ip: &str) -> Result<Option<$crate::DeviceRecord>> {
+        sqlx::query("SELECT id, meta, version, created_at, updated_at FROM devices WHERE hostname_key = $1 AND ip = $2")
+            .bind(hostname_key)
+            .bind(ip)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(device_from)
+            .transpose()
+    }
+
+    async fn insert_device(&self, d: &$crate::DeviceRecord) -> Result<()> {
+        let meta = serde_json::to_string(&d.device).map_err(|_| corrupt("device"))?;
+        sqlx::query("INSERT INTO devices (id, hostname_key, ip, meta, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(d.id.to_string())
+            .bind(credvault_core::ccp::fold(&d.device.hostname))
+            .bind(&d.device.ip)
+            .bind(meta)
+            .bind(d.version)
+            .bind(format_time(d.created_at))
+            .bind(format_time(d.updated_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("a device with this host name and IP already exists".into()),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn update_device(&self, d: &$crate::DeviceRecord, expected_version: i64) -> Result<()> {
+        let meta = serde_json::to_string(&d.device).map_err(|_| corrupt("device"))?;
+        let n = sqlx::query("UPDATE devices SET meta = $1, version = $2, updated_at = $3 WHERE id = $4 AND version = $5")
+            .bind(meta)
+            .bind(d.version)
+            .bind(format_time(d.updated_at))
+            .bind(d.id.to_string())
+            .bind(expected_version)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if n == 0 {
+            let current: Option<i64> = sqlx::query_scalar("SELECT version FROM devices WHERE id = $1")
+                .bind(d.id.to_string())
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(db_err)?;
+            return Err(match current {
+                Some(current) => StoreError::VersionMismatch { current },
+                None => StoreError::NotFound("device".into()),
+            });
+        }
+        Ok(())
+    }
+
+    async fn credentials_on_device(&self, hostname_key: &str, ip: &str, username_key: &str) -> Result<Vec<Credential>> {
+        let rows = sqlx::query(
+            "SELECT id, meta, version, created_at, updated_at, created_by, updated_by FROM credentials
+             WHERE hostname_key = $1 AND ip = $2 AND username_key = $3 ORDER BY id LIMIT 100",
+        )
+        .bind(hostname_key)
+        .bind(ip)
+        .bind(username_key)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(cred_from).collect()
+    }
+
+    async fn insert_credential_unless_on_device(&self, cred: &Credential, v: &NewVersion) -> Result<Option<Uuid>> {
+        let l = lookup(&cred.meta);
+        let (Some(hostname_key), Some(ip)) = (l.hostname_key.clone(), l.ip) else {
+            return Err(StoreError::Conflict("a credential without a device".into()));
+        };
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
+        if let Some(lock) = dialect::DEVICE_USER_LOCK {
+            sqlx::query(lock)
+                .bind(format!("{hostname_key}\u{1f}{ip}\u{1f}{}", l.username_key))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM credentials WHERE hostname_key = $1 AND ip = $2 AND username_key = $3 ORDER BY id LIMIT 1",
+        )
+        .bind(&hostname_key)
+        .bind(ip)
+        .bind(&l.username_key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(id) = existing {
+            return Ok(Some(Uuid::parse_str(&id).map_err(|_| corrupt("bad id"))?));
+        }
+        insert_one(&mut tx, cred, v).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(None)
+    }
+
+    async fn take_custody(&self, id: Uuid, holder: &str, since: time::OffsetDateTime) -> Result<()> {
+        exec(
+            &self.writer,
+            "INSERT INTO custody (cred_id, holder, since) VALUES ($1, $2, $3)
+             ON CONFLICT (cred_id) DO UPDATE SET holder = excluded.holder, since = excluded.since",
+            &[&id.to_string(), holder, &format_time(since)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn release_custody(&self, id: Uuid, holder: &str) -> Result<bool> {
+        let n = exec(&self.writer, "DELETE FROM custody WHERE cred_id = $1 AND holder = $2", &[&id.to_string(), holder]).await?;
+        Ok(n > 0)
     }
 
     async fn count_rows(&self, t: &$crate::migrate::TableSpec) -> Result<i64> {

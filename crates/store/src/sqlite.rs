@@ -59,6 +59,8 @@ mod dialect {
     );
     /// SQLite has a single writer; appends are already serialised.
     pub const AUDIT_LOCK: Option<&str> = None;
+    /// `BEGIN IMMEDIATE` already serialises writers on the file.
+    pub const DEVICE_USER_LOCK: Option<&str> = None;
 }
 
 crate::sql::sql_store!(SqliteStore, sqlx::Sqlite);

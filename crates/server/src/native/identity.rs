@@ -281,3 +281,41 @@ pub async fn revoke_token(
     s.vault.revoke_token(&ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// A domain to register (credentials and devices of the A2A door may name it then).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDomain {
+    pub name: String,
+    pub abbreviation: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/domains", tag = "domains", responses((status = 200, body = Items<credvault_core::model::Domain>)))]
+pub async fn list_domains(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+) -> Result<Json<Items<credvault_core::model::Domain>>, ApiError> {
+    Ok(Json(Items::all(s.vault.list_domains(&ctx).await?)))
+}
+
+#[utoipa::path(post, path = "/api/v1/domains", tag = "domains", request_body = NewDomain, responses((status = 201, body = credvault_core::model::Domain), (status = 409)))]
+pub async fn create_domain(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiJson(b): ApiJson<NewDomain>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.vault.create_domain(&ctx, &b.name, b.abbreviation).await?),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/domains/{name}", tag = "domains", responses((status = 204), (status = 404)))]
+pub async fn delete_domain(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    s.vault.delete_domain(&ctx, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

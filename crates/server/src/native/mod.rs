@@ -184,5 +184,11 @@ pub fn router() -> Router<AppState> {
         .route("/integrations/{name}/sync", post(integrations::sync))
         .route("/integrations/{name}/test", post(integrations::test))
         .route("/integrations/{name}/fetch", post(integrations::fetch))
+        // --- PAM A2A door registries (issue 5) ---
+        .route(
+            "/domains",
+            get(identity::list_domains).post(identity::create_domain),
+        )
+        .route("/domains/{name}", delete(identity::delete_domain))
         .route("/openapi.json", get(crate::openapi::serve))
 }
