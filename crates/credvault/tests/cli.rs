@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credvault");
 
@@ -899,4 +899,57 @@ fn migrate_sqlite_to_postgres_and_back() {
         None,
     ));
     check(&["--data-dir", d2.to_str().unwrap()]);
+}
+
+#[test]
+fn domain_and_a2a_application_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_srv, addr, root) = dev_server(dir.path());
+    let j = ["--format", "json"];
+    let run = |args: &[&str]| ok_json(cli(&addr, Some(&root), &[args, &j].concat(), None));
+    let d = run(&["domain", "add", "corp.example", "--abbreviation", "CORP"]);
+    assert_eq!(
+        (d["name"].clone(), d["abbreviation"].clone()),
+        (json!("corp.example"), json!("CORP"))
+    );
+    let l = run(&["domain", "list"]);
+    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    // A taken name is a clear error, not a crash.
+    let o = cli(&addr, Some(&root), &["domain", "add", "CORP"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+
+    // An A2A application: client id = AppID, a client secret shown once, a safe it may write.
+    run(&["safe", "add", "pam"]);
+    let a = run(&[
+        "app",
+        "create",
+        "Provisioner",
+        "--source",
+        "127.0.0.1",
+        "--client-secret",
+    ]);
+    assert!(a["client_secret_value"].as_str().unwrap().len() >= 40);
+    let g = run(&["app", "allow", "Provisioner", "--safe", "pam", "--write"]);
+    assert_eq!(g["grants"], json!([{"type": "safe-write", "name": "pam"}]));
+    let o = cli(
+        &addr,
+        Some(&root),
+        &[
+            "app",
+            "allow",
+            "Provisioner",
+            "--credential",
+            "x",
+            "--write",
+        ],
+        None,
+    );
+    assert!(!o.status.success(), "--write goes with --safe");
+
+    let o = cli(&addr, Some(&root), &["domain", "rm", "corp.example"], None);
+    assert!(o.status.success());
+    assert_eq!(run(&["domain", "list"])["items"], json!([]));
+    let help = cli(&addr, None, &["domain", "add", "--help"], None);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("abbreviation"));
 }

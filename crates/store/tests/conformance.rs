@@ -515,3 +515,141 @@ async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
     assert_eq!(found[0].1, b"z".to_vec());
     assert_eq!(found[0].0.version, 2);
 }
+
+fn on_device(user: &str, host: &str, ip: &str) -> CredentialMeta {
+    let mut m = meta(&format!("{user}@{host}"));
+    m.username = user.into();
+    m.device = Some(credvault_core::model::Device {
+        hostname: host.into(),
+        ip: ip.into(),
+        ..Default::default()
+    });
+    m
+}
+
+#[tokio::test]
+async fn domains_devices_custody_and_one_credential_per_device_user() {
+    let b = backend().await;
+    let s = b.store.clone();
+    let now = OffsetDateTime::now_utc();
+
+    // Domains: found by name or abbreviation in any case; names and abbreviations unique.
+    let d = credvault_core::model::Domain {
+        name: "Corp.Example".into(),
+        abbreviation: Some("CORP".into()),
+        created_at: now,
+    };
+    s.create_domain(&d).await.unwrap();
+    assert_eq!(
+        s.find_domain("corp.example").await.unwrap().unwrap().name,
+        "Corp.Example"
+    );
+    assert_eq!(
+        s.find_domain("corp").await.unwrap().unwrap().name,
+        "Corp.Example"
+    );
+    assert!(s.find_domain("other").await.unwrap().is_none());
+    assert!(matches!(
+        s.create_domain(&d).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.list_domains().await.unwrap().len(), 1);
+    s.delete_domain("CORP.EXAMPLE").await.unwrap();
+    assert!(matches!(
+        s.delete_domain("corp.example").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Devices: one per folded host name + IP, optimistic updates.
+    let mut dev = credvault_store::DeviceRecord {
+        id: Uuid::now_v7(),
+        device: credvault_core::model::Device {
+            hostname: "Web01".into(),
+            ip: "10.0.0.1".into(),
+            vendor: Some("Debian".into()),
+            ..Default::default()
+        },
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    s.insert_device(&dev).await.unwrap();
+    let mut twin = dev.clone();
+    twin.id = Uuid::now_v7();
+    assert!(matches!(
+        s.insert_device(&twin).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let got = s.get_device("web01", "10.0.0.1").await.unwrap().unwrap();
+    assert_eq!(got, dev);
+    dev.device.vendor = Some("Ubuntu".into());
+    dev.version = 2;
+    s.update_device(&dev, 1).await.unwrap();
+    assert!(matches!(
+        s.update_device(&dev, 1).await,
+        Err(StoreError::VersionMismatch { current: 2 })
+    ));
+    assert_eq!(
+        s.get_device("web01", "10.0.0.1")
+            .await
+            .unwrap()
+            .unwrap()
+            .device
+            .vendor
+            .as_deref(),
+        Some("Ubuntu")
+    );
+
+    // Concurrent "insert unless the device has one for this user": exactly one is inserted.
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let c = cred(on_device("Admin", "Web01", "10.0.0.1"));
+                s.insert_credential_unless_on_device(&c, &v(&[1]))
+                    .await
+                    .map(|r| (c.id, r))
+            })
+        })
+        .collect();
+    let mut inserted = vec![];
+    let mut existing = std::collections::BTreeSet::new();
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            (id, None) => inserted.push(id),
+            (_, Some(other)) => {
+                existing.insert(other);
+            }
+        }
+    }
+    assert_eq!(inserted.len(), 1);
+    assert!(existing.iter().all(|e| *e == inserted[0]));
+    let found = s
+        .credentials_on_device("web01", "10.0.0.1", "admin")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, inserted[0]);
+    // Another user on the device, or the same user on another IP, is another credential.
+    let c = cred(on_device("other", "Web01", "10.0.0.1"));
+    assert!(s
+        .insert_credential_unless_on_device(&c, &v(&[1]))
+        .await
+        .unwrap()
+        .is_none());
+    let c = cred(on_device("admin", "web01", "10.0.0.2"));
+    assert!(s
+        .insert_credential_unless_on_device(&c, &v(&[1]))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Custody: taken, replaced, released only by its holder.
+    let id = inserted[0];
+    s.take_custody(id, "app:A", now).await.unwrap();
+    assert!(!s.release_custody(id, "app:B").await.unwrap());
+    s.take_custody(id, "app:B", now).await.unwrap();
+    assert!(!s.release_custody(id, "app:A").await.unwrap());
+    assert!(s.release_custody(id, "app:B").await.unwrap());
+    assert!(!s.release_custody(id, "app:B").await.unwrap());
+}

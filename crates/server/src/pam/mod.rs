@@ -174,7 +174,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Src {
 
 /// Decode a body, JSON or form-encoded, whatever its label says (real clients mislabel form bodies
 /// as JSON). Returns the object and whether it came as a form (string-typed values).
-fn decode_body(body: Result<Bytes, BytesRejection>) -> Result<(Value, bool), Response> {
+fn decode_body(body: Result<Bytes, BytesRejection>) -> Result<(Value, bool), BodyError> {
     let bytes = body.map_err(|rej| {
         let status = rej.status();
         let why = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -182,15 +182,9 @@ fn decode_body(body: Result<Bytes, BytesRejection>) -> Result<(Value, bool), Res
         } else {
             "the body could not be read"
         };
-        error_reply(status, &PamError::invalid("body", why), None)
+        BodyError(status, PamError::invalid("body", why))
     })?;
-    let bad = |why: &str| {
-        error_reply(
-            StatusCode::BAD_REQUEST,
-            &PamError::invalid("body", why),
-            None,
-        )
-    };
+    let bad = |why: &str| BodyError(StatusCode::BAD_REQUEST, PamError::invalid("body", why));
     let text = std::str::from_utf8(&bytes).map_err(|_| bad("is not UTF-8"))?;
     let t = text.trim_start();
     if t.is_empty() {
@@ -208,9 +202,17 @@ fn decode_body(body: Result<Bytes, BytesRejection>) -> Result<(Value, bool), Res
     }
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(t).map_err(|_| bad("is neither JSON nor form-encoded"))?;
-    let v =
-        pam::form_to_value(&pairs).map_err(|e| error_reply(StatusCode::BAD_REQUEST, &e, None))?;
+    let v = pam::form_to_value(&pairs).map_err(|e| BodyError(StatusCode::BAD_REQUEST, e))?;
     Ok((v, true))
+}
+
+/// A body that could not be decoded: the status (400 or 413) and the error.
+struct BodyError(StatusCode, PamError);
+
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        error_reply(self.0, &self.1, None)
+    }
 }
 
 // ---------------------------------------------------------------------------------------- routes
@@ -396,7 +398,7 @@ async fn upsert(
 ) -> PamResponse {
     let (v, form) = match decode_body(body) {
         Ok(x) => x,
-        Err(r) => return Ok(r),
+        Err(e) => return Ok(e.into_response()),
     };
     let up = pam::parse_upsert(&v, form)?;
     let done = s.vault.pam_upsert(&ctx, up).await?;
