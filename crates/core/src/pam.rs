@@ -35,6 +35,8 @@ pub mod code {
     pub const NOT_IN_CUSTODY: u16 = 1018;
     /// Too many concurrent writers of one credential (HTTP 409).
     pub const BUSY: u16 = 1020;
+    /// The credential cannot be changed this way (a read-only mirror of another vault; HTTP 409).
+    pub const CONFLICT: u16 = 1022;
     /// Sealed, storage or audit unavailable (HTTP 503).
     pub const UNAVAILABLE: u16 = 1021;
 }
@@ -98,7 +100,7 @@ impl From<crate::DomainError> for PamError {
             crate::DomainError::Unauthenticated => {
                 PamError::new(code::UNAUTHENTICATED, "Invalid or expired access token")
             }
-            crate::DomainError::Conflict(m) => PamError::new(code::BUSY, m),
+            crate::DomainError::Conflict(m) => PamError::new(code::CONFLICT, m),
         }
     }
 }

@@ -68,7 +68,7 @@ fn status_of(e: &PamFail) -> StatusCode {
         PamFail::Pam(p, _) => match p.code {
             code::UNAUTHENTICATED => StatusCode::UNAUTHORIZED,
             code::RATE_LIMITED => StatusCode::TOO_MANY_REQUESTS,
-            code::BUSY => StatusCode::CONFLICT,
+            code::BUSY | code::CONFLICT => StatusCode::CONFLICT,
             code::UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         },

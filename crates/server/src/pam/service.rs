@@ -350,9 +350,25 @@ impl Vault {
                             tag,
                         })
                     }
-                    // The identifier was taken in between, or the credential deleted: look again.
-                    Err(ServiceError::Domain(DomainError::Conflict(_)))
-                    | Err(ServiceError::Domain(DomainError::NotFound(_))) => continue,
+                    // Deleted in between: look again.
+                    Err(ServiceError::Domain(DomainError::NotFound(_))) => continue,
+                    Err(ServiceError::Domain(DomainError::Conflict(m))) => {
+                        // Another writer just gave the identifier to another credential: look
+                        // again (found by identifier then). Anything else (a read-only mirror) is
+                        // the answer.
+                        let taken = match &up.identifier {
+                            Some(i) => self
+                                .store
+                                .credential_by_identifier(i)
+                                .await?
+                                .is_some_and(|o| o.id != cur.id),
+                            None => false,
+                        };
+                        if taken {
+                            continue;
+                        }
+                        return Err(PamError::new(code::CONFLICT, m).into());
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
