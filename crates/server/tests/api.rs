@@ -6,6 +6,8 @@ mod ccp;
 mod common;
 #[path = "api/entity.rs"]
 mod entity;
+#[path = "api/fuzz.rs"]
+mod fuzz;
 #[path = "api/integrations.rs"]
 mod integrations;
 #[path = "api/pam.rs"]
