@@ -35,8 +35,12 @@ pub enum Operator {
     },
     /// Seal the vault: the server drops its keys and refuses everything until unsealed again.
     Seal,
-    /// Add a new data key: new writes use it, existing values still decrypt with the old ones.
+    /// Add a new data key: new writes use it at once; the server then encrypts every stored value
+    /// again under it in the background and deletes the old keys once nothing uses them.
     Rotate,
+    /// Run one rewrap pass now (after a rotation) and show what is left: values rewrapped, old
+    /// key terms retired, key terms still held (1 when done).
+    Rewrap,
     /// Show whether the vault is initialised and sealed.
     Status,
     /// Copy a whole vault between storage backends, then verify row counts and the audit chain.
@@ -727,6 +731,11 @@ async fn operator(c: &Client, fmt: Format, op: Operator) -> Result<()> {
         }
         Operator::Rotate => {
             let v = c.send(Method::POST, "/sys/rotate", &json!({})).await?;
+            output::object(fmt, &v);
+            Ok(())
+        }
+        Operator::Rewrap => {
+            let v = c.send(Method::POST, "/sys/rewrap", &json!({})).await?;
             output::object(fmt, &v);
             Ok(())
         }

@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
     pub auth_failures_per_minute: u32,
+    /// Seconds after a key rotation before the old data keys may be deleted (once unused).
+    pub key_retire_grace_seconds: u64,
     pub log_level: String,
     pub log_format: String,
 }
@@ -47,13 +49,15 @@ impl Default for FileConfig {
             max_body_bytes: d.max_body_bytes,
             request_timeout_seconds: d.request_timeout.as_secs(),
             auth_failures_per_minute: d.auth_failures_per_minute,
+            key_retire_grace_seconds: d.key_retire_grace.as_secs(),
             log_level: "info".into(),
             log_format: "text".into(),
         }
     }
 }
 
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 15] = [
+    "key_retire_grace_seconds",
     "tls_client_ca",
     "tls_client_crl",
     "listen",
@@ -185,6 +189,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         max_body_bytes: fc.max_body_bytes,
         request_timeout: Duration::from_secs(fc.request_timeout_seconds),
         auth_failures_per_minute: fc.auth_failures_per_minute,
+        key_retire_grace: Duration::from_secs(fc.key_retire_grace_seconds),
     };
     let running = credvault_server::start(cfg)
         .await

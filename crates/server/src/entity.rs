@@ -316,7 +316,7 @@ impl FromRequestParts<AppState> for KeyCaller {
 }
 
 /// A flat JSON object of string parameters.
-fn parameters(v: &Value) -> Result<BTreeMap<String, SecretString>, ApiError> {
+pub(crate) fn parameters(v: &Value) -> Result<BTreeMap<String, SecretString>, ApiError> {
     let Value::Object(m) = v else {
         return Err(ApiError::bad_request(
             "the body must be a JSON object of parameters, e.g. {\"login\": \"...\", \"password\": \"...\"}",
@@ -338,7 +338,7 @@ fn parameters(v: &Value) -> Result<BTreeMap<String, SecretString>, ApiError> {
         .collect()
 }
 
-fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+pub(crate) fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body is not valid JSON: {}",

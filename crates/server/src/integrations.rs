@@ -35,7 +35,7 @@ pub const DOOR: &str = "integration";
 pub const MIRRORED_FROM: &str = "MirroredFrom";
 const MIRROR_TAG: &str = "mirrored";
 
-fn binding(name: &str) -> String {
+pub(crate) fn binding(name: &str) -> String {
     format!("credvault:integration:{name}")
 }
 

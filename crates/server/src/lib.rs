@@ -14,10 +14,13 @@ pub mod ccp;
 pub mod entity;
 pub mod error;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod integrations;
 pub mod native;
 pub mod openapi;
 pub mod pam;
+pub mod rotation;
 pub mod service;
 mod telemetry;
 pub mod tls;
@@ -66,6 +69,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub auth_failures_per_minute: u32,
+    /// How long after a key rotation the old data keys may be deleted, once nothing uses them
+    /// (longer than any request: default the request timeout plus 30 s).
+    pub key_retire_grace: Duration,
 }
 
 impl Default for Config {
@@ -83,6 +89,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             auth_failures_per_minute: 30,
+            key_retire_grace: Duration::from_secs(60),
         }
     }
 }
@@ -226,6 +233,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     telemetry::install();
     let store = cfg.storage.open(&cfg.data_dir).await?;
     let vault = Vault::new(store.clone(), cfg.auth_failures_per_minute);
+    vault.set_retire_grace(cfg.key_retire_grace);
     vault.app_cache.start_polling(store.clone());
     let dev_root_token = if cfg.dev {
         dev_bootstrap(&vault, &cfg).await?

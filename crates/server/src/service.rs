@@ -42,6 +42,8 @@ pub struct Vault {
     pub(crate) mirror_clock: crate::integrations::MirrorClock,
     /// Applications and their grants for the CCP hot path (see `cache.rs` for invalidation).
     pub(crate) app_cache: Arc<crate::cache::AppCache>,
+    /// How long after a rotation the old data keys may be retired (see `rotation.rs`).
+    pub(crate) retire_grace_ms: std::sync::atomic::AtomicU64,
 }
 
 /// A decrypted secret read.
@@ -76,6 +78,7 @@ impl Vault {
             limiter: FailureLimiter::new(auth_failures_per_minute),
             mirror_clock: Default::default(),
             app_cache: Default::default(),
+            retire_grace_ms: std::sync::atomic::AtomicU64::new(60_000),
         })
     }
 
@@ -1085,11 +1088,14 @@ impl Vault {
         Ok(())
     }
 
-    pub async fn rotate(&self, ctx: &Ctx) -> ServiceResult<u32> {
+    /// Add a data key term; older values are rewrapped and the old keys retired in the background
+    /// (`rotation.rs`).
+    pub async fn rotate(self: &Arc<Self>, ctx: &Ctx) -> ServiceResult<u32> {
         self.require_admin(ctx)?;
         let term = self.barrier.rotate().await?;
         self.audit(ctx, "sys.rotate", "keyring", "ok", json!({"term": term}))
             .await?;
+        self.spawn_rewrap(ctx.clone());
         Ok(term)
     }
 

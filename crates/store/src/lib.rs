@@ -237,6 +237,25 @@ pub trait Store: Send + Sync + 'static {
     async fn add_key(&self, key: &WrappedKey) -> Result<()>;
     /// The newest data key term (another server may have rotated since this one loaded the keyring).
     async fn newest_data_term(&self) -> Result<u32>;
+    /// When the data key of `term` was added (rotation time), if it exists.
+    async fn data_key_created(&self, term: u32) -> Result<Option<OffsetDateTime>>;
+    /// Secret versions (non-empty ciphertexts) not encrypted under `term`, in (id, version) order
+    /// after `after`: what a rewrap after rotation has left to do.
+    async fn versions_not_of_term(
+        &self,
+        term: u32,
+        after: Option<(Uuid, i64)>,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, i64, Vec<u8>)>>;
+    /// Replace one version's ciphertext if it is still `old` (a concurrent destroy wins).
+    async fn rewrap_version(&self, id: Uuid, version: i64, old: &[u8], new: &[u8]) -> Result<bool>;
+    /// Integrations' sealed secrets not under `term` (name, ciphertext).
+    async fn integration_secrets_not_of_term(&self, term: u32) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Replace an integration's sealed secrets if they are still `old`.
+    async fn rewrap_integration(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool>;
+    /// In one transaction: if no credential version and no integration secret is under a data key
+    /// older than `term`, delete those keys and return their terms; otherwise delete nothing.
+    async fn retire_data_keys_below(&self, term: u32) -> Result<Vec<u32>>;
 
     // --- users, groups
     async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;

@@ -359,6 +359,110 @@ impl $crate::Store for $store {
         u32::try_from(t.unwrap_or(0)).map_err(|_| corrupt("key term"))
     }
 
+    async fn data_key_created(&self, term: u32) -> Result<Option<time::OffsetDateTime>> {
+        let t: Option<String> = sqlx::query_scalar("SELECT created_at FROM keyring WHERE purpose = 'data' AND term = $1")
+            .bind(i64::from(term))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        t.map(|t| parse_time(&t)).transpose()
+    }
+
+    async fn versions_not_of_term(&self, term: u32, after: Option<(Uuid, i64)>, limit: i64) -> Result<Vec<(Uuid, i64, Vec<u8>)>> {
+        // The term is bytes 2..=5 of a value (after the format byte), big-endian.
+        let (a_id, a_v) = after.map_or((String::new(), 0), |(i, v)| (i.to_string(), v));
+        let rows = sqlx::query(
+            "SELECT cred_id, version, payload FROM credential_versions
+             WHERE length(payload) > 0 AND substr(payload, 2, 4) <> $1
+               AND (cred_id > $2 OR (cred_id = $2 AND version > $3))
+             ORDER BY cred_id, version LIMIT $4",
+        )
+        .bind(term.to_be_bytes().to_vec())
+        .bind(a_id)
+        .bind(a_v)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    uuid(r, "cred_id")?,
+                    r.try_get::<i64, _>("version").map_err(db_err)?,
+                    r.try_get::<Vec<u8>, _>("payload").map_err(db_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn rewrap_version(&self, id: Uuid, version: i64, old: &[u8], new: &[u8]) -> Result<bool> {
+        let n = sqlx::query("UPDATE credential_versions SET payload = $1 WHERE cred_id = $2 AND version = $3 AND payload = $4")
+            .bind(new.to_vec())
+            .bind(id.to_string())
+            .bind(version)
+            .bind(old.to_vec())
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn integration_secrets_not_of_term(&self, term: u32) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT name, secrets FROM integrations WHERE length(secrets) > 0 AND substr(secrets, 2, 4) <> $1 ORDER BY name")
+            .bind(term.to_be_bytes().to_vec())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((s(r, "name")?, r.try_get::<Vec<u8>, _>("secrets").map_err(db_err)?)))
+            .collect()
+    }
+
+    async fn rewrap_integration(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let n = sqlx::query("UPDATE integrations SET secrets = $1 WHERE name = $2 AND secrets = $3")
+            .bind(new.to_vec())
+            .bind(name)
+            .bind(old.to_vec())
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn retire_data_keys_below(&self, term: u32) -> Result<Vec<u32>> {
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
+        if let Some(lock) = dialect::AUDIT_LOCK {
+            // Serialise with other servers' retirements (and audit appends: harmless).
+            sqlx::query(lock).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        let t = term.to_be_bytes().to_vec();
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM credential_versions WHERE length(payload) > 0 AND substr(payload, 2, 4) <> $1)
+                  + (SELECT COUNT(*) FROM integrations WHERE length(secrets) > 0 AND substr(secrets, 2, 4) <> $1)",
+        )
+        .bind(&t)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if left > 0 {
+            return Ok(vec![]);
+        }
+        let terms: Vec<i64> = sqlx::query_scalar("SELECT term FROM keyring WHERE purpose = 'data' AND term < $1 ORDER BY term")
+            .bind(i64::from(term))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("DELETE FROM keyring WHERE purpose = 'data' AND term < $1")
+            .bind(i64::from(term))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        terms.into_iter().map(|t| u32::try_from(t).map_err(|_| corrupt("key term"))).collect()
+    }
+
     async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
         sqlx::query("INSERT INTO users (name, kind, admin, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&user.name)

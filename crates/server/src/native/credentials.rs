@@ -98,7 +98,7 @@ pub struct UpdateCredential {
 }
 
 impl UpdateCredential {
-    fn apply(&self, m: &mut CredentialMeta, p: &mut SecretPayload) {
+    pub(crate) fn apply(&self, m: &mut CredentialMeta, p: &mut SecretPayload) {
         fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
             if let Some(v) = src {
                 *dst = v.clone();
@@ -186,7 +186,7 @@ pub async fn create(
 }
 
 impl CreateCredential {
-    fn into_parts(self) -> (CredentialMeta, SecretPayload) {
+    pub(crate) fn into_parts(self) -> (CredentialMeta, SecretPayload) {
         let meta = CredentialMeta {
             identifier: self.identifier,
             name: self.name,

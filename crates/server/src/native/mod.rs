@@ -105,6 +105,7 @@ pub fn router() -> Router<AppState> {
         .route("/sys/unseal", post(sys::unseal))
         .route("/sys/seal", post(sys::seal))
         .route("/sys/rotate", post(sys::rotate))
+        .route("/sys/rewrap", post(sys::rewrap))
         .route("/audit/tail", get(sys::audit_tail))
         .route("/audit/verify", post(sys::audit_verify))
         .route("/auth/login", post(identity::login))

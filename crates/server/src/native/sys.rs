@@ -132,6 +132,14 @@ pub async fn rotate(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/sys/rewrap", tag = "sys", responses((status = 200, body = crate::rotation::RewrapReport)))]
+pub async fn rewrap(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+) -> Result<Json<crate::rotation::RewrapReport>, ApiError> {
+    Ok(Json(s.vault.rewrap(&ctx).await?))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TailQuery {

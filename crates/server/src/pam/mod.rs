@@ -174,7 +174,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Src {
 
 /// Decode a body, JSON or form-encoded, whatever its label says (real clients mislabel form bodies
 /// as JSON). Returns the object and whether it came as a form (string-typed values).
-fn decode_body(body: Result<Bytes, BytesRejection>) -> Result<(Value, bool), BodyError> {
+pub(crate) fn decode_body(body: Result<Bytes, BytesRejection>) -> Result<(Value, bool), BodyError> {
     let bytes = body.map_err(|rej| {
         let status = rej.status();
         let why = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -207,7 +207,7 @@ fn decode_body(body: Result<Bytes, BytesRejection>) -> Result<(Value, bool), Bod
 }
 
 /// A body that could not be decoded: the status (400 or 413) and the error.
-struct BodyError(StatusCode, PamError);
+pub(crate) struct BodyError(StatusCode, PamError);
 
 impl IntoResponse for BodyError {
     fn into_response(self) -> Response {

@@ -155,7 +155,7 @@ fn query(raw: &Option<String>) -> Result<HashMap<String, String>, KvError> {
 }
 
 /// A JSON body: empty is `{}`; anything else must be a JSON object.
-fn body_object(body: &Bytes) -> Result<Map<String, Value>, KvError> {
+pub(crate) fn body_object(body: &Bytes) -> Result<Map<String, Value>, KvError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -171,7 +171,7 @@ fn body_object(body: &Bytes) -> Result<Map<String, Value>, KvError> {
     }
 }
 
-fn versions_field(b: &Map<String, Value>) -> Result<Vec<i64>, KvError> {
+pub(crate) fn versions_field(b: &Map<String, Value>) -> Result<Vec<i64>, KvError> {
     match b.get("versions") {
         Some(Value::Array(vs)) => vs
             .iter()
@@ -185,7 +185,7 @@ fn versions_field(b: &Map<String, Value>) -> Result<Vec<i64>, KvError> {
     }
 }
 
-fn string_data(v: Option<&Value>) -> Result<BTreeMap<String, SecretString>, KvError> {
+pub(crate) fn string_data(v: Option<&Value>) -> Result<BTreeMap<String, SecretString>, KvError> {
     let Some(Value::Object(m)) = v else {
         return Err(KvError::bad("no data provided"));
     };

@@ -1,0 +1,3 @@
+#![no_main]
+//! Fuzz target: see `credvault_server::fuzzing::entity_body`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| credvault_server::fuzzing::entity_body(data));
