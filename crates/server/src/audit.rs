@@ -65,13 +65,22 @@ impl Auditor {
     }
 
     fn new_audit(e: Event) -> NewAudit {
+        // Caller-given text (an AppID, a target) may hold NUL, which PostgreSQL text cannot: the
+        // record keeps a visible replacement instead of failing (and failing the request closed).
+        let clean = |s: String| {
+            if s.contains('\0') {
+                s.replace('\0', "\u{FFFD}")
+            } else {
+                s
+            }
+        };
         NewAudit {
             time: now_micros(),
-            actor: e.actor,
+            actor: clean(e.actor),
             door: e.door.to_owned(),
             action: e.action.to_owned(),
-            target: e.target,
-            source: e.source,
+            target: clean(e.target),
+            source: clean(e.source),
             outcome: e.outcome.to_owned(),
             detail: e.detail,
         }

@@ -73,6 +73,11 @@ fn service_error(e: &ServiceError) -> Response {
             &e.to_string(),
         ),
         ServiceError::Integration(m) => error(StatusCode::BAD_GATEWAY, "CVREMOTE01E", m),
+        ServiceError::Domain(credvault_core::DomainError::Invalid { message, .. }) => error(
+            StatusCode::BAD_REQUEST,
+            "AIMWS030E",
+            &format!("Invalid query format: {message}"),
+        ),
         other => {
             tracing::error!(error = %other, "ccp door failure");
             error(

@@ -36,6 +36,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(m) => ServiceError::Domain(DomainError::Conflict(m)),
             StoreError::VersionMismatch { current } => ServiceError::VersionConflict { current },
             StoreError::Corrupt(_) => ServiceError::Integrity,
+            StoreError::Invalid(m) => ServiceError::Domain(DomainError::invalid("input", m)),
             other => ServiceError::Store(other),
         }
     }

@@ -12,6 +12,11 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() || d.is_foreign_key_violation() => {
             StoreError::Conflict(d.message().to_owned())
         }
+        // PostgreSQL text cannot hold NUL (22021: character not in repertoire; 22P05: untranslatable
+        // character): the caller's input, not an outage.
+        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("22021" | "22P05")) => {
+            StoreError::Invalid("text may not contain NUL characters".into())
+        }
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),

@@ -649,3 +649,57 @@ async fn every_door_survives_random_requests_without_a_5xx() {
     let (_, v) = s.post("/api/v1/audit/verify", &s.root, json!({})).await;
     assert_eq!(v["ok"], true, "{v}");
 }
+
+/// Found by the HTTP fuzz on PostgreSQL (its text cannot hold NUL): a NUL in a lookup, an AppID or
+/// an OAuth client id was answered 503 (a storage or audit "failure"). Now a 4xx, on both backends.
+#[tokio::test]
+async fn nul_characters_are_a_client_error_on_every_backend() {
+    let s = Server::dev().await;
+    let r = s.root.clone();
+    let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (
+            Method::GET,
+            "/api/v1/credentials?identifier=a%00b".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/credentials?tag=a%00b&name=x%00".into(),
+            None,
+        ),
+        (Method::GET, "/v1/a%00b/data/x".into(), None),
+        (
+            Method::GET,
+            "/api/fetch-credentials?identifier=a%00b".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/AIMWebService/api/Accounts?AppID=Fuzz%00App&Object=x".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/credentials".into(),
+            Some(json!({"name": "a\u{0}b", "secret": "s"})),
+        ),
+    ];
+    for (m, p, b) in cases {
+        let (st, v) = s.req(m.clone(), &p, Some(&r), b).await;
+        assert!(st.as_u16() < 500, "{m} {p}: {st} {v}");
+    }
+    let resp = s
+        .http
+        .post(s.url("/iso/oauth2/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "a\u{0}b"),
+            ("client_secret", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let (_, v) = s.post("/api/v1/audit/verify", &r, json!({})).await;
+    assert_eq!(v["ok"], true);
+}
