@@ -54,6 +54,29 @@ impl Client {
             .unwrap_or(Value::Null))
     }
 
+    /// A GET under `/api/v1` whose body is streamed by the caller (a backup); errors as `call`.
+    pub async fn download(&self, path: &str) -> Result<reqwest::Response> {
+        let url = format!("{}/api/v1{}", self.base, path);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach credvault at {}: {e}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|j| j["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        bail!("{}: {}", status.as_u16(), msg)
+    }
+
     async fn call_at(
         &self,
         prefix: &str,

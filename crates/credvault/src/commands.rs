@@ -55,6 +55,25 @@ pub enum Operator {
         #[arg(long)]
         to: String,
     },
+    /// Save an encrypted, consistent snapshot of the whole vault to FILE while the server keeps
+    /// serving (admin). It opens only with the vault's unseal keys; keep it apart from them.
+    ///
+    /// Example: credvault operator backup vault-2026-12-01.cvb
+    Backup { file: PathBuf },
+    /// Restore a backup into an empty store, offline (no server running on it), then verify it:
+    /// row counts, the audit chain, every credential's secret decrypting. Unseal keys come from
+    /// --unseal-key-file (one per line) or standard input. Then start a server on it and unseal.
+    ///
+    /// Example: credvault operator restore vault.cvb --to sqlite:./credvault-data --unseal-key-file keys.txt
+    Restore {
+        file: PathBuf,
+        /// Destination (must not hold a vault yet): sqlite:DATA_DIR or a postgres:// URL.
+        #[arg(long)]
+        to: String,
+        /// A file with the unseal keys needed (the threshold), one per line.
+        #[arg(long)]
+        unseal_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -744,6 +763,12 @@ async fn operator(c: &Client, fmt: Format, op: Operator) -> Result<()> {
             Ok(())
         }
         Operator::Migrate { from, to } => migrate(fmt, &from, &to).await,
+        Operator::Backup { file } => crate::cmd_backup::backup(c, fmt, &file).await,
+        Operator::Restore {
+            file,
+            to,
+            unseal_key_file,
+        } => crate::cmd_backup::restore(fmt, &file, &to, unseal_key_file.as_deref()).await,
     }
 }
 
@@ -866,7 +891,7 @@ async fn cred(c: &Client, fmt: Format, cmd: Cred) -> Result<()> {
     }
 }
 
-async fn open_spec(spec: &str) -> Result<std::sync::Arc<dyn credvault_store::Store>> {
+pub(crate) async fn open_spec(spec: &str) -> Result<std::sync::Arc<dyn credvault_store::Store>> {
     let (storage, dir) = if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         (
             credvault_server::Storage::Postgres { url: spec.into() },

@@ -4,6 +4,7 @@
 //! set `CREDVAULT_ADDR` (default http://127.0.0.1:8200) and `CREDVAULT_TOKEN`.
 
 mod client;
+mod cmd_backup;
 mod cmd_domain;
 mod cmd_entity;
 mod cmd_import;

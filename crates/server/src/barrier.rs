@@ -213,6 +213,11 @@ impl Barrier {
         Ok(next)
     }
 
+    /// Wrap a key under the root key (a backup's key), bound to `binding`.
+    pub async fn wrap_key(&self, key: &DataKey, binding: &str) -> ServiceResult<Vec<u8>> {
+        Ok(self.keys().await?.root.wrap(key, binding)?)
+    }
+
     /// Re-read the keyring from the store (another server may have rotated).
     pub async fn refresh(&self) -> ServiceResult<()> {
         let keys = self.keys().await?;

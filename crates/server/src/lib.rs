@@ -8,6 +8,7 @@
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod barrier;
 pub mod cache;
 pub mod ccp;

@@ -10,7 +10,7 @@ use crate::native;
     info(title = "credvault", description = "Native REST API of the credvault credential vault. Authenticate with `X-Vault-Token: <token>` or `Authorization: Bearer <token>`. Errors are `{\"error\": {\"code\", \"message\"}}`."),
     paths(
         native::sys::health, native::sys::seal_status, native::sys::init, native::sys::unseal, native::sys::seal,
-        native::sys::rotate, native::sys::rewrap, native::sys::audit_tail, native::sys::audit_verify,
+        native::sys::rotate, native::sys::rewrap, native::sys::backup, native::sys::audit_tail, native::sys::audit_verify,
         native::identity::login, native::identity::whoami,
         native::credentials::create, native::credentials::import, native::credentials::list, native::credentials::get, native::credentials::update,
         native::credentials::remove, native::credentials::secret, native::credentials::versions,

@@ -132,6 +132,13 @@ pub struct DeviceRecord {
     pub updated_at: OffsetDateTime,
 }
 
+/// Where `Store::export_snapshot` sends each batch: (table index in `migrate::TABLES`, rows).
+pub type SnapshotSink<'a> = &'a mut (dyn FnMut(
+    usize,
+    Vec<Vec<migrate::Cell>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+             + Send);
+
 /// An indexed, case-folded lookup column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookupKey {
@@ -402,6 +409,10 @@ pub trait Store: Send + Sync + 'static {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<Vec<migrate::Cell>>>;
+    /// Every row of every table (`migrate::TABLES` order) as of one instant, in one read
+    /// transaction (PostgreSQL: repeatable read), handed to `sink` in batches with the table's
+    /// index while the vault keeps serving. `sink` returning false stops the export.
+    async fn export_snapshot(&self, sink: SnapshotSink<'_>) -> Result<()>;
     /// Insert rows as they are, in one transaction.
     async fn import_rows(
         &self,

@@ -49,6 +49,9 @@ mod dialect {
     pub const TAG_FILTER: (&str, &str) = (" AND jsonb_exists(meta::jsonb -> 'tags', ", ")");
     /// One audit chain across servers: appends are serialised by this transaction-scoped lock.
     pub const AUDIT_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7263001)");
+    /// A backup sees one instant of every table.
+    pub const SNAPSHOT: Option<&str> =
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     /// Serialises "insert unless a credential exists on this device for this user" across servers.
     pub const DEVICE_USER_LOCK: Option<&str> =
         Some("SELECT pg_advisory_xact_lock(7263002, hashtext($1))");

@@ -116,6 +116,23 @@ fn integration_from(row: &DbRow) -> Result<$crate::IntegrationRecord> {
     })
 }
 
+/// One row as cells of its table's column kinds.
+fn cells_of(r: &DbRow, t: &$crate::migrate::TableSpec) -> Result<Vec<$crate::migrate::Cell>> {
+    use $crate::migrate::{Cell, Kind};
+    t.columns
+        .iter()
+        .map(|(c, k)| {
+            Ok(match k {
+                Kind::Text => r.try_get::<Option<String>, _>(*c).map_err(db_err)?.map(Cell::Text),
+                Kind::Int => r.try_get::<Option<i64>, _>(*c).map_err(db_err)?.map(Cell::Int),
+                Kind::Bool => r.try_get::<Option<bool>, _>(*c).map_err(db_err)?.map(Cell::Bool),
+                Kind::Bytes => r.try_get::<Option<Vec<u8>>, _>(*c).map_err(db_err)?.map(Cell::Bytes),
+            }
+            .unwrap_or(Cell::Null))
+        })
+        .collect()
+}
+
 fn domain_from(row: &DbRow) -> Result<credvault_core::model::Domain> {
     Ok(credvault_core::model::Domain {
         name: s(row, "name")?,
@@ -1520,26 +1537,36 @@ impl $crate::Store for $store {
     }
 
     async fn export_rows(&self, t: &$crate::migrate::TableSpec, offset: i64, limit: i64) -> Result<Vec<Vec<$crate::migrate::Cell>>> {
-        use $crate::migrate::{Cell, Kind};
         let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
         let sql = format!("SELECT {} FROM {} ORDER BY {} LIMIT $1 OFFSET $2", cols.join(", "), t.name, t.order_by);
         let rows = sqlx::query(&sql).bind(limit).bind(offset).fetch_all(&self.reader).await.map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                t.columns
-                    .iter()
-                    .map(|(c, k)| {
-                        Ok(match k {
-                            Kind::Text => r.try_get::<Option<String>, _>(*c).map_err(db_err)?.map(Cell::Text),
-                            Kind::Int => r.try_get::<Option<i64>, _>(*c).map_err(db_err)?.map(Cell::Int),
-                            Kind::Bool => r.try_get::<Option<bool>, _>(*c).map_err(db_err)?.map(Cell::Bool),
-                            Kind::Bytes => r.try_get::<Option<Vec<u8>>, _>(*c).map_err(db_err)?.map(Cell::Bytes),
-                        }
-                        .unwrap_or(Cell::Null))
-                    })
-                    .collect()
-            })
-            .collect()
+        rows.iter().map(|r| cells_of(r, t)).collect()
+    }
+
+    async fn export_snapshot(&self, sink: $crate::SnapshotSink<'_>) -> Result<()> {
+        use futures_util::TryStreamExt;
+        const BATCH: usize = 500;
+        let mut tx = self.reader.begin().await.map_err(db_err)?;
+        if let Some(s) = dialect::SNAPSHOT {
+            sqlx::query(s).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        for (i, t) in $crate::migrate::TABLES.iter().enumerate() {
+            let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+            let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), t.name, t.order_by);
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await.map_err(db_err)? {
+                batch.push(cells_of(&r, t)?);
+                if batch.len() == BATCH && !sink(i, std::mem::take(&mut batch)).await {
+                    return Err(StoreError::Unavailable("the export was stopped".into()));
+                }
+            }
+            drop(rows);
+            if !batch.is_empty() && !sink(i, batch).await {
+                return Err(StoreError::Unavailable("the export was stopped".into()));
+            }
+        }
+        tx.rollback().await.map_err(db_err)
     }
 
     async fn import_rows(&self, t: &$crate::migrate::TableSpec, rows: &[Vec<$crate::migrate::Cell>]) -> Result<()> {

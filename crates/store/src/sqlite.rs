@@ -59,6 +59,8 @@ mod dialect {
     );
     /// SQLite has a single writer; appends are already serialised.
     pub const AUDIT_LOCK: Option<&str> = None;
+    /// A read transaction in WAL mode already sees one instant (from its first read).
+    pub const SNAPSHOT: Option<&str> = None;
     /// `BEGIN IMMEDIATE` already serialises writers on the file.
     pub const DEVICE_USER_LOCK: Option<&str> = None;
 }

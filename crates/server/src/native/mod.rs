@@ -106,6 +106,7 @@ pub fn router() -> Router<AppState> {
         .route("/sys/seal", post(sys::seal))
         .route("/sys/rotate", post(sys::rotate))
         .route("/sys/rewrap", post(sys::rewrap))
+        .route("/sys/backup", get(sys::backup))
         .route("/audit/tail", get(sys::audit_tail))
         .route("/audit/verify", post(sys::audit_verify))
         .route("/auth/login", post(identity::login))

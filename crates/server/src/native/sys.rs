@@ -140,6 +140,34 @@ pub async fn rewrap(
     Ok(Json(s.vault.rewrap(&ctx).await?))
 }
 
+/// `GET /api/v1/sys/backup`: an encrypted, consistent snapshot of the whole vault, streamed while
+/// the server keeps serving (format in `backup.rs`; `credvault operator backup FILE` saves it).
+#[utoipa::path(get, path = "/api/v1/sys/backup", tag = "sys", responses((status = 200, content_type = "application/octet-stream", description = "the backup")))]
+pub async fn backup(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+) -> Result<axum::response::Response, ApiError> {
+    let (header, rx) = s.vault.backup(&ctx).await?;
+    let first = futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(header))
+    });
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| {
+            let chunk = item
+                .map(axum::body::Bytes::from)
+                .map_err(std::io::Error::other);
+            (chunk, rx)
+        })
+    });
+    use futures_util::StreamExt;
+    let body = axum::body::Body::from_stream(first.chain(rest));
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(axum::http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default())
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TailQuery {
