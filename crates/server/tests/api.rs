@@ -1325,14 +1325,7 @@ async fn second_server(a: &Server) -> Server {
         credvault_server::Storage::Sqlite
     };
     cfg.unseal_key_file = Some(data.join("dev-unseal.key"));
-    let running = credvault_server::start(cfg).await.unwrap();
-    Server {
-        running,
-        http: reqwest::Client::new(),
-        dir,
-        root: a.root.clone(),
-        db_url: a.db_url.clone(),
-    }
+    Server::start(cfg, dir, a.root.clone(), a.db_url.clone()).await
 }
 
 #[tokio::test]
@@ -1774,4 +1767,41 @@ async fn servers_starting_together_migrate_one_fresh_database_safely() {
             (json!(true), json!(true))
         );
     }
+}
+
+/// The suite-wide leak check (`common::Server`'s drop) is live: a stored secret that reaches the
+/// logs fails the test.
+#[tokio::test]
+#[should_panic(expected = "secrets leaked")]
+async fn the_leak_check_catches_a_stored_secret_in_the_logs() {
+    let s = Server::dev().await;
+    s.cred(
+        &s.root,
+        json!({"name": "canary", "secret": "canary-secret-0451"}),
+    )
+    .await;
+    tracing::info!("a careless line: canary-secret-0451");
+}
+
+/// ... and one that comes back in an error body.
+#[tokio::test]
+#[should_panic(expected = "came back in an error body")]
+async fn the_leak_check_catches_a_sent_secret_in_an_error_body() {
+    let s = Server::dev().await;
+    // A body whose error message would quote the value, if messages were not scrubbed: simulate
+    // the mistake by sending the secret where the server echoes it (an unknown path segment).
+    s.req(
+        Method::POST,
+        "/api/v1/credentials",
+        Some(&s.root),
+        Some(json!({"name": "x", "secret": "echo-me-secret-77"})),
+    )
+    .await;
+    s.req(
+        Method::GET,
+        "/api/v1/credentials/echo-me-secret-77",
+        Some(&s.root),
+        None,
+    )
+    .await;
 }

@@ -303,8 +303,7 @@ async fn cache_expiry_and_a_remote_that_goes_down() {
     assert_eq!(secret_of(&local, &uncached).await.1["secret"], "pw-two");
 
     // The remote goes down.
-    let Server { running, .. } = remote;
-    running.shutdown().await;
+    remote.stop().await;
 
     // Within its expiry the cached mirror is still served; the uncached one cannot be.
     assert_eq!(secret_of(&local, &cached).await.1["secret"], "pw-one");

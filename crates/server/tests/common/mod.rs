@@ -17,6 +17,203 @@ pub struct Server {
     pub root: String,
     /// Where the store lives, for direct access in tampering tests (sqlite:// or postgres://).
     pub db_url: String,
+    /// The server runs on a runtime of its own, so dropping the `Server` can still talk to it.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+// ------------------------------------------------------------------ secrets never leak (issue 8.4)
+//
+// Every test server runs with trace-level log capture. When a `Server` is dropped at the end of a
+// passing test, every secret stored in it (each credential's secret and parameter values of at
+// least 8 characters, every version, read as root) is searched for in the captured logs, the audit
+// records and the metrics; a hit fails the test. Error bodies are checked as the tests read them
+// (`Server::req` fails on a secret seen in an error body).
+
+static CAPTURE: std::sync::OnceLock<Option<Capture>> = std::sync::OnceLock::new();
+static NO_LEAK_CHECK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static SEEN_SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// For tests that write random data as secrets on purpose (the HTTP fuzz): no capture, no check.
+pub fn disable_leak_check() {
+    NO_LEAK_CHECK.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A `MakeWriter` that appends every log line to a shared buffer.
+#[derive(Clone, Default)]
+pub struct Capture(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn install_capture() {
+    CAPTURE.get_or_init(|| {
+        if NO_LEAK_CHECK.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let cap = Capture::default();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(cap.clone())
+            .with_ansi(false)
+            .try_init()
+            .ok()
+            .map(|()| cap)
+    });
+}
+
+/// The secret values of a request body: `secret`, `password`, `content`, `secret_id`,
+/// `client_secret`, `header_secret`, and the values of `parameters` and `data` (KV), 8+ characters.
+fn body_secrets(body: Option<&Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(Value::Object(m)) = body else {
+        return out;
+    };
+    for (k, v) in m {
+        match (k.as_str(), v) {
+            (
+                "secret" | "password" | "content" | "secret_id" | "client_secret" | "header_secret",
+                Value::String(s),
+            ) => {
+                out.push(s.clone());
+            }
+            ("parameters" | "data", Value::Object(p)) => {
+                out.extend(p.values().filter_map(Value::as_str).map(str::to_owned));
+            }
+            _ => {}
+        }
+    }
+    out.retain(|s| s.chars().count() >= 8);
+    out
+}
+
+/// Every secret stored in the vault behind `base` (as `root`), every version.
+async fn stored_secrets(http: &reqwest::Client, base: &str, root: &str) -> Option<Vec<String>> {
+    let get = |p: String| async move {
+        let r = http
+            .get(format!("{base}{p}"))
+            .header("X-Vault-Token", root)
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.json::<Value>().await.ok()
+    };
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = get(format!("/api/v1/credentials?limit=1000{after}")).await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        for c in &items {
+            let id = c["id"].as_str()?;
+            for v in 1..=c["version"].as_i64().unwrap_or(1) {
+                let Some(s) = get(format!("/api/v1/credentials/{id}/secret?version={v}")).await
+                else {
+                    continue;
+                };
+                out.extend(s["secret"].as_str().map(str::to_owned));
+                if let Some(m) = s["parameters"].as_object() {
+                    out.extend(m.values().filter_map(Value::as_str).map(str::to_owned));
+                }
+            }
+        }
+        if items.len() < 1000 {
+            break;
+        }
+        after = format!("&after={}", items.last()?["id"].as_str()?);
+    }
+    out.retain(|s| s.chars().count() >= 8);
+    Some(out)
+}
+
+impl Server {
+    /// The check run on drop; returns what leaked where.
+    fn leaks(&self) -> Vec<String> {
+        let Some(Some(cap)) = CAPTURE.get() else {
+            return vec![];
+        };
+        if self.root.is_empty() || NO_LEAK_CHECK.load(std::sync::atomic::Ordering::Relaxed) {
+            return vec![];
+        }
+        let (base, root, cap) = (self.running.url(), self.root.clone(), cap.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let http = reqwest::Client::new();
+                let mut secrets = stored_secrets(&http, &base, &root).await?;
+                secrets.extend(SEEN_SECRETS.lock().ok()?.iter().cloned());
+                let audit = http
+                    .get(format!("{base}/api/v1/audit/tail?n=10000"))
+                    .header("X-Vault-Token", &root)
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                let metrics = http
+                    .get(format!("{base}/metrics"))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                let logs = String::from_utf8_lossy(&cap.0.lock().ok()?).into_owned();
+                let mut found = Vec::new();
+                for s in &secrets {
+                    for (place, hay) in [
+                        ("logs", &logs),
+                        ("audit records", &audit),
+                        ("metrics", &metrics),
+                    ] {
+                        if hay.contains(s.as_str()) {
+                            found.push(format!(
+                                "a stored secret ({} chars, starts {:?}) is in the {place}",
+                                s.len(),
+                                s.chars().take(3).collect::<String>()
+                            ));
+                        }
+                    }
+                }
+                Some(found)
+            })
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let leaks = self.leaks();
+            if let Some(rt) = self.runtime.take() {
+                rt.shutdown_background();
+            }
+            assert!(leaks.is_empty(), "secrets leaked: {leaks:#?}");
+        } else if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 pub fn config(dir: PathBuf) -> Config {
@@ -72,13 +269,29 @@ impl Server {
         let (storage, db_url) = test_storage(&cfg.data_dir).await;
         cfg.storage = storage;
         f(&mut cfg);
-        let running = credvault_server::start(cfg).await.expect("server starts");
+        Self::start(cfg, dir, String::new(), db_url).await
+    }
+
+    /// Start a server with this configuration (on a runtime of its own).
+    pub async fn start(cfg: Config, dir: tempfile::TempDir, root: String, db_url: String) -> Self {
+        install_capture();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let running = runtime
+            .spawn(credvault_server::start(cfg))
+            .await
+            .expect("start task")
+            .expect("server starts");
         Self {
             running,
             http: reqwest::Client::new(),
             dir,
-            root: String::new(),
+            root,
             db_url,
+            runtime: Some(runtime),
         }
     }
 
@@ -107,6 +320,23 @@ impl Server {
         s
     }
 
+    /// Stop serving (the server goes away as if shut down) and wait until the port is closed.
+    pub async fn stop(&self) {
+        self.running
+            .handle()
+            .graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(self.running.addr)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the server did not stop");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.running.url(), path)
     }
@@ -122,12 +352,26 @@ impl Server {
         if let Some(t) = token {
             r = r.header("X-Vault-Token", t);
         }
+        let body_for_check = body.clone();
         if let Some(b) = body {
             r = r.json(&b);
+        }
+        let sent = body_secrets(body_for_check.as_ref());
+        if let Ok(mut seen) = SEEN_SECRETS.lock() {
+            seen.extend(sent.iter().cloned());
         }
         let resp = r.send().await.expect("request");
         let status = resp.status();
         let text = resp.text().await.expect("body");
+        if status.as_u16() >= 400 {
+            let known = SEEN_SECRETS.lock().map(|s| s.clone()).unwrap_or_default();
+            for s in &known {
+                assert!(
+                    !text.contains(s.as_str()),
+                    "a secret sent by this test came back in an error body: {status} {path}"
+                );
+            }
+        }
         let v = if text.is_empty() {
             Value::Null
         } else {
