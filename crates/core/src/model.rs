@@ -94,6 +94,29 @@ pub struct CredentialMeta {
     pub settings: serde_json::Value,
 }
 
+impl CredentialMeta {
+    /// A credential called `name` with nothing else set; doors fill in what they have with
+    /// `CredentialMeta { safe: ..., ..CredentialMeta::named(name) }`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            identifier: None,
+            name: name.into(),
+            username: String::new(),
+            additional_info: None,
+            tags: vec![],
+            credential_type: None,
+            domain: None,
+            device: None,
+            safe: None,
+            folder: None,
+            owner: None,
+            parameter_names: vec![],
+            properties: BTreeMap::new(),
+            settings: serde_json::Value::Null,
+        }
+    }
+}
+
 /// The secret part of a credential, encrypted as one value per version.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecretPayload {

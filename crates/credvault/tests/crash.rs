@@ -163,36 +163,29 @@ async fn write(env: &Env, slot: &Slot, value: &str) -> Result<(), String> {
     }
 }
 
-async fn native_id(env: &Env, name: &str) -> reqwest::Result<Option<String>> {
+/// The id of the one credential a listing query finds (None when none; two fail the test).
+async fn only_id(env: &Env, query: &str) -> reqwest::Result<Option<String>> {
     let (_, l) = env
         .native(
             reqwest::Method::GET,
-            &format!("/api/v1/credentials?safe={SAFE}&name={name}"),
+            &format!("/api/v1/credentials?{query}"),
             None,
         )
         .await?;
     let items = l["items"].as_array().cloned().unwrap_or_default();
-    assert!(items.len() <= 1, "duplicate credentials named {name}: {l}");
+    assert!(items.len() <= 1, "duplicate credentials for {query}: {l}");
     Ok(items
         .first()
         .and_then(|c| c["id"].as_str())
         .map(str::to_owned))
 }
 
+async fn native_id(env: &Env, name: &str) -> reqwest::Result<Option<String>> {
+    only_id(env, &format!("safe={SAFE}&name={name}")).await
+}
+
 async fn identifier_id(env: &Env, identifier: &str) -> reqwest::Result<Option<String>> {
-    let (_, l) = env
-        .native(
-            reqwest::Method::GET,
-            &format!("/api/v1/credentials?identifier={identifier}"),
-            None,
-        )
-        .await?;
-    let items = l["items"].as_array().cloned().unwrap_or_default();
-    assert!(items.len() <= 1, "duplicate identifier {identifier}: {l}");
-    Ok(items
-        .first()
-        .and_then(|c| c["id"].as_str())
-        .map(str::to_owned))
+    only_id(env, &format!("identifier={identifier}")).await
 }
 
 /// The slot's current value as the vault has it (None = absent), read as root.

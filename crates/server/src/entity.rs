@@ -225,22 +225,11 @@ impl Vault {
             }
             let meta = CredentialMeta {
                 identifier: Some(identifier(entity)),
-                name: entity.to_owned(),
-                username: String::new(),
-                additional_info: None,
-                tags: vec![],
-                credential_type: None,
-                domain: None,
-                device: None,
-                safe: None,
-                folder: None,
                 owner: Some(owner.clone().unwrap_or(Owner {
                     kind: OwnerKind::Group,
                     name: ALL_USERS.into(),
                 })),
-                parameter_names: vec![],
-                properties: BTreeMap::new(),
-                settings: Value::Null,
+                ..CredentialMeta::named(entity.to_owned())
             };
             match self.create_credential(&writer, meta, payload.clone()).await {
                 // Another writer created it first: go again as an update (with its rules).

@@ -65,22 +65,7 @@ pub fn ciphertext(data: &[u8]) {
 }
 
 fn empty_meta() -> CredentialMeta {
-    CredentialMeta {
-        identifier: None,
-        name: "n".into(),
-        username: String::new(),
-        additional_info: None,
-        tags: vec![],
-        credential_type: None,
-        domain: None,
-        device: None,
-        safe: None,
-        folder: None,
-        owner: None,
-        parameter_names: vec![],
-        properties: Default::default(),
-        settings: serde_json::Value::Null,
-    }
+    CredentialMeta::named("n")
 }
 
 #[cfg(test)]

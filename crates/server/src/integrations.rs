@@ -517,19 +517,11 @@ impl Vault {
             properties.insert(MIRRORED_FROM.to_owned(), l.rec.name.clone());
             let meta = CredentialMeta {
                 identifier: Some(identifier.clone()),
-                name: f.name.clone(),
                 username: f.user.clone(),
-                additional_info: None,
                 tags: vec![MIRROR_TAG.to_owned()],
-                credential_type: None,
-                domain: None,
-                device: None,
                 safe: Some(l.rec.safe.clone()),
-                folder: None,
-                owner: None,
-                parameter_names: vec![],
                 properties,
-                settings: serde_json::Value::Null,
+                ..CredentialMeta::named(f.name.clone())
             };
             match self.create_credential(&ctx, meta, payload.clone()).await {
                 Ok(c) => {

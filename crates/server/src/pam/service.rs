@@ -375,20 +375,10 @@ impl Vault {
             // Create.
             let safe = self.pam_creation_safe(&app_id).await?;
             let mut meta = CredentialMeta {
-                identifier: None,
-                name: String::new(),
-                username: String::new(),
-                additional_info: None,
-                tags: vec![],
                 credential_type: Some(pam::DEFAULT_CREDENTIAL_TYPE.to_owned()),
-                domain: None,
-                device: None,
                 safe: Some(safe),
-                folder: None,
-                owner: None,
-                parameter_names: vec![],
-                properties: Default::default(),
                 settings: Value::Object(default_settings()),
+                ..CredentialMeta::named(String::new())
             };
             let mut payload = SecretPayload::default();
             apply(&up, &domain, &device, &mut meta, &mut payload);

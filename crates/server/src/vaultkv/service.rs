@@ -215,19 +215,9 @@ impl Vault {
             };
             let meta = CredentialMeta {
                 identifier: Some(identifier(mount, path)),
-                name,
-                username: String::new(),
-                additional_info: None,
-                tags: vec![],
-                credential_type: None,
-                domain: None,
-                device: None,
                 safe: Some(mount.to_owned()),
                 folder,
-                owner: None,
-                parameter_names: vec![],
-                properties: BTreeMap::new(),
-                settings: serde_json::Value::Null,
+                ..CredentialMeta::named(name)
             };
             match self.create_credential(ctx, meta, payload.clone()).await {
                 Ok(c) => {
