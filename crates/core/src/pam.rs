@@ -137,6 +137,9 @@ pub struct Upsert {
     pub settings: BTreeMap<&'static str, Map<String, Value>>,
     /// The TOTP seed (`additional_settings.secret_key`): a secret like the password.
     pub secret_key: Option<SecretString>,
+    /// The values of `additional_settings.additional_authentication_fields` (an enable password,
+    /// say): secrets, kept out of the metadata. `Some` when the list was given.
+    pub auth_field_values: Option<Vec<Option<SecretString>>>,
 }
 
 /// The default `credential_type` of a new credential.
@@ -336,7 +339,7 @@ impl Reader<'_> {
         match self.obj.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) if n.is_u64() => Ok(Some(n.to_string())),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
             Some(Value::String(s))
                 if s.len() <= 19 && s.trim().chars().all(|c| c.is_ascii_digit()) =>
             {
@@ -382,11 +385,28 @@ fn bool_of(field: &str, v: &Value, lenient: bool) -> Result<bool, PamError> {
     }
 }
 
-/// Objects in a list: JSON array, or (form) an object keyed by index.
-fn objects(field: &str, v: &Value, keys: &[&str]) -> Result<Value, PamError> {
+/// Objects in a list: JSON array, or (form) an object keyed by index, in index order. With
+/// `secret`, that field of each object is taken out as a secret (in list order).
+fn objects(
+    field: &str,
+    v: &Value,
+    keys: &[&str],
+    secret: Option<&str>,
+    lenient: bool,
+) -> Result<(Value, Vec<Option<SecretString>>), PamError> {
     let items: Vec<&Value> = match v {
         Value::Array(a) => a.iter().collect(),
-        Value::Object(m) => m.values().collect(),
+        Value::Object(m) => {
+            let mut indexed = Vec::with_capacity(m.len());
+            for (k, item) in m {
+                let i: usize = k.parse().map_err(|_| {
+                    PamError::invalid(field, "list entries must be numbered 0, 1, ...")
+                })?;
+                indexed.push((i, item));
+            }
+            indexed.sort_by_key(|(i, _)| *i);
+            indexed.into_iter().map(|(_, item)| item).collect()
+        }
         _ => return Err(PamError::invalid(field, "must be a list of objects")),
     };
     if items.len() > MAX_LIST {
@@ -396,19 +416,30 @@ fn objects(field: &str, v: &Value, keys: &[&str]) -> Result<Value, PamError> {
         ));
     }
     let mut out = Vec::with_capacity(items.len());
+    let mut secrets = Vec::with_capacity(items.len());
     for item in items {
         let Value::Object(m) = item else {
             return Err(PamError::invalid(field, "must be a list of objects"));
         };
         let mut o = Map::new();
+        let mut item_secret = None;
         for (k, v) in m {
             if !keys.contains(&k.as_str()) {
                 return Err(PamError::invalid(
-                    &format!("{field}.{}", short(k)),
+                    &format!("{field}.{}", name_of(k, lenient)),
                     format!("unknown field (allowed: {})", keys.join(", ")),
                 ));
             }
             match v {
+                Value::String(s) if Some(k.as_str()) == secret => {
+                    if s.len() > MAX_FIELD {
+                        return Err(PamError::invalid(
+                            &format!("{field}.{k}"),
+                            format!("longer than {MAX_FIELD} characters"),
+                        ));
+                    }
+                    item_secret = Some(SecretString::from(s.as_str()));
+                }
                 Value::String(s) => {
                     check_text(&format!("{field}.{k}"), s, MAX_FIELD)?;
                     o.insert(k.clone(), Value::String(s.clone()));
@@ -423,8 +454,9 @@ fn objects(field: &str, v: &Value, keys: &[&str]) -> Result<Value, PamError> {
             }
         }
         out.push(Value::Object(o));
+        secrets.push(item_secret);
     }
-    Ok(Value::Array(out))
+    Ok((Value::Array(out), secrets))
 }
 
 /// A field name shown in an error, cut short (it is the caller's text).
@@ -432,12 +464,26 @@ fn short(k: &str) -> String {
     k.chars().take(40).collect()
 }
 
+/// An unknown field's name for an error. Not from form bodies: an unencoded '&' in a value splits
+/// it, and the "name" is then a piece of that value (perhaps a password).
+fn name_of(k: &str, lenient: bool) -> String {
+    if lenient {
+        "(a form field)".to_owned()
+    } else {
+        short(k)
+    }
+}
+
 /// Check one settings block; returns the normalised block and the secret key it held.
-fn settings_block(
-    name: &str,
-    v: &Value,
-    lenient: bool,
-) -> Result<(Map<String, Value>, Option<SecretString>), PamError> {
+/// A checked settings block, with the secrets taken out of it.
+struct Block {
+    values: Map<String, Value>,
+    secret_key: Option<SecretString>,
+    /// `additional_authentication_fields[i].value`, when the list was given.
+    auth_values: Option<Vec<Option<SecretString>>>,
+}
+
+fn settings_block(name: &str, v: &Value, lenient: bool) -> Result<Block, PamError> {
     let spec = block_spec(name).ok_or_else(|| PamError::invalid(name, "unknown block"))?;
     // Form bodies may carry a block as a JSON string.
     let parsed;
@@ -454,10 +500,11 @@ fn settings_block(
     };
     let mut out = Map::new();
     let mut secret_key = None;
+    let mut auth_values = None;
     for (k, v) in m {
         let Some((key, ty)) = spec.iter().find(|(f, _)| f == k) else {
             return Err(PamError::invalid(
-                &format!("{name}.{}", short(k)),
+                &format!("{name}.{}", name_of(k, lenient)),
                 "unknown field",
             ));
         };
@@ -501,7 +548,14 @@ fn settings_block(
                 }
                 continue;
             }
-            Ty::Objects(keys) => objects(&field, v, keys)?,
+            Ty::Objects(keys) => {
+                let secret = (*key == "additional_authentication_fields").then_some("value");
+                let (list, secrets) = objects(&field, v, keys, secret, lenient)?;
+                if secret.is_some() {
+                    auth_values = Some(secrets);
+                }
+                list
+            }
         };
         // The misspelt alias is stored under the right name.
         let key = if *key == "user_credentia_owner" {
@@ -511,7 +565,11 @@ fn settings_block(
         };
         out.insert(key.to_owned(), norm);
     }
-    Ok((out, secret_key))
+    Ok(Block {
+        values: out,
+        secret_key,
+        auth_values,
+    })
 }
 
 /// The identifier's shape: 1 to 128 of letters, digits, `-`, `_`, `.`.
@@ -536,7 +594,7 @@ pub fn parse_upsert(body: &Value, lenient: bool) -> Result<Upsert, PamError> {
         return Err(PamError::invalid("body", "must be a JSON object"));
     };
     if let Some(k) = obj.keys().find(|k| !TOP_LEVEL.contains(&k.as_str())) {
-        return Err(PamError::invalid(&short(k), "unknown field"));
+        return Err(PamError::invalid(&name_of(k, lenient), "unknown field"));
     }
     let r = Reader { obj };
     let mut up = Upsert {
@@ -582,11 +640,40 @@ pub fn parse_upsert(body: &Value, lenient: bool) -> Result<Upsert, PamError> {
     };
     for name in SETTINGS_BLOCKS {
         if let Some(v) = obj.get(name).filter(|v| !v.is_null()) {
-            let (block, secret_key) = settings_block(name, v, lenient)?;
-            if secret_key.is_some() {
-                up.secret_key = secret_key;
+            let block = settings_block(name, v, lenient)?;
+            if block.secret_key.is_some() {
+                up.secret_key = block.secret_key;
             }
-            up.settings.insert(name, block);
+            if block.auth_values.is_some() {
+                up.auth_field_values = block.auth_values;
+            }
+            up.settings.insert(name, block.values);
+        }
+    }
+    // `additional_settings.identifier` is the same identifier (the seed lists it there too).
+    let nested = up
+        .settings
+        .get("additional_settings")
+        .and_then(|b| b.get("identifier"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    if let Some(n) = nested {
+        check_identifier(&n).map_err(|_| {
+            PamError::invalid(
+                "additional_settings.identifier",
+                "must be 1 to 128 letters, digits, '-', '_' or '.'",
+            )
+        })?;
+        match &up.identifier {
+            Some(top) if *top != n => {
+                return Err(PamError::invalid(
+                    "additional_settings.identifier",
+                    "differs from identifier",
+                ))
+            }
+            _ => up.identifier = Some(n),
         }
     }
     // The required fields last, in the vendor's order: hostname (1004), ip (1005), username.
@@ -761,5 +848,67 @@ mod tests {
         ];
         assert!(form_to_value(&dup).is_err());
         assert!(form_to_value(&[("a[".to_owned(), "1".to_owned())]).is_err());
+    }
+
+    #[test]
+    fn review_findings_stay_fixed() {
+        // A form body whose value was not URL-encoded: the piece after '&' is not echoed.
+        let v = form_to_value(&[
+            ("username".into(), "u".into()),
+            ("hostname".into(), "h".into()),
+            ("ip".into(), "i".into()),
+            ("content".into(), "Pa".into()),
+            ("ss-w0rd".into(), String::new()),
+        ])
+        .unwrap_or_default();
+        let e = parse_upsert(&v, true)
+            .err()
+            .map(|e| e.message())
+            .unwrap_or_default();
+        assert!(e.starts_with("1000") && !e.contains("ss-w0rd"), "{e}");
+        // Form lists come back in index order, 10 after 9.
+        let mut pairs: Vec<(String, String)> = ["username", "hostname", "ip"]
+            .iter()
+            .map(|k| ((*k).to_owned(), "x".to_owned()))
+            .collect();
+        for i in 0..12 {
+            pairs.push((
+                format!("session_settings[macros][{i}][remote_app]"),
+                format!("app{i}"),
+            ));
+        }
+        let up = parse_upsert(&form_to_value(&pairs).unwrap_or_default(), true).unwrap_or_default();
+        let macros = up
+            .settings
+            .get("session_settings")
+            .and_then(|b| b.get("macros"))
+            .cloned()
+            .unwrap_or_default();
+        let names: Vec<&str> = macros
+            .as_array()
+            .map(|a| a.iter().filter_map(|m| m["remote_app"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            (0..12).map(|i| format!("app{i}")).collect::<Vec<_>>()
+        );
+        // Additional authentication values are secrets; the nested identifier is the identifier.
+        let b = json!({"username": "u", "hostname": "h", "ip": "i", "parent_password": "   ",
+            "additional_settings": {"identifier": "nested-id", "additional_authentication_fields": [
+                {"name": "enable", "short_name": "en", "value": "EnablePw-1"}, {"name": "n2"}]}});
+        let up = parse_upsert(&b, false).unwrap_or_default();
+        assert_eq!(up.identifier.as_deref(), Some("nested-id"));
+        assert_eq!(up.parent_password, None);
+        let vals = up.auth_field_values.unwrap_or_default();
+        assert_eq!(vals.len(), 2);
+        assert_eq!(
+            vals[0].as_ref().map(|s| s.expose().to_owned()),
+            Some("EnablePw-1".into())
+        );
+        assert!(vals[1].is_none());
+        assert!(!format!("{:?}", up.settings).contains("EnablePw-1"));
+        let mut b2 = b.clone();
+        b2["identifier"] = json!("other-id");
+        assert_eq!(parse_upsert(&b2, false).err().map(|e| e.code), Some(1000));
     }
 }

@@ -57,7 +57,11 @@ impl Client {
     /// A GET under `/api/v1` whose body is streamed by the caller (a backup); errors as `call`.
     pub async fn download(&self, path: &str) -> Result<reqwest::Response> {
         let url = format!("{}/api/v1{}", self.base, path);
-        let mut req = self.http.get(&url);
+        // A backup of a large vault streams for a long time: no 60 s limit on the whole body.
+        let mut req = self
+            .http
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(7 * 24 * 3600));
         if let Some(t) = &self.token {
             req = req.header("X-Vault-Token", t);
         }

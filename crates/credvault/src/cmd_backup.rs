@@ -34,9 +34,27 @@ pub async fn backup(c: &Client, fmt: Format, file: &Path) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut out = opts
+    let out = opts
         .open(file)
         .with_context(|| format!("creating {} (it must not exist yet)", file.display()))?;
+    match receive(&mut resp, out).await {
+        Ok(v) => {
+            output::object(fmt, &v);
+            Ok(())
+        }
+        Err(e) => {
+            // Nothing half-written is left behind.
+            let _ = std::fs::remove_file(file);
+            Err(e)
+        }
+    }
+}
+
+/// Write the stream to `out`, following its frames for progress; fails unless the end frame came.
+async fn receive(
+    resp: &mut reqwest::Response,
+    mut out: std::fs::File,
+) -> Result<serde_json::Value> {
     // Follow the frames for progress: the header line, then `len | rows | kind | bytes`.
     let mut buf: Vec<u8> = Vec::new();
     let mut header: Option<credvault_server::backup::Header> = None;
@@ -75,15 +93,13 @@ pub async fn backup(c: &Client, fmt: Format, file: &Path) -> Result<()> {
     }
     out.sync_all()?;
     if !ended {
-        drop(out);
-        let _ = std::fs::remove_file(file);
         bail!("the backup stream ended early (the server reported a failure; see its log); nothing was kept");
     }
     let h = header.context("no backup header")?;
-    let v = json!({"file": file.display().to_string(), "backup_id": h.id.to_string(), "created_at": h.created_at,
-                   "rows": rows, "frames": frames, "bytes": bytes, "unseal_keys_needed": h.threshold});
-    output::object(fmt, &v);
-    Ok(())
+    Ok(
+        json!({"backup_id": h.id.to_string(), "created_at": h.created_at,
+              "rows": rows, "frames": frames, "bytes": bytes, "unseal_keys_needed": h.threshold}),
+    )
 }
 
 /// Restore `file` into the empty store `to`, then verify it.

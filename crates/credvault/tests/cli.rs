@@ -1066,6 +1066,48 @@ fn backup_while_serving_then_restore_and_compare() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // What a refused restore left is not a vault (no seal configuration): nothing can unseal it.
+    let db = dir.path().join("r-flipped/credvault.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seal_rows: i64 = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM seal_config")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    });
+    assert_eq!(seal_rows, 0);
+    // An edited header (here the row estimate) and bytes after the end are refused too.
+    let nl = bytes.iter().position(|b| *b == b'\n').unwrap();
+    let header = String::from_utf8(bytes[..nl].to_vec()).unwrap();
+    let edited = header.replacen("\"approx_rows\":", "\"approx_rows\":9", 1);
+    assert_ne!(edited, header);
+    let mut e = edited.into_bytes();
+    e.extend_from_slice(&bytes[nl..]);
+    let edited_file = dir.path().join("edited.cvb");
+    std::fs::write(&edited_file, &e).unwrap();
+    let o = restore(&edited_file, &dir.path().join("r-edited"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("header was altered"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(b"trailing");
+    let longer_file = dir.path().join("longer.cvb");
+    std::fs::write(&longer_file, &longer).unwrap();
+    let o = restore(&longer_file, &dir.path().join("r-longer"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("integrity"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let cut = dir.path().join("cut.cvb");
     std::fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
     let o = restore(&cut, &dir.path().join("r-cut"));

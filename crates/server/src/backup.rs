@@ -10,8 +10,10 @@
 //! - frames: `len: u32 BE | rows: u32 BE | kind: u8 | ciphertext (len bytes)`; `kind` 0 = rows,
 //!   1 = end. A rows frame holds JSON lines `[table index, [cells]]`; the end frame the row count of
 //!   every table. Each frame is sealed with AAD `credvault:backup:<id>:<n>:<kind>`, so frames cannot
-//!   be altered, reordered, dropped or taken from another backup, and a file without its end frame
-//!   is refused as incomplete. `rows` and `kind` are in the clear for progress only (and bound).
+//!   be altered, reordered, dropped or taken from another backup; a file without its end frame is
+//!   refused as incomplete, one with bytes after it as tampered. `kind` is bound by the AAD; `rows`
+//!   is a progress hint only (the end frame's counts are what is checked). The wrapped key is bound
+//!   to a hash of the header, so the header cannot be edited either.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -56,7 +58,7 @@ pub enum BackupError {
     Incomplete,
     #[error("the backup failed its integrity check at frame {0}: it was altered or damaged")]
     Tampered(u64),
-    #[error("the unseal keys given do not open this backup")]
+    #[error("the unseal keys given do not open this backup (or its header was altered)")]
     WrongKeys,
     #[error("the destination already holds a vault; restore into an empty one")]
     NotEmpty,
@@ -72,8 +74,14 @@ pub enum BackupError {
     Service(#[from] ServiceError),
 }
 
-fn key_binding(id: Uuid) -> String {
-    format!("credvault:backup:{id}:key")
+/// The wrapped key is bound to the whole header (but the key itself), so no header field can be
+/// changed without the backup failing to open.
+fn key_binding(h: &Header) -> String {
+    use sha2::Digest;
+    let mut bare = h.clone();
+    bare.key = String::new();
+    let digest = sha2::Sha256::digest(serde_json::to_vec(&bare).unwrap_or_default());
+    format!("credvault:backup:{}:key:{}", h.id, hex::encode(digest))
 }
 
 fn frame_binding(id: Uuid, n: u64, kind: u8) -> String {
@@ -141,21 +149,22 @@ impl Vault {
             .ok_or(ServiceError::NotInitialized)?;
         let id = Uuid::now_v7();
         let key = DataKey::generate();
-        let wrapped = self.barrier.wrap_key(&key, &key_binding(id)).await?;
         let approx_rows = credvault_store::migrate::total_rows(self.store.as_ref()).await?;
-        let header = Header {
+        let mut header = Header {
             format: FORMAT.into(),
             version: VERSION,
             id,
             created_at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
-            key: base64::engine::general_purpose::STANDARD.encode(wrapped),
+            key: String::new(),
             shares: cfg.shares,
             threshold: cfg.threshold,
             approx_rows,
             tables: TABLES.iter().map(|t| t.name.to_owned()).collect(),
         };
+        let wrapped = self.barrier.wrap_key(&key, &key_binding(&header)).await?;
+        header.key = base64::engine::general_purpose::STANDARD.encode(wrapped);
         // Fail closed: no audit record, no backup.
         self.audit(
             ctx,
@@ -266,10 +275,31 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, BackupError> {
         line.push(b[0]);
     }
     let h: Header = serde_json::from_slice(&line).map_err(|_| BackupError::Format)?;
-    if h.format != FORMAT || h.version != VERSION {
+    let tables_match = h
+        .tables
+        .iter()
+        .map(String::as_str)
+        .eq(TABLES.iter().map(|t| t.name));
+    if h.format != FORMAT || h.version != VERSION || !tables_match {
         return Err(BackupError::Format);
     }
     Ok(h)
+}
+
+/// Import a batch of table `t`, or hold it back when it is `seal_config`.
+async fn import(
+    dst: &dyn Store,
+    t: usize,
+    seal_idx: Option<usize>,
+    held: &mut Vec<Vec<Cell>>,
+    batch: &mut [Vec<Cell>],
+) -> Result<(), BackupError> {
+    if Some(t) == seal_idx {
+        held.extend(batch.iter().cloned());
+    } else {
+        dst.import_rows(&TABLES[t], batch).await?;
+    }
+    Ok(())
 }
 
 /// What a restore did.
@@ -302,7 +332,7 @@ pub async fn restore(
         .decode(&header.key)
         .map_err(|_| BackupError::Format)?;
     let key = root
-        .unwrap_key(&wrapped, &key_binding(header.id))
+        .unwrap_key(&wrapped, &key_binding(&header))
         .map_err(|_| BackupError::WrongKeys)?;
     let ring = keyring_of(key);
     if dst.seal_config().await?.is_some() {
@@ -310,6 +340,10 @@ pub async fn restore(
     }
     let mut counts = vec![0u64; TABLES.len()];
     let mut done = 0u64;
+    // `seal_config` makes a store "hold a vault": it is written last, after the end frame checked
+    // out, so a refused backup never leaves something that looks like a whole vault.
+    let seal_idx = TABLES.iter().position(|t| t.name == "seal_config");
+    let mut held: Vec<Vec<Cell>> = Vec::new();
     for n in 0u64.. {
         let mut head = [0u8; 9];
         if let Err(e) = r.read_exact(&mut head) {
@@ -338,9 +372,17 @@ pub async fn restore(
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_u64).collect())
                 .unwrap_or_default();
+            let mut rest = [0u8; 1];
+            if r.read(&mut rest)? != 0 {
+                return Err(BackupError::Tampered(n + 1));
+            }
             for (i, t) in TABLES.iter().enumerate() {
                 let w = want.get(i).copied().unwrap_or(0);
-                let got = u64::try_from(dst.count_rows(t).await?).unwrap_or(0);
+                let got = if Some(i) == seal_idx {
+                    held.len() as u64
+                } else {
+                    u64::try_from(dst.count_rows(t).await?).unwrap_or(0)
+                };
                 if w != counts[i] || w != got {
                     return Err(BackupError::Count {
                         table: t.name.into(),
@@ -348,6 +390,9 @@ pub async fn restore(
                         got,
                     });
                 }
+            }
+            if let Some(i) = seal_idx {
+                dst.import_rows(&TABLES[i], &held).await?;
             }
             break;
         }
@@ -380,7 +425,7 @@ pub async fn restore(
             done += 1;
             if batch_table.is_some_and(|t| t != table) {
                 let t = batch_table.unwrap_or(table);
-                dst.import_rows(&TABLES[t], &batch).await?;
+                import(dst.as_ref(), t, seal_idx, &mut held, &mut batch).await?;
                 counts[t] += batch.len() as u64;
                 batch.clear();
             }
@@ -388,7 +433,7 @@ pub async fn restore(
             batch.push(row);
         }
         if let Some(t) = batch_table {
-            dst.import_rows(&TABLES[t], &batch).await?;
+            import(dst.as_ref(), t, seal_idx, &mut held, &mut batch).await?;
             counts[t] += batch.len() as u64;
         }
         progress(done, header.approx_rows);

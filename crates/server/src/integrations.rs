@@ -195,7 +195,7 @@ impl Vault {
             .ok_or_else(|| DomainError::NotFound(format!("integration '{name}'")))?;
         let settings: Settings =
             serde_json::from_str(&rec.settings).map_err(|_| ServiceError::Integrity)?;
-        let keys = self.barrier.keys().await?;
+        let keys = self.keys_for(&rec.secrets).await?;
         let plain = keys
             .keyring
             .decrypt(&rec.secrets, &binding(name))
@@ -256,7 +256,8 @@ impl Vault {
         if self.store.get_safe(&new.safe).await?.is_none() {
             return Err(DomainError::invalid("safe", format!("no safe '{}'", new.safe)).into());
         }
-        let keys = self.barrier.keys().await?;
+        // The newest term, as every write (see `rotation.rs` on retiring old keys).
+        let keys = self.write_keys().await?;
         let plain = zeroize::Zeroizing::new(
             serde_json::to_vec(&new.secrets).map_err(|_| ServiceError::Integrity)?,
         );

@@ -234,7 +234,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     telemetry::install();
     let store = cfg.storage.open(&cfg.data_dir).await?;
     let vault = Vault::new(store.clone(), cfg.auth_failures_per_minute);
-    vault.set_retire_grace(cfg.key_retire_grace);
+    // Never shorter than a request: a writer holding the old term finishes within the timeout.
+    vault.set_retire_grace(cfg.key_retire_grace.max(cfg.request_timeout));
     vault.app_cache.start_polling(store.clone());
     let dev_root_token = if cfg.dev {
         dev_bootstrap(&vault, &cfg).await?

@@ -89,7 +89,9 @@ impl Vault {
         let (term, rewrapped) = self.rewrap_values().await?;
         let rotated = self.store.data_key_created(term).await?;
         let grace = time::Duration::try_from(self.retire_grace()).unwrap_or(time::Duration::MAX);
-        let settled = rotated.is_some_and(|t| t + grace <= OffsetDateTime::now_utc());
+        let settled = rotated
+            .and_then(|t| t.checked_add(grace))
+            .is_some_and(|t| t <= OffsetDateTime::now_utc());
         let retired_terms = if settled {
             self.store.retire_data_keys_below(term).await?
         } else {

@@ -226,6 +226,19 @@ impl Vault {
         Ok(keys.keyring.encrypt(&plain, &binding(id, version))?)
     }
 
+    /// The keys to open `blob` with: reloaded once when its term is unknown here (another server
+    /// rotated).
+    pub(crate) async fn keys_for(&self, blob: &[u8]) -> ServiceResult<Arc<crate::barrier::Keys>> {
+        let keys = self.barrier.keys().await?;
+        if let Ok(term) = credvault_crypto::barrier::parse_header(blob) {
+            if !keys.keyring.terms().any(|t| t == term) {
+                self.barrier.refresh().await?;
+                return self.barrier.keys().await;
+            }
+        }
+        Ok(keys)
+    }
+
     pub(crate) async fn decrypt_payload(
         &self,
         id: Uuid,
@@ -236,14 +249,7 @@ impl Vault {
             // Destroyed (Vault KV `destroy`): the ciphertext is gone for good.
             return Err(DomainError::NotFound(format!("version {version} (destroyed)")).into());
         }
-        let mut keys = self.barrier.keys().await?;
-        if let Ok(term) = credvault_crypto::barrier::parse_header(blob) {
-            if !keys.keyring.terms().any(|t| t == term) {
-                // Another server may have rotated: reload the keyring once.
-                self.barrier.refresh().await?;
-                keys = self.barrier.keys().await?;
-            }
-        }
+        let keys = self.keys_for(blob).await?;
         let plain = keys
             .keyring
             .decrypt(blob, &binding(id, version))

@@ -594,7 +594,11 @@ async fn tampering_with_ciphertext_and_audit_is_detected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_load_rewraps_everything_and_retires_the_old_key() {
     let s = std::sync::Arc::new(
-        Server::dev_with(|c| c.key_retire_grace = std::time::Duration::from_secs(1)).await,
+        Server::dev_with(|c| {
+            c.key_retire_grace = std::time::Duration::from_secs(1);
+            c.request_timeout = std::time::Duration::from_secs(1);
+        })
+        .await,
     );
     let r = s.root.clone();
     let mut ids = Vec::new();

@@ -481,6 +481,14 @@ fn read_view(c: &Credential, secret: &SecretRead) -> Value {
     if let (Some(k), Value::Object(m)) = (secret.parameters.get("secret_key"), &mut additional) {
         m.insert("secret_key".into(), Value::String(k.expose().to_owned()));
     }
+    if let Some(Value::Array(fields)) = additional.get_mut("additional_authentication_fields") {
+        for (i, f) in fields.iter_mut().enumerate() {
+            let key = format!("{}{i}", service::AUTH_FIELD_PREFIX);
+            if let (Some(v), Value::Object(o)) = (secret.parameters.get(&key), f) {
+                o.insert("value".into(), Value::String(v.expose().to_owned()));
+            }
+        }
+    }
     json!({
         "id": c.id.to_string(),
         "identifier": c.meta.identifier,

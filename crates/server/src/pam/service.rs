@@ -28,6 +28,9 @@ use crate::service::{Ctx, SecretRead, Vault};
 
 pub const DOOR: &str = "pam";
 
+/// Secret parameter `auth_field_<i>`: the value of `additional_authentication_fields[i]`.
+pub const AUTH_FIELD_PREFIX: &str = "auth_field_";
+
 /// A failure of an A2A call: the dialect's own error, or a service failure (sealed, storage, audit).
 #[derive(Debug)]
 pub enum PamFail {
@@ -157,6 +160,17 @@ fn apply(
     }
     if let Some(k) = &up.secret_key {
         p.parameters.insert("secret_key".into(), k.clone());
+    }
+    if let Some(values) = &up.auth_field_values {
+        // The list was given: it replaces the stored one, values included.
+        p.parameters
+            .retain(|k, _| !k.starts_with(AUTH_FIELD_PREFIX));
+        for (i, v) in values.iter().enumerate() {
+            if let Some(v) = v {
+                p.parameters
+                    .insert(format!("{AUTH_FIELD_PREFIX}{i}"), v.clone());
+            }
+        }
     }
     let mut s = pam_settings(meta);
     if let Some(pp) = &up.parent_password {
@@ -292,6 +306,18 @@ impl Vault {
             .ok_or_else(|| no_access("the application may not create credentials: grant it a safe with `credvault app allow APP --safe SAFE --write`"))
     }
 
+    /// The safes an application may read (every write grant has its read row too).
+    async fn pam_read_safes(&self, app_id: &str) -> PamResult<Vec<String>> {
+        Ok(self
+            .app_entry(app_id)
+            .await?
+            .iter()
+            .flat_map(|e| e.grants.iter())
+            .filter(|(k, _)| k == "safe")
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
     async fn pam_perms(&self, ctx: &Ctx, cred: &Credential) -> PamResult<Perms> {
         Ok(match &cred.meta.safe {
             Some(s) => self.app_safe_perms(&ctx.actor, s).await?,
@@ -305,8 +331,7 @@ impl Vault {
         let app_id = self.pam_app(ctx)?.to_owned();
         let domain = self.pam_domain("domain", &up.domain).await?;
         let device_domain = self.pam_domain("device_domain", &up.device.domain).await?;
-        let device = self.pam_device(&up.device, &device_domain).await?;
-        let hostname_key = ccp::fold(&device.hostname);
+        let hostname_key = ccp::fold(&up.device.hostname);
         let username_key = ccp::fold(&up.username);
         for _ in 0..8 {
             let mut found = match &up.identifier {
@@ -316,7 +341,7 @@ impl Vault {
             if found.is_none() {
                 found = self
                     .store
-                    .credentials_on_device(&hostname_key, &device.ip, &username_key)
+                    .credentials_on_device(&hostname_key, &up.device.ip, &username_key)
                     .await?
                     .into_iter()
                     .next();
@@ -334,8 +359,10 @@ impl Vault {
                         .await;
                     return Err(no_access("the application may not write this credential"));
                 }
+                // The device registry changes only for a write that is allowed.
+                let device = self.pam_device(&up.device, &device_domain).await?;
                 let tag = tag_of(&cur.meta);
-                let (up2, dom, dev) = (up.clone(), domain.clone(), device.clone());
+                let (up2, dom, dev) = (up.clone(), domain.clone(), device);
                 let res = self
                     .update_credential(ctx, cur.id, None, "update", move |meta, payload| {
                         apply(&up2, &dom, &dev, meta, payload);
@@ -374,6 +401,7 @@ impl Vault {
             }
             // Create.
             let safe = self.pam_creation_safe(&app_id).await?;
+            let device = self.pam_device(&up.device, &device_domain).await?;
             let mut meta = CredentialMeta {
                 credential_type: Some(pam::DEFAULT_CREDENTIAL_TYPE.to_owned()),
                 safe: Some(safe),
@@ -444,17 +472,27 @@ impl Vault {
     /// see (1007 when there is none, 1009 when its grants do not cover it).
     pub async fn pam_find(&self, ctx: &Ctx, key: &str) -> PamResult<(Credential, Perms)> {
         let app_id = self.pam_app(ctx)?.to_owned();
-        let cred = if let Ok(id) = Uuid::parse_str(key) {
-            self.store.get_credential(id).await?
+        let by_id = match Uuid::parse_str(key) {
+            Ok(id) => self.store.get_credential(id).await?,
+            Err(_) => None,
+        };
+        let cred = if by_id.is_some() {
+            by_id
         } else if let Some(c) = self.store.credential_by_identifier(key).await? {
             Some(c)
         } else if let Some((user, host)) = key.rsplit_once('@') {
+            // Only among what the application can see: no hint of what it cannot.
             let mut all = self
                 .store
                 .list_credentials(&CredentialFilter {
                     username: Some(user.to_owned()),
                     hostname: Some(host.to_owned()),
                     limit: 2,
+                    visibility: Visibility::Restricted {
+                        user: ctx.actor.name.clone(),
+                        groups: vec![],
+                        safes: self.pam_read_safes(&app_id).await?,
+                    },
                     ..Default::default()
                 })
                 .await?;
@@ -529,14 +567,7 @@ impl Vault {
         limit: i64,
     ) -> PamResult<Vec<Credential>> {
         let app_id = self.pam_app(ctx)?.to_owned();
-        let safes: Vec<String> = self
-            .app_entry(&app_id)
-            .await?
-            .iter()
-            .flat_map(|e| e.grants.iter())
-            .filter(|(k, _)| k == "safe")
-            .map(|(_, t)| t.clone())
-            .collect();
+        let safes = self.pam_read_safes(&app_id).await?;
         if safes.is_empty() {
             return Ok(vec![]);
         }

@@ -561,6 +561,11 @@ async fn seed_settings_blocks_are_checked_stored_read_and_versioned() {
         c["additional_settings"]["secret_key"],
         "295B3LA1M6LRAHI2S7G1A36LMK6I4IWW"
     );
+    // The additional authentication values are secrets too: read back, but not in the metadata.
+    assert_eq!(
+        c["additional_settings"]["additional_authentication_fields"][0]["value"],
+        "Enable"
+    );
 
     // The TOTP seed is a secret: not in the metadata, not in the database in clear.
     let (_, meta) = s.get(&format!("/api/v1/credentials/{id}"), &s.root).await;
@@ -570,7 +575,13 @@ async fn seed_settings_blocks_are_checked_stored_read_and_versioned() {
             .contains("295B3LA1M6LRAHI2S7G1A36LMK6I4IWW"),
         "{meta}"
     );
-    assert_eq!(meta["parameter_names"], json!(["secret_key"]));
+    assert_eq!(
+        meta["parameter_names"],
+        json!(["auth_field_0", "auth_field_1", "secret_key"])
+    );
+    let fields = &meta["settings"]["additional_settings"]["additional_authentication_fields"];
+    assert_eq!(fields[0]["short_name"], "short_name1");
+    assert!(fields[0].get("value").is_none(), "{fields}");
     let db = s.db().await;
     let rows: Vec<(String,)> = sqlx::query_as("SELECT meta FROM credential_versions")
         .fetch_all(&db)
@@ -823,6 +834,22 @@ async fn read_list_custody_deactivate_and_access() {
             json!("1009: No access to credential")
         )
     );
+    // By user@host it searches only what it can see: no hint that the credential exists.
+    let (st, e) = read(&s, &other, "root@web01").await;
+    assert_eq!(
+        (st, e["exception"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(1007))
+    );
+    // A refused write leaves the device registry alone.
+    let (st, _) = upsert(
+        &s,
+        &other,
+        json!({"username": "root", "hostname": "web01", "ip": "10.2.0.1", "vendor": "Evil"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (_, r) = read(&s, &tok, "web01-root").await;
+    assert!(r["credential"]["device"]["vendor"].is_null(), "{r}");
     let (st, e) = upsert(
         &s,
         &other,
