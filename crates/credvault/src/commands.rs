@@ -320,6 +320,12 @@ pub enum AppCmd {
     Rm {
         app_id: String,
     },
+    /// Give the application a new client secret (its client id is its AppID): for OAuth client
+    /// credentials (`POST /iso/oauth2/token`) and Vault AppRole. The old secret stops working.
+    /// Printed once as client_secret_value.
+    ClientSecret {
+        app_id: String,
+    },
     /// Let the application read a safe (--safe) or one credential (--credential). With --write it
     /// may also create and change credentials in the safe (PAM A2A door: `POST /iso/pam/credential`
     /// creates in the first such safe by name).
@@ -1004,6 +1010,17 @@ async fn app(c: &Client, fmt: Format, cmd: AppCmd) -> Result<()> {
             Ok(())
         }
         AppCmd::Rm { app_id } => c.delete(&format!("/apps/{}", enc(&app_id))).await,
+        AppCmd::ClientSecret { app_id } => {
+            let v = c
+                .send(
+                    Method::POST,
+                    &format!("/apps/{}/client-secret", enc(&app_id)),
+                    &json!({}),
+                )
+                .await?;
+            output::object(fmt, &v);
+            Ok(())
+        }
         AppCmd::Allow {
             app_id,
             safe,

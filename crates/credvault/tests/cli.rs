@@ -946,6 +946,14 @@ fn domain_and_a2a_application_commands() {
         None,
     );
     assert!(!o.status.success(), "--write goes with --safe");
+    let first = a["client_secret_value"].as_str().unwrap().to_owned();
+    let n = run(&["app", "client-secret", "Provisioner"]);
+    let second = n["client_secret_value"].as_str().unwrap();
+    assert!(
+        second.len() >= 40 && second != first,
+        "a new secret, shown once"
+    );
+    assert_eq!(n["client_secret"], true);
 
     let o = cli(&addr, Some(&root), &["domain", "rm", "corp.example"], None);
     assert!(o.status.success());

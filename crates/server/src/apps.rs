@@ -283,6 +283,28 @@ impl Vault {
         self.app_view(app).await
     }
 
+    /// Give an application a new client secret (the first one, or a replacement: the old one stops
+    /// working at once). Returned this once; stored as an Argon2id hash.
+    pub async fn new_app_client_secret(
+        &self,
+        ctx: &Ctx,
+        app_id: &str,
+    ) -> ServiceResult<(AppView, SecretString)> {
+        self.require_admin(ctx)?;
+        let app = self.load_app(app_id).await?;
+        let mut rules = rules_of(&app)?;
+        let secret = credvault_crypto::token::random_b64(32);
+        rules.client_secret_hash =
+            Some(credvault_crypto::password::hash_password(secret.expose())?);
+        let json = serde_json::to_string(&rules).map_err(|_| ServiceError::Integrity)?;
+        self.store.set_app_rules(app_id, &json).await?;
+        self.app_cache.invalidate();
+        self.app_audit(ctx, "app.client_secret", app_id, json!({}))
+            .await?;
+        let app = self.load_app(app_id).await?;
+        Ok((self.app_view(app).await?, secret))
+    }
+
     pub async fn delete_app(&self, ctx: &Ctx, app_id: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
         self.store.delete_app(app_id).await?;

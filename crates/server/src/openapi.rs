@@ -21,7 +21,7 @@ use crate::native;
         native::identity::list_groups, native::identity::create_group, native::identity::get_group, native::identity::delete_group,
         native::identity::add_group_member, native::identity::remove_group_member,
         native::identity::list_tokens, native::identity::create_token, native::identity::revoke_token,
-        native::apps::list, native::apps::create, native::apps::get, native::apps::remove, native::apps::allow, native::apps::deny,
+        native::apps::list, native::apps::create, native::apps::get, native::apps::remove, native::apps::allow, native::apps::deny, native::apps::client_secret,
         // --- integrations (issue 7) ---
         native::integrations::list, native::integrations::create, native::integrations::get, native::integrations::remove,
         native::integrations::enable, native::integrations::disable, native::integrations::sync, native::integrations::test,

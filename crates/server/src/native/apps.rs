@@ -83,6 +83,21 @@ pub async fn get(
     Ok(Json(s.vault.get_app(&ctx, &id).await?))
 }
 
+/// A new client secret for the application (OAuth client credentials, Vault AppRole `secret_id`);
+/// the previous one stops working. Shown in this response only.
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/client-secret", tag = "apps", responses((status = 200, body = CreatedApp)))]
+pub async fn client_secret(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CreatedApp>, ApiError> {
+    let (app, secret) = s.vault.new_app_client_secret(&ctx, &id).await?;
+    Ok(Json(CreatedApp {
+        app,
+        client_secret_value: Some(secret),
+    }))
+}
+
 #[utoipa::path(delete, path = "/api/v1/apps/{app_id}", tag = "apps", responses((status = 204)))]
 pub async fn remove(
     State(s): State<AppState>,

@@ -172,6 +172,7 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app_id}", get(apps::get).delete(apps::remove))
         .route("/apps/{app_id}/allow", post(apps::allow))
         .route("/apps/{app_id}/deny", post(apps::deny))
+        .route("/apps/{app_id}/client-secret", post(apps::client_secret))
         // --- integrations (issue 7) ---
         .route(
             "/integrations",

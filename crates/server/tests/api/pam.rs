@@ -260,6 +260,49 @@ async fn oauth_client_credentials_and_bearer_tokens() {
         assert_eq!(e["response"]["cod_erro"], 1001);
     }
 
+    // A new client secret replaces the old one at once (client id = AppID throughout).
+    let (st, v) = s
+        .post(
+            &format!("/api/v1/apps/{APP}/client-secret"),
+            &s.root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let fresh = v["client_secret_value"].as_str().unwrap().to_owned();
+    assert_ne!(fresh, secret);
+    let (st, _, _) = oauth(
+        &s,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", &secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the old secret is dead");
+    let (st, _, _) = oauth(
+        &s,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", &fresh),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .post(
+            &format!("/api/v1/apps/{APP}/client-secret"),
+            &s.user("nobody").await,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let secret = fresh;
+
     // Expired tokens and tokens of a deleted application are refused.
     let db = s.db().await;
     sqlx::query("UPDATE tokens SET expires_at = '2000-01-01T00:00:00Z' WHERE user_name = $1")
