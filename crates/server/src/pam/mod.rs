@@ -162,6 +162,22 @@ impl FromRequestParts<AppState> for A2a {
     }
 }
 
+/// The `{key}` path segment (id, identifier or user@host), refused in the envelope when it is not
+/// valid percent-encoded UTF-8.
+pub struct Key(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Key {
+    type Rejection = PamFail;
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, s).await {
+            Ok(Path(k)) if !k.is_empty() && k.len() <= 512 => Ok(Key(k)),
+            _ => Err(
+                PamError::invalid("credential", "must be an id, an identifier or user@host").into(),
+            ),
+        }
+    }
+}
+
 /// The source address.
 pub struct Src(IpAddr);
 
@@ -529,7 +545,7 @@ fn read_view(c: &Credential, secret: &SecretRead) -> Value {
 
 /// `GET /iso/pam/credential/{key}`: read with the secret; takes custody. Some clients repeat the
 /// key as `?credential=`: the query is not read, the path wins.
-async fn read(State(s): State<AppState>, A2a(ctx): A2a, Path(key): Path<String>) -> PamResponse {
+async fn read(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
     let (cred, secret) = s.vault.pam_read(&ctx, &key).await?;
     Ok(reply(
         StatusCode::OK,
@@ -540,11 +556,7 @@ async fn read(State(s): State<AppState>, A2a(ctx): A2a, Path(key): Path<String>)
 }
 
 /// `DELETE /iso/pam/credential/{key}`: deactivate (1017 when already inactive).
-async fn deactivate(
-    State(s): State<AppState>,
-    A2a(ctx): A2a,
-    Path(key): Path<String>,
-) -> PamResponse {
+async fn deactivate(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
     let c = s.vault.pam_set_active(&ctx, &key, false).await?;
     Ok(reply(
         StatusCode::OK,
@@ -555,11 +567,7 @@ async fn deactivate(
 }
 
 /// `PUT /api/pam/credential/{key}`: activate.
-async fn activate(
-    State(s): State<AppState>,
-    A2a(ctx): A2a,
-    Path(key): Path<String>,
-) -> PamResponse {
+async fn activate(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
     let c = s.vault.pam_set_active(&ctx, &key, true).await?;
     Ok(reply(
         StatusCode::OK,
@@ -570,7 +578,7 @@ async fn activate(
 }
 
 /// `DELETE /iso/pam/credential/custody/{key}`: release the caller's custody (1018 otherwise).
-async fn release(State(s): State<AppState>, A2a(ctx): A2a, Path(key): Path<String>) -> PamResponse {
+async fn release(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
     let c = s.vault.pam_release(&ctx, &key).await?;
     Ok(reply(
         StatusCode::OK,

@@ -774,6 +774,14 @@ async fn read_list_custody_deactivate_and_access() {
         (StatusCode::BAD_REQUEST, json!("1007: Credential not found"))
     );
 
+    // A key that is not valid UTF-8 is refused in the envelope, not by the router.
+    let (st, e) = read(&s, &tok, "%ff%fe").await;
+    assert_eq!(
+        (st, e["exception"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(1000)),
+        "{e}"
+    );
+
     // Custody: the read took it; releasing twice answers 1018 the second time.
     let (st, r) = call(
         &s,
