@@ -320,6 +320,10 @@ fn value_matches(p: &Pattern, v: &str) -> bool {
 
 /// Whether every criterion holds for the credential. `Address` also matches the device's IP address.
 pub fn matches(req: &Request, meta: &CredentialMeta) -> bool {
+    // A deactivated credential is not handed out (as if it were not there).
+    if !meta.is_active() {
+        return false;
+    }
     let acc = account(meta);
     req.criteria.iter().all(|c| {
         let key = if c.property == "Object" {

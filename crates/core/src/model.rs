@@ -97,6 +97,15 @@ pub struct CredentialMeta {
 impl CredentialMeta {
     /// A credential called `name` with nothing else set; doors fill in what they have with
     /// `CredentialMeta { safe: ..., ..CredentialMeta::named(name) }`.
+    /// False once the credential was deactivated (PAM A2A `DELETE`: `settings.active = false`):
+    /// no door hands out its secret until it is activated again.
+    pub fn is_active(&self) -> bool {
+        self.settings
+            .get("active")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true)
+    }
+
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             identifier: None,

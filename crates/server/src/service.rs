@@ -555,6 +555,14 @@ impl Vault {
                 .await;
             return Err(forbidden());
         }
+        if !cred.meta.is_active() {
+            self.audit_denied(ctx, "credential.read_secret", id.to_string())
+                .await;
+            return Err(DomainError::Conflict(
+                "the credential is deactivated; activate it (PAM A2A PUT) to use it".into(),
+            )
+            .into());
+        }
         // A mirror past its cache expiry is fetched from its integration first.
         let fresh = match version {
             None => self.refresh_mirror(&cred, &ctx.source).await?,

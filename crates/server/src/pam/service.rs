@@ -86,10 +86,7 @@ pub fn pam_settings(meta: &CredentialMeta) -> Map<String, Value> {
 }
 
 pub fn is_active(meta: &CredentialMeta) -> bool {
-    pam_settings(meta)
-        .get("active")
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
+    meta.is_active()
 }
 
 pub fn tag_of(meta: &CredentialMeta) -> Option<String> {

@@ -842,6 +842,19 @@ async fn read_list_custody_deactivate_and_access() {
         (st, e["exception"]["message"].clone()),
         (StatusCode::BAD_REQUEST, json!("1008: Credential inactive"))
     );
+    // No other door hands it out either: native 409, CCP as if absent.
+    let ccp = |s: &Server| {
+        let url = s.url(&format!(
+            "/AIMWebService/api/Accounts?AppID={APP}&Safe=pam&Object=root@web01"
+        ));
+        let http = s.http.clone();
+        async move { http.get(url).send().await.unwrap().status() }
+    };
+    let (st, _) = s
+        .get(&format!("/api/v1/credentials/{id}/secret"), &s.root)
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert_eq!(ccp(&s).await, StatusCode::NOT_FOUND);
     let (st, r) = call(
         &s,
         Method::PUT,
@@ -856,6 +869,11 @@ async fn read_list_custody_deactivate_and_access() {
     );
     let (st, _) = read(&s, &tok, "web01-root").await;
     assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        ccp(&s).await,
+        StatusCode::OK,
+        "the CCP door serves it again"
+    );
 
     // List.
     upsert(&s, &tok, json!({"username": "admin", "hostname": "web02", "ip": "10.2.0.2", "type": "Server", "vendor": "Debian",
