@@ -29,8 +29,11 @@ use crate::native;
         crate::fetch::fetch,
         // --- PAM A2A door registries (issue 5) ---
         native::identity::list_domains, native::identity::create_domain, native::identity::delete_domain,
+        // --- the PAM A2A door (its own envelope; also served under /api/pam and /api/oauth2) ---
+        crate::pam::token, crate::pam::upsert, crate::pam::list, crate::pam::read, crate::pam::deactivate,
+        crate::pam::activate, crate::pam::release,
     ),
-    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"), (name = "apps"), (name = "integrations"), (name = "domains"))
+    tags((name = "credentials"), (name = "safes"), (name = "identity"), (name = "auth"), (name = "sys"), (name = "audit"), (name = "apps"), (name = "integrations"), (name = "domains"), (name = "pam-a2a"))
 )]
 pub struct ApiDoc;
 

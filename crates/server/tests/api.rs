@@ -1047,6 +1047,11 @@ async fn health_metrics_and_openapi() {
     assert_eq!(st, StatusCode::OK);
     assert!(doc["paths"]["/api/v1/credentials/{id}/secret"]["get"].is_object());
     assert!(doc["components"]["schemas"]["CreateCredential"].is_object());
+    assert!(
+        doc["paths"]["/iso/pam/credential"]["post"].is_object(),
+        "the A2A door is described"
+    );
+    assert!(doc["paths"]["/iso/oauth2/token"]["post"].is_object());
 }
 
 use common::Capture;

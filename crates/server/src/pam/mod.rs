@@ -303,7 +303,8 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// `POST /iso/oauth2/token`: OAuth 2.0 client credentials.
-async fn token(
+#[utoipa::path(post, path = "/iso/oauth2/token", tag = "pam-a2a", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials&client_id=<AppID>&client_secret=<secret> (or HTTP Basic)"), responses((status = 200, description = "{access_token, token_type: bearer, expires_in: 3600}"), (status = 401, description = "{error: invalid_client, error_description}")))]
+pub async fn token(
     State(s): State<AppState>,
     Src(ip): Src,
     headers: HeaderMap,
@@ -407,7 +408,8 @@ async fn token(
 }
 
 /// `POST /iso/pam/credential`: create or update.
-async fn upsert(
+#[utoipa::path(post, path = "/iso/pam/credential", tag = "pam-a2a", request_body(content = Object, description = "seed 003 body, JSON or form-encoded; also under /api/pam"), responses((status = 201, description = "envelope + credential{id, tag}; message Credential successfully registered! / Credential updated successfully!"), (status = 400, description = "envelope + exception{code, message, detail}: 1000, 1003, 1004, 1005, 1006, 1009"), (status = 401, description = "1001")))]
+pub async fn upsert(
     State(s): State<AppState>,
     A2a(ctx): A2a,
     body: Result<Bytes, BytesRejection>,
@@ -463,13 +465,14 @@ fn list_item(c: &Credential) -> Value {
 }
 
 #[derive(serde::Deserialize)]
-struct ListQuery {
+pub struct ListQuery {
     after: Option<uuid::Uuid>,
     limit: Option<i64>,
 }
 
 /// `GET /iso/pam/credential`: the credentials the application's grants cover.
-async fn list(
+#[utoipa::path(get, path = "/iso/pam/credential", tag = "pam-a2a", params(("after" = Option<String>, Query, description = "id cursor"), ("limit" = Option<i64>, Query, description = "at most 1000")), responses((status = 200, description = "envelope + credentials[]; message N credentials found")))]
+pub async fn list(
     State(s): State<AppState>,
     A2a(ctx): A2a,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -545,7 +548,8 @@ fn read_view(c: &Credential, secret: &SecretRead) -> Value {
 
 /// `GET /iso/pam/credential/{key}`: read with the secret; takes custody. Some clients repeat the
 /// key as `?credential=`: the query is not read, the path wins.
-async fn read(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
+#[utoipa::path(get, path = "/iso/pam/credential/{key}", tag = "pam-a2a", params(("key" = String, Path, description = "id, identifier or user@host")), responses((status = 200, description = "envelope + credential{id, identifier, tag, username, password, content, hostname, ip, port, domain, additional, parent_credential, model, expiration_time, settings blocks}; audited, takes custody"), (status = 400, description = "1007, 1008, 1009")))]
+pub async fn read(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
     let (cred, secret) = s.vault.pam_read(&ctx, &key).await?;
     Ok(reply(
         StatusCode::OK,
@@ -556,7 +560,8 @@ async fn read(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamRes
 }
 
 /// `DELETE /iso/pam/credential/{key}`: deactivate (1017 when already inactive).
-async fn deactivate(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
+#[utoipa::path(delete, path = "/iso/pam/credential/{key}", tag = "pam-a2a", params(("key" = String, Path, description = "id, identifier or user@host")), responses((status = 200, description = "Credential successfully deactivated"), (status = 400, description = "1007, 1009, 1017")))]
+pub async fn deactivate(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
     let c = s.vault.pam_set_active(&ctx, &key, false).await?;
     Ok(reply(
         StatusCode::OK,
@@ -567,7 +572,8 @@ async fn deactivate(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> 
 }
 
 /// `PUT /api/pam/credential/{key}`: activate.
-async fn activate(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
+#[utoipa::path(put, path = "/api/pam/credential/{key}", tag = "pam-a2a", params(("key" = String, Path, description = "id, identifier or user@host")), responses((status = 200, description = "Credential successfully activated")))]
+pub async fn activate(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
     let c = s.vault.pam_set_active(&ctx, &key, true).await?;
     Ok(reply(
         StatusCode::OK,
@@ -578,7 +584,8 @@ async fn activate(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> Pa
 }
 
 /// `DELETE /iso/pam/credential/custody/{key}`: release the caller's custody (1018 otherwise).
-async fn release(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
+#[utoipa::path(delete, path = "/iso/pam/credential/custody/{key}", tag = "pam-a2a", params(("key" = String, Path, description = "id, identifier or user@host")), responses((status = 200, description = "Credential custody N released"), (status = 400, description = "1018")))]
+pub async fn release(State(s): State<AppState>, A2a(ctx): A2a, Key(key): Key) -> PamResponse {
     let c = s.vault.pam_release(&ctx, &key).await?;
     Ok(reply(
         StatusCode::OK,
