@@ -99,33 +99,6 @@ async fn app(s: &Server, app_id: &str, grant: &str, client_secret: bool) -> Opti
     a["client_secret_value"].as_str().map(str::to_owned)
 }
 
-async fn oauth(s: &Server, app_id: &str, secret: &str) -> String {
-    let v: Value = s
-        .http
-        .post(s.url("/iso/oauth2/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", app_id),
-            ("client_secret", secret),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn expire(s: &Server, user: &str) {
-    let db = s.db().await;
-    sqlx::query("UPDATE tokens SET expires_at = '2000-01-01T00:00:00Z' WHERE user_name = $1")
-        .bind(user)
-        .execute(&db)
-        .await
-        .unwrap();
-}
-
 /// Make one request; true when the operation was allowed.
 async fn attempt(s: &Server, who: &Identity, op: &str, t: &Target) -> bool {
     let path: String;
@@ -347,7 +320,7 @@ async fn every_identity_against_every_door_operation() {
     // Applications.
     app(&s, "MatrixApp", "safe", false).await;
     let a2a_secret = app(&s, "MatrixA2A", "safe-write", true).await.unwrap();
-    let a2a = oauth(&s, "MatrixA2A", &a2a_secret).await;
+    let a2a = s.a2a_token("MatrixA2A", &a2a_secret).await;
     let role_secret = app(&s, "MatrixRole", "safe", true).await.unwrap();
     let (_, login) = s
         .req(
@@ -368,13 +341,13 @@ async fn every_identity_against_every_door_operation() {
         )
         .await;
     let expiring_role = login["auth"]["client_token"].as_str().unwrap().to_owned();
-    expire(&s, "app:ExpiringRole").await;
+    s.expire_tokens_of("app:ExpiringRole").await;
     let exp_secret = app(&s, "ExpiringA2A", "safe-write", true).await.unwrap();
-    let expiring = oauth(&s, "ExpiringA2A", &exp_secret).await;
-    expire(&s, "app:ExpiringA2A").await;
+    let expiring = s.a2a_token("ExpiringA2A", &exp_secret).await;
+    s.expire_tokens_of("app:ExpiringA2A").await;
     app(&s, "GoneApp", "safe", false).await;
     ok(&s, Method::DELETE, "/api/v1/apps/GoneApp", json!({})).await;
-    expire(&s, "carol").await;
+    s.expire_tokens_of("carol").await;
     let (st, _) = s
         .delete(&format!("/api/v1/tokens/{dave_id}"), &s.root)
         .await;

@@ -577,23 +577,9 @@ async fn every_door_survives_random_requests_without_a_5xx() {
     s.post("/api/v1/domains", &root, json!({"name": "corp"}))
         .await;
     let secret = a["client_secret_value"].as_str().unwrap().to_owned();
-    let tok: Value = s
-        .http
-        .post(s.url("/iso/oauth2/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "FuzzA2A"),
-            ("client_secret", &secret),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let known = Arc::new(Known {
         root,
-        a2a: tok["access_token"].as_str().unwrap().to_owned(),
+        a2a: s.a2a_token("FuzzA2A", &secret).await,
         cred_id,
     });
 

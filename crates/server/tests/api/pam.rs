@@ -52,18 +52,7 @@ async fn oauth(
 
 /// A bearer token for the application.
 async fn login(s: &Server, app_id: &str, secret: &str) -> String {
-    let (st, t, _) = oauth(
-        s,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", app_id),
-            ("client_secret", secret),
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{t}");
-    t["access_token"].as_str().unwrap().to_owned()
+    s.a2a_token(app_id, secret).await
 }
 
 /// A dev server with the A2A application logged in.
@@ -304,12 +293,7 @@ async fn oauth_client_credentials_and_bearer_tokens() {
     let secret = fresh;
 
     // Expired tokens and tokens of a deleted application are refused.
-    let db = s.db().await;
-    sqlx::query("UPDATE tokens SET expires_at = '2000-01-01T00:00:00Z' WHERE user_name = $1")
-        .bind(format!("app:{APP}"))
-        .execute(&db)
-        .await
-        .unwrap();
+    s.expire_tokens_of(&format!("app:{APP}")).await;
     let (st, _) = upsert(&s, tok, body.clone()).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "expired");
     let tok = login(&s, APP, &secret).await;
@@ -319,6 +303,7 @@ async fn oauth_client_credentials_and_bearer_tokens() {
     assert_eq!(st, StatusCode::UNAUTHORIZED, "application deleted");
 
     // The secret is stored only as a hash; logins are audited.
+    let db = s.db().await;
     let rows: Vec<(String,)> = sqlx::query_as("SELECT rules FROM apps")
         .fetch_all(&db)
         .await

@@ -396,6 +396,34 @@ impl Server {
         self.req(Method::DELETE, path, Some(token), None).await
     }
 
+    /// An application's OAuth client-credentials token (PAM A2A door).
+    pub async fn a2a_token(&self, app_id: &str, secret: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/iso/oauth2/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", app_id),
+                ("client_secret", secret),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(resp.status(), StatusCode::OK, "token for {app_id}");
+        let v: Value = resp.json().await.expect("token body");
+        v["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// Make every token of `user` (`app:<AppID>` for applications) expired, in the database.
+    pub async fn expire_tokens_of(&self, user: &str) {
+        let db = self.db().await;
+        sqlx::query("UPDATE tokens SET expires_at = '2000-01-01T00:00:00Z' WHERE user_name = $1")
+            .bind(user)
+            .execute(&db)
+            .await
+            .expect("expire tokens");
+    }
+
     /// Create a user and a token for it.
     pub async fn user(&self, name: &str) -> String {
         let (s, _) = self
