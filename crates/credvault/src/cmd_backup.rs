@@ -10,17 +10,6 @@ use serde_json::json;
 use crate::client::Client;
 use crate::output::{self, Format};
 
-fn bar(total: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total.max(1));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} rows ({{eta}})"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 /// Save the server's backup stream to `file` (created new, owner-only), showing rows as they come.
 pub async fn backup(c: &Client, fmt: Format, file: &Path) -> Result<()> {
     let mut resp = c
@@ -68,7 +57,7 @@ async fn receive(
             if let Some(nl) = buf.iter().position(|b| *b == b'\n') {
                 let h = credvault_server::backup::read_header(&mut &buf[..=nl])
                     .context("the server sent something that is not a backup")?;
-                pb = Some(bar(h.approx_rows, "backing up"));
+                pb = Some(output::rows_bar(h.approx_rows, "backing up"));
                 header = Some(h);
                 buf.drain(..=nl);
             }
@@ -132,7 +121,7 @@ pub async fn restore(fmt: Format, file: &Path, to: &str, key_file: Option<&Path>
     let dst = crate::commands::open_spec(to)
         .await
         .context("destination")?;
-    let pb = bar(0, "restoring");
+    let pb = output::rows_bar(0, "restoring");
     let report = credvault_server::backup::restore(&mut r, &keys, dst, |done, total| {
         pb.set_length(total.max(done));
         pb.set_position(done);
@@ -150,15 +139,15 @@ pub async fn restore(fmt: Format, file: &Path, to: &str, key_file: Option<&Path>
         "audit_records": report.audit_records,
         "verified": true,
     });
-    if fmt == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        output::list(fmt, &json!({"items": v["tables"]}), &["table", "rows"]);
-        println!(
-            "Restored and verified: {} credentials decrypt, audit chain of {} records intact.",
-            report.credentials_verified, report.audit_records
-        );
-        println!("Start a server on it and unseal it with the same unseal keys.");
-    }
-    Ok(())
+    output::copy_report(
+        fmt,
+        &v,
+        &[
+            format!(
+                "Restored and verified: {} credentials decrypt, audit chain of {} records intact.",
+                report.credentials_verified, report.audit_records
+            ),
+            "Start a server on it and unseal it with the same unseal keys.".into(),
+        ],
+    )
 }

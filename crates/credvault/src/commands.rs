@@ -918,13 +918,7 @@ async fn migrate(fmt: Format, from: &str, to: &str) -> Result<()> {
     let src = open_spec(from).await.context("source")?;
     let dst = open_spec(to).await.context("destination")?;
     let total = credvault_store::migrate::total_rows(src.as_ref()).await?;
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} copying [{bar:40}] {pos}/{len} rows ({eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = output::rows_bar(total, "copying");
     let report = credvault_store::migrate::copy(src.as_ref(), dst.as_ref(), |n| bar.inc(n)).await;
     bar.finish_and_clear();
     let report = report.context(
@@ -935,17 +929,17 @@ async fn migrate(fmt: Format, from: &str, to: &str) -> Result<()> {
         "audit_records": report.audit_records,
         "verified": true,
     });
-    if fmt == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        output::list(fmt, &json!({"items": v["tables"]}), &["table", "rows"]);
-        println!(
-            "Copied and verified: equal row counts, identical audit chain of {} records.",
-            report.audit_records
-        );
-        println!("Start the servers on the destination and unseal them as before.");
-    }
-    Ok(())
+    output::copy_report(
+        fmt,
+        &v,
+        &[
+            format!(
+                "Copied and verified: equal row counts, identical audit chain of {} records.",
+                report.audit_records
+            ),
+            "Start the servers on the destination and unseal them as before.".into(),
+        ],
+    )
 }
 
 const APP_COLS: [&str; 5] = ["app_id", "owner", "sources", "header_secret", "grants"];

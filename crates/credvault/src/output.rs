@@ -70,3 +70,33 @@ pub fn object(fmt: Format, v: &Value) {
     }
     println!("{t}");
 }
+
+/// A progress bar counting rows (copies, backups, restores).
+pub fn rows_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} rows ({{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The report of a whole-vault copy (`migrate`, `restore`): the JSON as is, or the per-table rows
+/// (`v["tables"]`) as a table followed by `lines`.
+pub fn copy_report(fmt: Format, v: &Value, lines: &[String]) -> anyhow::Result<()> {
+    if fmt == Format::Json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        list(
+            fmt,
+            &serde_json::json!({"items": v["tables"]}),
+            &["table", "rows"],
+        );
+        for l in lines {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}

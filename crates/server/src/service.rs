@@ -104,7 +104,12 @@ impl Vault {
     }
 
     /// Audit a refusal (best effort: the request is refused either way).
-    async fn audit_denied(&self, ctx: &Ctx, action: &'static str, target: impl Into<String>) {
+    pub(crate) async fn audit_denied(
+        &self,
+        ctx: &Ctx,
+        action: &'static str,
+        target: impl Into<String>,
+    ) {
         let _ = self.audit(ctx, action, target, "denied", json!({})).await;
     }
 

@@ -345,14 +345,7 @@ impl Vault {
             }
             if let Some(cur) = found {
                 if !self.pam_perms(ctx, &cur).await?.contains(Perms::WRITE) {
-                    let _ = self
-                        .audit(
-                            ctx,
-                            "credential.update",
-                            cur.id.to_string(),
-                            "denied",
-                            json!({}),
-                        )
+                    self.audit_denied(ctx, "credential.update", cur.id.to_string())
                         .await;
                     return Err(no_access("the application may not write this credential"));
                 }
@@ -520,14 +513,8 @@ impl Vault {
         }
         let perms = self.pam_perms(ctx, &cred).await?;
         if !perms.contains(Perms::LIST) {
-            let _ = self
-                .audit(
-                    ctx,
-                    "credential.read",
-                    cred.id.to_string(),
-                    "denied",
-                    json!({"app": app_id}),
-                )
+            // The actor (`app:<AppID>`) names the application.
+            self.audit_denied(ctx, "credential.read", cred.id.to_string())
                 .await;
             return Err(no_access(
                 "the application's grants do not cover this credential",
