@@ -282,14 +282,19 @@ fn dev_server_and_credential_commands() {
         .build()
         .unwrap();
     let v: Value = rt.block_on(async {
-        reqwest::get(format!(
-            "{addr}/AIMWebService/api/Accounts?AppID=Billing&Safe=AppSafe&UserName=svc"
-        ))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(45))
+            .build()
+            .unwrap()
+            .get(format!(
+                "{addr}/AIMWebService/api/Accounts?AppID=Billing&Safe=AppSafe&UserName=svc"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     });
     assert_eq!(
         (v["Content"].as_str(), v["PolicyID"].as_str()),

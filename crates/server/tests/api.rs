@@ -912,28 +912,34 @@ async fn concurrent_writers_lose_no_update_and_create_no_duplicate() {
         .await
         .parse()
         .unwrap();
+    // Direct calls on the server's `Vault` run on the server's runtime (see `Server::on_server`).
     let vault = s.running.vault.clone();
     let ctx = credvault_server::service::Ctx {
         actor: credvault_core::policy::Actor::root(),
         source: "test".into(),
         door: "test",
     };
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let vault = vault.clone();
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                vault
-                    .update_credential(&ctx, id, None, "update", move |_, p| {
-                        p.parameters.insert(format!("k{i}"), format!("v{i}").into());
-                        Ok(())
+    let results = s
+        .on_server(async move {
+            let tasks: Vec<_> = (0..20)
+                .map(|i| {
+                    let vault = vault.clone();
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        vault
+                            .update_credential(&ctx, id, None, "update", move |_, p| {
+                                p.parameters.insert(format!("k{i}"), format!("v{i}").into());
+                                Ok(())
+                            })
+                            .await
+                            .map(|_| ())
                     })
-                    .await
-                    .map(|_| ())
-            })
+                })
+                .collect();
+            futures::future::join_all(tasks).await
         })
-        .collect();
-    for t in futures::future::join_all(tasks).await {
+        .await;
+    for t in results {
         t.unwrap().unwrap();
     }
     let (_, c) = s.get(&format!("/api/v1/credentials/{id}"), &s.root).await;
@@ -980,7 +986,7 @@ async fn restart_with_key_file_keeps_everything() {
         let mut cfg = common::config(data.clone());
         cfg.storage = storage.clone();
         let running = credvault_server::start(cfg).await.unwrap();
-        let http = reqwest::Client::new();
+        let http = common::http_client();
         let init: Value = http
             .post(format!("{}/api/v1/sys/init", running.url()))
             .json(&json!({"shares": 1, "threshold": 1}))
@@ -1014,7 +1020,7 @@ async fn restart_with_key_file_keeps_everything() {
     cfg.storage = storage;
     cfg.unseal_key_file = Some(key_file);
     let running = credvault_server::start(cfg).await.unwrap();
-    let v: Value = reqwest::Client::new()
+    let v: Value = common::http_client()
         .get(format!("{}/api/v1/credentials/{id}/secret", running.url()))
         .header("Authorization", format!("Bearer {root}"))
         .send()
@@ -1221,6 +1227,7 @@ async fn https_with_configured_certificate() {
     .await;
     assert!(s.running.https);
     let client = reqwest::Client::builder()
+        .timeout(common::HTTP_TIMEOUT)
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
         .resolve("localhost", s.running.addr)
         .build()
@@ -1566,15 +1573,13 @@ async fn two_servers_on_one_database_behave_as_one_vault() {
         source: "test".into(),
         door: "test",
     };
-    let mut tasks = Vec::new();
+    // Each server's `Vault` is driven on that server's own runtime (see `Server::on_server`).
+    let mut calls = Vec::new();
     for i in 0..30 {
-        let vault = if i % 2 == 0 {
-            a.running.vault.clone()
-        } else {
-            b.running.vault.clone()
-        };
+        let s = if i % 2 == 0 { &a } else { &b };
+        let vault = s.running.vault.clone();
         let ctx = ctx.clone();
-        tasks.push(tokio::spawn(async move {
+        calls.push(s.on_server(async move {
             vault
                 .update_credential(&ctx, hot, None, "update", move |_, p| {
                     p.parameters.insert(format!("k{i}"), format!("v{i}").into());
@@ -1584,8 +1589,8 @@ async fn two_servers_on_one_database_behave_as_one_vault() {
                 .map(|_| ())
         }));
     }
-    for t in futures::future::join_all(tasks).await {
-        t.unwrap().unwrap();
+    for r in futures::future::join_all(calls).await {
+        r.unwrap();
     }
     let (_, c) = b.get(&format!("/api/v1/credentials/{hot}"), r).await;
     assert_eq!(c["version"], 31);
@@ -1735,7 +1740,7 @@ async fn servers_starting_together_migrate_one_fresh_database_safely() {
     let (a, b, c) = tokio::join!(start(1), start(2), start(3));
     let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
     // One initialisation through any of them is seen by all.
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let init = http
         .post(format!("{}/api/v1/sys/init", b.url()))
         .json(&json!({"shares": 1, "threshold": 1}))

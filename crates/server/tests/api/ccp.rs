@@ -383,6 +383,7 @@ mod mtls {
 
     fn client(ca_pem: &str, s: &Server, identity: Option<&(String, String)>) -> reqwest::Client {
         let mut b = reqwest::Client::builder()
+            .timeout(crate::common::HTTP_TIMEOUT)
             .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
             .resolve("localhost", s.running.addr);
         if let Some((cert, key)) = identity {

@@ -455,7 +455,7 @@ impl OpenBao {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let r = reqwest::Client::new()
+        let r = crate::common::http_client()
             .request(method, format!("{}/v1/{path}", self.url))
             .header("X-Vault-Token", "bao-root-token")
             .json(&body)

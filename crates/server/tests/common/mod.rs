@@ -30,6 +30,20 @@ pub struct Server {
 // (`Server::req` fails on a secret seen in an error body).
 
 static CAPTURE: std::sync::OnceLock<Option<Capture>> = std::sync::OnceLock::new();
+
+/// Every HTTP call a test makes is bounded: a server that stops answering fails the test in
+/// seconds instead of hanging the suite (issue 13). Longer than the server's own 30 s request
+/// timeout, so a slow answer the server gives up on is still seen as the server's answer.
+pub const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// The suite's HTTP client: a connect timeout and a whole-request timeout.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .expect("http client")
+}
 static NO_LEAK_CHECK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static SEEN_SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
@@ -100,27 +114,57 @@ fn body_secrets(body: Option<&Value>) -> Vec<String> {
     out
 }
 
-/// Every secret stored in the vault behind `base` (as `root`), every version.
-async fn stored_secrets(http: &reqwest::Client, base: &str, root: &str) -> Option<Vec<String>> {
+/// Why the leak check could not finish: the server stopped answering (a hang fails the test).
+fn hung(what: &str, e: &reqwest::Error) -> String {
+    format!("the server did not answer the leak check ({what}): {e}")
+}
+
+/// GET `base``path` as `root`: `Ok(None)` when the server refuses (sealed, stopped), `Err` when it
+/// does not answer in time.
+async fn leak_get(
+    http: &reqwest::Client,
+    base: &str,
+    root: &str,
+    path: &str,
+) -> Result<Option<String>, String> {
+    let r = match http
+        .get(format!("{base}{path}"))
+        .header("X-Vault-Token", root)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return Err(hung(path, &e)),
+        Err(_) => return Ok(None),
+    };
+    if !r.status().is_success() {
+        return Ok(None);
+    }
+    r.text().await.map(Some).map_err(|e| hung(path, &e))
+}
+
+/// Every secret stored in the vault behind `base` (as `root`), every version. `Ok(None)` when the
+/// vault cannot be read (sealed or stopped at the end of the test).
+async fn stored_secrets(
+    http: &reqwest::Client,
+    base: &str,
+    root: &str,
+) -> Result<Option<Vec<String>>, String> {
     let get = |p: String| async move {
-        let r = http
-            .get(format!("{base}{p}"))
-            .header("X-Vault-Token", root)
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())?;
-        r.json::<Value>().await.ok()
+        let text = leak_get(http, base, root, &p).await?;
+        Ok::<_, String>(text.and_then(|t| serde_json::from_str::<Value>(&t).ok()))
     };
     let mut out = Vec::new();
     let mut after = String::new();
     loop {
-        let page = get(format!("/api/v1/credentials?limit=1000{after}")).await?;
+        let Some(page) = get(format!("/api/v1/credentials?limit=1000{after}")).await? else {
+            return Ok(None);
+        };
         let items = page["items"].as_array().cloned().unwrap_or_default();
         for c in &items {
-            let id = c["id"].as_str()?;
+            let id = c["id"].as_str().unwrap_or_default();
             for v in 1..=c["version"].as_i64().unwrap_or(1) {
-                let Some(s) = get(format!("/api/v1/credentials/{id}/secret?version={v}")).await
+                let Some(s) = get(format!("/api/v1/credentials/{id}/secret?version={v}")).await?
                 else {
                     continue;
                 };
@@ -130,13 +174,52 @@ async fn stored_secrets(http: &reqwest::Client, base: &str, root: &str) -> Optio
                 }
             }
         }
-        if items.len() < 1000 {
-            break;
+        match items.last() {
+            Some(last) if items.len() >= 1000 => {
+                after = format!("&after={}", last["id"].as_str().unwrap_or_default());
+            }
+            _ => break,
         }
-        after = format!("&after={}", items.last()?["id"].as_str()?);
     }
     out.retain(|s| s.chars().count() >= 8);
-    Some(out)
+    Ok(Some(out))
+}
+
+/// The whole leak check may take this long; past it the test fails as hung (issue 13).
+const LEAK_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Search the logs, audit records and metrics of the server at `base` for its stored secrets.
+async fn leak_check(base: String, root: String, cap: Capture) -> Result<Vec<String>, String> {
+    let http = http_client();
+    let Some(mut secrets) = stored_secrets(&http, &base, &root).await? else {
+        return Ok(vec![]);
+    };
+    secrets.extend(SEEN_SECRETS.lock().map(|s| s.clone()).unwrap_or_default());
+    let audit = leak_get(&http, &base, &root, "/api/v1/audit/tail?n=10000")
+        .await?
+        .unwrap_or_default();
+    let metrics = leak_get(&http, &base, &root, "/metrics")
+        .await?
+        .unwrap_or_default();
+    let logs =
+        String::from_utf8_lossy(&cap.0.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+    let mut found = Vec::new();
+    for s in &secrets {
+        for (place, hay) in [
+            ("logs", &logs),
+            ("audit records", &audit),
+            ("metrics", &metrics),
+        ] {
+            if hay.contains(s.as_str()) {
+                found.push(format!(
+                    "a stored secret ({} chars, starts {:?}) is in the {place}",
+                    s.len(),
+                    s.chars().take(3).collect::<String>()
+                ));
+            }
+        }
+    }
+    Ok(found)
 }
 
 impl Server {
@@ -149,56 +232,24 @@ impl Server {
             return vec![];
         }
         let (base, root, cap) = (self.running.url(), self.root.clone(), cap.clone());
+        // A thread and runtime of its own: the test's runtime is blocked in `Drop`.
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .ok()?;
+                .expect("leak check runtime");
             rt.block_on(async move {
-                let http = reqwest::Client::new();
-                let mut secrets = stored_secrets(&http, &base, &root).await?;
-                secrets.extend(SEEN_SECRETS.lock().ok()?.iter().cloned());
-                let audit = http
-                    .get(format!("{base}/api/v1/audit/tail?n=10000"))
-                    .header("X-Vault-Token", &root)
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                let metrics = http
-                    .get(format!("{base}/metrics"))
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                let logs = String::from_utf8_lossy(&cap.0.lock().ok()?).into_owned();
-                let mut found = Vec::new();
-                for s in &secrets {
-                    for (place, hay) in [
-                        ("logs", &logs),
-                        ("audit records", &audit),
-                        ("metrics", &metrics),
-                    ] {
-                        if hay.contains(s.as_str()) {
-                            found.push(format!(
-                                "a stored secret ({} chars, starts {:?}) is in the {place}",
-                                s.len(),
-                                s.chars().take(3).collect::<String>()
-                            ));
-                        }
-                    }
+                match tokio::time::timeout(LEAK_CHECK_LIMIT, leak_check(base, root, cap)).await {
+                    Ok(Ok(found)) => found,
+                    Ok(Err(hang)) => vec![hang],
+                    Err(_) => vec![format!(
+                        "the leak check did not finish within {LEAK_CHECK_LIMIT:?}: the server hangs"
+                    )],
                 }
-                Some(found)
             })
         })
         .join()
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+        .unwrap_or_else(|_| vec!["the leak check panicked".into()])
     }
 }
 
@@ -209,7 +260,10 @@ impl Drop for Server {
             if let Some(rt) = self.runtime.take() {
                 rt.shutdown_background();
             }
-            assert!(leaks.is_empty(), "secrets leaked: {leaks:#?}");
+            assert!(
+                leaks.is_empty(),
+                "secrets leaked, or the leak check could not run: {leaks:#?}"
+            );
         } else if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
@@ -287,12 +341,29 @@ impl Server {
             .expect("server starts");
         Self {
             running,
-            http: reqwest::Client::new(),
+            http: http_client(),
             dir,
             root,
             db_url,
             runtime: Some(runtime),
         }
+    }
+
+    /// Run `f` on the server's own runtime and wait for it. Tests that call the server's `Vault`
+    /// directly must go through here: a pooled database connection opened from the test's runtime
+    /// stays bound to that runtime's I/O driver, and once the test's runtime blocks (in `Drop`, for
+    /// the leak check) the server's requests on that connection are never woken (issue 13).
+    pub async fn on_server<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime
+            .as_ref()
+            .expect("server runtime")
+            .spawn(f)
+            .await
+            .expect("task on the server's runtime")
     }
 
     pub async fn fresh() -> Self {
