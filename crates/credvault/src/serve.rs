@@ -9,70 +9,93 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-/// The server settings, as read from `credvault.toml` and `CREDVAULT_*` variables.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where credentials are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// The embedded default: `<data_dir>/credvault.db`.
+    Sqlite,
+    /// PostgreSQL, for several servers on one database (needs `database_url`).
+    Postgres,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Every server setting, one field each. A field is read, lowest first, from the built-in default,
+/// `credvault.toml` (`field = value`), the environment (`CREDVAULT_FIELD`) and the flag
+/// (`--field`): adding a setting is adding a field here and using it in [`Settings::server_config`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    /// `sqlite` (embedded, default) or `postgres`.
-    pub storage: String,
-    /// For `postgres`: postgres://user:password@host:port/database
+pub struct Settings {
+    /// Address to listen on [default: 127.0.0.1:8200].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory for the embedded SQLite store [default: ./credvault-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Storage backend [default: sqlite].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageKind>,
+    /// PostgreSQL URL for --storage postgres (prefer CREDVAULT_DATABASE_URL: it may hold a password).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<credvault_crypto::SecretString>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates applications may present (mTLS; needs HTTPS).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_client_ca: Option<PathBuf>,
+    /// PEM CRL(s) of the client CA: revoked client certificates are refused at the handshake.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_client_crl: Option<PathBuf>,
+    /// Unseal automatically at start with the single key in this file (see `operator init --key-file`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unseal_key_file: Option<PathBuf>,
-    pub max_body_bytes: usize,
-    pub request_timeout_seconds: u64,
-    pub auth_failures_per_minute: u32,
-    /// Seconds after a key rotation before the old data keys may be deleted (once unused).
-    pub key_retire_grace_seconds: u64,
-    pub log_level: String,
-    pub log_format: String,
+    /// Largest request body accepted, in bytes [default: 1048576].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// A request still running after this many seconds is answered 408 [default: 30].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout_seconds: Option<u64>,
+    /// Failed authentications allowed per source address and minute [default: 30].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_failures_per_minute: Option<u32>,
+    /// Seconds after a key rotation before the old data keys may be deleted, once unused [default: 60].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_retire_grace_seconds: Option<u64>,
+    /// Log level filter, e.g. info, debug, credvault_server=trace [default: info].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
 }
-
-impl Default for FileConfig {
-    fn default() -> Self {
-        let d = credvault_server::Config::default();
-        Self {
-            listen: d.listen,
-            data_dir: d.data_dir,
-            storage: "sqlite".into(),
-            database_url: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            tls_client_crl: None,
-            unseal_key_file: None,
-            max_body_bytes: d.max_body_bytes,
-            request_timeout_seconds: d.request_timeout.as_secs(),
-            auth_failures_per_minute: d.auth_failures_per_minute,
-            key_retire_grace_seconds: d.key_retire_grace.as_secs(),
-            log_level: "info".into(),
-            log_format: "text".into(),
-        }
-    }
-}
-
-const ENV_KEYS: [&str; 15] = [
-    "key_retire_grace_seconds",
-    "tls_client_ca",
-    "tls_client_crl",
-    "listen",
-    "data_dir",
-    "storage",
-    "database_url",
-    "tls_cert",
-    "tls_key",
-    "unseal_key_file",
-    "max_body_bytes",
-    "request_timeout_seconds",
-    "auth_failures_per_minute",
-    "log_level",
-    "log_format",
-];
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
@@ -83,43 +106,24 @@ pub struct ServerArgs {
     /// Configuration file (TOML). Default: ./credvault.toml when it exists.
     #[arg(long, short = 'c', env = "CREDVAULT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8200].
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-    /// Data directory for the embedded SQLite store [default: ./credvault-data].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Storage backend: sqlite (embedded, default) or postgres (several servers on one database).
-    #[arg(long, value_parser = ["sqlite", "postgres"])]
-    pub storage: Option<String>,
-    /// PostgreSQL URL for --storage postgres (prefer CREDVAULT_DATABASE_URL: it may hold a password).
-    #[arg(long)]
-    pub database_url: Option<String>,
-    /// PEM certificate chain: serve HTTPS (needs --tls-key).
-    #[arg(long)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert.
-    #[arg(long)]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA whose client certificates applications may present (mTLS; needs HTTPS).
-    #[arg(long)]
-    pub tls_client_ca: Option<PathBuf>,
-    /// PEM CRL(s) of the client CA: revoked client certificates are refused at the handshake.
-    #[arg(long)]
-    pub tls_client_crl: Option<PathBuf>,
-    /// Unseal automatically at start with the single key in this file (see `operator init --key-file`).
-    #[arg(long)]
-    pub unseal_key_file: Option<PathBuf>,
-    /// Log level filter, e.g. info, debug, credvault_server=trace [default: info].
-    #[arg(long)]
-    pub log_level: Option<String>,
-    /// Log format: text or json [default: text].
-    #[arg(long)]
-    pub log_format: Option<String>,
+    #[command(flatten)]
+    pub settings: Settings,
 }
 
-pub fn load(args: &ServerArgs) -> Result<FileConfig> {
-    let mut fig = Figment::from(Serialized::defaults(FileConfig::default()));
+/// The setting names, as `CREDVAULT_<NAME>` environment variables may give them (taken from the
+/// flags, so the list cannot drift from the struct). Other `CREDVAULT_*` variables (the CLI's
+/// `CREDVAULT_ADDR`, `CREDVAULT_TOKEN`, ...) are not settings.
+fn setting_names() -> Vec<String> {
+    use clap::Args as _;
+    Settings::augment_args(clap::Command::new("settings"))
+        .get_arguments()
+        .map(|a| a.get_id().as_str().to_owned())
+        .collect()
+}
+
+/// The settings in force: defaults < config file < `CREDVAULT_*` < flags.
+pub fn load(args: &ServerArgs) -> Result<Settings> {
+    let mut fig = Figment::new();
     match &args.config {
         Some(p) => {
             anyhow::ensure!(p.exists(), "config file {} does not exist", p.display());
@@ -127,70 +131,70 @@ pub fn load(args: &ServerArgs) -> Result<FileConfig> {
         }
         None => fig = fig.merge(Toml::file("credvault.toml")),
     }
-    fig = fig.merge(Env::prefixed("CREDVAULT_").only(&ENV_KEYS));
-    let mut c: FileConfig = fig.extract().context("invalid configuration")?;
-    macro_rules! flag {
-        ($f:ident) => {
-            if let Some(v) = &args.$f {
-                c.$f = v.clone().into();
-            }
-        };
-    }
-    flag!(listen);
-    flag!(data_dir);
-    flag!(storage);
-    if args.database_url.is_some() {
-        c.database_url = args.database_url.as_deref().map(Into::into);
-    }
-    flag!(tls_cert);
-    flag!(tls_key);
-    flag!(tls_client_ca);
-    flag!(tls_client_crl);
-    flag!(unseal_key_file);
-    flag!(log_level);
-    flag!(log_format);
-    Ok(c)
+    let names = setting_names();
+    fig = fig
+        .merge(Env::prefixed("CREDVAULT_").filter(move |k| names.iter().any(|n| k == n.as_str())))
+        .merge(Serialized::defaults(&args.settings));
+    fig.extract().context("invalid configuration")
 }
 
-pub fn init_logging(level: &str, format: &str) {
+impl Settings {
+    /// The server's configuration: each setting, or its default.
+    pub fn server_config(&self, dev: bool) -> Result<credvault_server::Config> {
+        let d = credvault_server::Config::default();
+        let storage = match (
+            self.storage.unwrap_or(StorageKind::Sqlite),
+            &self.database_url,
+        ) {
+            (StorageKind::Sqlite, _) => credvault_server::Storage::Sqlite,
+            (StorageKind::Postgres, Some(url)) => {
+                credvault_server::Storage::Postgres { url: url.clone() }
+            }
+            (StorageKind::Postgres, None) => {
+                anyhow::bail!("--storage postgres needs --database-url (or CREDVAULT_DATABASE_URL)")
+            }
+        };
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        Ok(credvault_server::Config {
+            listen: self.listen.unwrap_or(d.listen),
+            data_dir: self.data_dir.clone().unwrap_or(d.data_dir),
+            storage,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_client_ca: self.tls_client_ca.clone(),
+            tls_client_crl: self.tls_client_crl.clone(),
+            unseal_key_file: self.unseal_key_file.clone(),
+            dev,
+            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            request_timeout: secs(self.request_timeout_seconds, d.request_timeout),
+            auth_failures_per_minute: self
+                .auth_failures_per_minute
+                .unwrap_or(d.auth_failures_per_minute),
+            key_retire_grace: secs(self.key_retire_grace_seconds, d.key_retire_grace),
+        })
+    }
+}
+
+pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
     }
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
-    let fc = load(&args)?;
-    init_logging(&fc.log_level, &fc.log_format);
-    let storage = match (fc.storage.as_str(), fc.database_url) {
-        ("sqlite", _) => credvault_server::Storage::Sqlite,
-        ("postgres", Some(url)) => credvault_server::Storage::Postgres { url },
-        ("postgres", None) => {
-            anyhow::bail!("--storage postgres needs --database-url (or CREDVAULT_DATABASE_URL)")
-        }
-        (other, _) => anyhow::bail!("unknown storage '{other}': use sqlite or postgres"),
-    };
-    let cfg = credvault_server::Config {
-        listen: fc.listen,
-        data_dir: fc.data_dir.clone(),
-        storage,
-        tls_cert: fc.tls_cert,
-        tls_key: fc.tls_key,
-        tls_client_ca: fc.tls_client_ca,
-        tls_client_crl: fc.tls_client_crl,
-        unseal_key_file: fc.unseal_key_file,
-        dev: args.dev,
-        max_body_bytes: fc.max_body_bytes,
-        request_timeout: Duration::from_secs(fc.request_timeout_seconds),
-        auth_failures_per_minute: fc.auth_failures_per_minute,
-        key_retire_grace: Duration::from_secs(fc.key_retire_grace_seconds),
-    };
+    let settings = load(&args)?;
+    init_logging(
+        settings.log_level.as_deref().unwrap_or("info"),
+        settings.log_format.unwrap_or(LogFormat::Text),
+    );
+    let cfg = settings.server_config(args.dev)?;
+    let data_dir = cfg.data_dir.clone();
     let running = credvault_server::start(cfg)
         .await
         .context("starting the server")?;
@@ -198,7 +202,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         eprintln!(
             "credvault dev server on {} (data in {})",
             running.url(),
-            fc.data_dir.display()
+            data_dir.display()
         );
         eprintln!("The dev vault is initialised and unsealed. Use it with:\n");
         eprintln!("    export CREDVAULT_ADDR={}", running.url());

@@ -679,6 +679,39 @@ fn bad_config_is_a_clear_error() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("lisen"), "{err}");
+
+    // Settings are typed wherever they come from: a bad value is named with its source.
+    for (env, flag, expect) in [
+        (
+            Some(("CREDVAULT_LOG_FORMAT", "xml")),
+            None,
+            "found `xml`, expected",
+        ),
+        (
+            Some(("CREDVAULT_STORAGE", "postgres")),
+            None,
+            "needs --database-url",
+        ),
+        (
+            None,
+            Some(["--storage", "mysql"]),
+            "possible values: sqlite, postgres",
+        ),
+    ] {
+        std::fs::remove_file(tmp.path().join("credvault.toml")).ok();
+        let mut c = Command::new(BIN);
+        c.arg("server").current_dir(tmp.path());
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        if let Some(f) = flag {
+            c.args(f);
+        }
+        let o = c.output().unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expect), "{expect}: {err}");
+    }
 }
 
 #[test]
