@@ -4,7 +4,7 @@
 -- before the checkpoint, and the checkpoint cannot be moved back without the audit key, so
 -- `audit verify` detects truncation. No row until the first append after this migration.
 CREATE TABLE audit_head (
-    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    id    BIGINT PRIMARY KEY CHECK (id = 1),
     seq   BIGINT NOT NULL,
     hash  BYTEA NOT NULL,
     mac   BYTEA NOT NULL
