@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use credvault_store::{AuditRow, NewAudit, Store};
+use credvault_store::{AuditAppend, AuditRow, NewAudit, Store};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -64,7 +64,7 @@ impl Auditor {
         Ok(())
     }
 
-    fn new_audit(e: Event) -> NewAudit {
+    pub(crate) fn new_audit(e: Event) -> NewAudit {
         // Caller-given text (an AppID, a target) may hold NUL, which PostgreSQL text cannot: the
         // record keeps a visible replacement instead of failing (and failing the request closed).
         let clean = |s: String| {
@@ -96,6 +96,31 @@ impl Auditor {
         wait.await
             .map_err(|_| ServiceError::AuditFailed)?
             .map_err(|_| ServiceError::AuditFailed)
+    }
+}
+
+/// Type of the chain closure a [`WriteAudit`] holds.
+type Chain = dyn Fn(&[u8], &[u8]) -> [u8; 32] + Send + Sync;
+
+/// The audit records of one write, made before the write and committed in its transaction
+/// (`Store::insert_credential` and the other credential writes take [`WriteAudit::append`]): the
+/// change and its records are durable together or not at all. Made by `Vault::write_audit`.
+pub struct WriteAudit {
+    records: Vec<NewAudit>,
+    chain: Box<Chain>,
+}
+
+impl WriteAudit {
+    pub(crate) fn new(events: Vec<Event>, audit_key: credvault_crypto::token::Hasher) -> Self {
+        Self {
+            records: events.into_iter().map(Auditor::new_audit).collect(),
+            chain: Box::new(move |p, r| audit_key.chain(p, r)),
+        }
+    }
+
+    /// What the store appends inside the write's transaction.
+    pub fn append(&self) -> AuditAppend<'_> {
+        AuditAppend::new(&self.records, &*self.chain)
     }
 }
 
@@ -143,7 +168,8 @@ async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Rece
 pub struct Verification {
     pub ok: bool,
     pub records: i64,
-    /// The first record whose hash does not match (tampered, reordered or removed before it).
+    /// The first record whose hash does not match (tampered, reordered or removed before it), or
+    /// the first record missing after the log's end when its checkpoint says there were more.
     pub first_bad_seq: Option<i64>,
     pub message: String,
 }
@@ -180,6 +206,50 @@ pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verif
             prev = row.hash;
             expected_seq += 1;
             count += 1;
+        }
+    }
+    // Truncation: the walked chain must end where the keyed checkpoint says it does.
+    let chain = |p: &[u8], r: &[u8]| keys.audit.chain(p, r);
+    let bad = |first_bad_seq: Option<i64>, message: String| -> ServiceResult<Verification> {
+        Ok(Verification {
+            ok: false,
+            records: count,
+            first_bad_seq,
+            message,
+        })
+    };
+    match store.audit_head().await? {
+        None if count > 0 => {
+            return bad(
+                Some(count + 1),
+                format!(
+                    "the log ends at record {count} but has no checkpoint: records may have been \
+                     removed (or nothing was written since the upgrade that added checkpoints)"
+                ),
+            )
+        }
+        None => {}
+        Some(head) => {
+            let mac = credvault_store::audit_head_mac(&chain, head.seq, &head.hash);
+            if !credvault_crypto::token::ct_eq(&mac, &head.mac) {
+                return bad(
+                    None,
+                    "the audit checkpoint does not verify (tampered)".to_owned(),
+                );
+            }
+            if head.seq != count || !credvault_crypto::token::ct_eq(&head.hash, &prev) {
+                let message = if head.seq == count {
+                    format!(
+                        "record {count} is not the one the checkpoint names: records were replaced"
+                    )
+                } else {
+                    format!(
+                        "the log ends at record {count} but its checkpoint says {}: records were removed",
+                        head.seq
+                    )
+                };
+                return bad(Some(count.min(head.seq) + 1), message);
+            }
         }
     }
     Ok(Verification {

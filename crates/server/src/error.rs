@@ -37,6 +37,11 @@ impl From<StoreError> for ServiceError {
             StoreError::VersionMismatch { current } => ServiceError::VersionConflict { current },
             StoreError::Corrupt(_) => ServiceError::Integrity,
             StoreError::Invalid(m) => ServiceError::Domain(DomainError::invalid("input", m)),
+            StoreError::AuditFailed(m) => {
+                tracing::error!(error = %m, "audit append failed; the write was not made");
+                metrics::counter!("credvault_audit_failures_total").increment(1);
+                ServiceError::AuditFailed
+            }
             other => ServiceError::Store(other),
         }
     }

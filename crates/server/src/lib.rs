@@ -230,9 +230,15 @@ pub fn app(vault: Arc<Vault>, cfg: &Config) -> Router {
 
 /// Open the store, prepare the seal (key file, dev mode) and start serving.
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    let store = cfg.storage.open(&cfg.data_dir).await?;
+    start_with_store(cfg, store).await
+}
+
+/// [`start`] over a store opened by the caller (`cfg.storage` is ignored): tests wrap the real
+/// store, e.g. in `credvault_store::fault::FaultStore` to inject storage and audit failures.
+pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::install();
-    let store = cfg.storage.open(&cfg.data_dir).await?;
     let vault = Vault::new(store.clone(), cfg.auth_failures_per_minute);
     // Never shorter than a request: a writer holding the old term finishes within the timeout.
     vault.set_retire_grace(cfg.key_retire_grace.max(cfg.request_timeout));

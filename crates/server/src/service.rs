@@ -17,7 +17,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{Auditor, Event};
+use crate::audit::{Auditor, Event, WriteAudit};
 use crate::auth::FailureLimiter;
 use crate::barrier::Barrier;
 use crate::error::{ServiceError, ServiceResult};
@@ -101,6 +101,33 @@ impl Vault {
                 detail,
             })
             .await
+    }
+
+    /// The audit record of a write, to commit in the write's own transaction (pass
+    /// `WriteAudit::append()` to the store's credential write).
+    pub(crate) async fn write_audit(
+        &self,
+        ctx: &Ctx,
+        action: &'static str,
+        target: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> ServiceResult<WriteAudit> {
+        self.write_audit_many(vec![Event {
+            actor: ctx.actor.name.clone(),
+            door: ctx.door,
+            action,
+            target: target.into(),
+            source: ctx.source.clone(),
+            outcome: "ok",
+            detail,
+        }])
+        .await
+    }
+
+    /// Several records committed with one write (bulk import).
+    pub(crate) async fn write_audit_many(&self, events: Vec<Event>) -> ServiceResult<WriteAudit> {
+        let keys = self.barrier.keys().await?;
+        Ok(WriteAudit::new(events, keys.audit.clone()))
     }
 
     /// Audit a refusal (best effort: the request is refused either way).
@@ -328,15 +355,17 @@ impl Vault {
         self.check_placement(ctx, &meta).await?;
         let keys = self.write_keys().await?;
         let (cred, v) = self.new_record(ctx, &keys, OffsetDateTime::now_utc(), meta, &payload)?;
-        self.store.insert_credential(&cred, &v).await?;
-        self.audit(
-            ctx,
-            "credential.create",
-            cred.id.to_string(),
-            "ok",
-            json!({"name": cred.meta.name, "version": 1}),
-        )
-        .await?;
+        let audit = self
+            .write_audit(
+                ctx,
+                "credential.create",
+                cred.id.to_string(),
+                json!({"name": cred.meta.name, "version": 1}),
+            )
+            .await?;
+        self.store
+            .insert_credential(&cred, &v, &audit.append())
+            .await?;
         Ok(cred)
     }
 
@@ -376,7 +405,6 @@ impl Vault {
             }
             batch.push(self.new_record(ctx, &keys, now, meta, &payload)?);
         }
-        self.store.insert_credentials(&batch).await?;
         let events = batch
             .iter()
             .map(|(c, _)| crate::audit::Event {
@@ -389,7 +417,10 @@ impl Vault {
                 detail: json!({"name": c.meta.name, "version": 1, "import": true}),
             })
             .collect();
-        self.auditor.record_many(events).await?;
+        let audit = self.write_audit_many(events).await?;
+        self.store
+            .insert_credentials(&batch, &audit.append())
+            .await?;
         Ok(batch.into_iter().map(|(c, _)| c).collect())
     }
 
@@ -467,18 +498,20 @@ impl Vault {
                 payload: self.encrypt(&keys, id, next, &payload)?,
                 operation: operation.into(),
             };
-            match self.store.update_credential(&cred, cur.version, &v).await {
-                Ok(()) => {
-                    self.audit(
-                        ctx,
-                        "credential.update",
-                        id.to_string(),
-                        "ok",
-                        json!({"version": next, "operation": operation}),
-                    )
-                    .await?;
-                    return Ok(cred);
-                }
+            let audit = self
+                .write_audit(
+                    ctx,
+                    "credential.update",
+                    id.to_string(),
+                    json!({"version": next, "operation": operation}),
+                )
+                .await?;
+            match self
+                .store
+                .update_credential(&cred, cur.version, &v, &audit.append())
+                .await
+            {
+                Ok(()) => return Ok(cred),
                 Err(StoreError::VersionMismatch { current }) if expected.is_some() => {
                     return Err(ServiceError::VersionConflict { current })
                 }
@@ -606,15 +639,15 @@ impl Vault {
             return Err(forbidden());
         }
         self.refuse_mirror_write(ctx, &cred.meta)?;
-        self.store.delete_credential(id).await?;
-        self.audit(
-            ctx,
-            "credential.delete",
-            id.to_string(),
-            "ok",
-            json!({"name": cred.meta.name}),
-        )
-        .await?;
+        let audit = self
+            .write_audit(
+                ctx,
+                "credential.delete",
+                id.to_string(),
+                json!({"name": cred.meta.name}),
+            )
+            .await?;
+        self.store.delete_credential(id, &audit.append()).await?;
         Ok(())
     }
 

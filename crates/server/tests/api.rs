@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Integration tests of the native API against a real in-process server over HTTP.
 
+#[path = "api/audit_atomic.rs"]
+mod audit_atomic;
 #[path = "api/authz.rs"]
 mod authz;
 #[path = "api/ccp.rs"]

@@ -5,6 +5,7 @@
 //!
 //! Backends: [`sqlite::SqliteStore`] (embedded default). PostgreSQL is the next backend.
 
+pub mod fault;
 pub mod migrate;
 pub mod postgres;
 mod sql;
@@ -33,6 +34,9 @@ pub enum StoreError {
     /// The database refused a value as text it cannot hold (PostgreSQL: a NUL character).
     #[error("{0}")]
     Invalid(String),
+    /// The audit record of a write could not be appended, so the write was not made either.
+    #[error("audit log unavailable: {0}")]
+    AuditFailed(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -223,6 +227,64 @@ impl AuditRow {
 /// Computes one chain link: `f(previous hash, canonical record) -> hash`.
 pub type ChainFn<'a> = &'a (dyn Fn(&[u8], &[u8]) -> [u8; 32] + Send + Sync);
 
+/// A test hook run inside a write transaction just before its audit rows are inserted; an error
+/// fails the insert, so the whole transaction (the write too) rolls back. See [`fault::FaultStore`].
+pub type AuditFaultFn<'a> = &'a (dyn Fn() -> Result<()> + Send + Sync);
+
+/// The audit records a write commits with: appended, chained and checkpointed inside the write's own
+/// transaction, so the change and its records are durable together or not at all.
+#[derive(Clone, Copy)]
+pub struct AuditAppend<'a> {
+    pub records: &'a [NewAudit],
+    pub chain: ChainFn<'a>,
+    /// Fault injection (tests): see [`AuditFaultFn`].
+    pub fault: Option<AuditFaultFn<'a>>,
+}
+
+impl<'a> AuditAppend<'a> {
+    pub fn new(records: &'a [NewAudit], chain: ChainFn<'a>) -> Self {
+        Self {
+            records,
+            chain,
+            fault: None,
+        }
+    }
+
+    /// No record: for store tests and tools that write below the service layer.
+    pub fn none() -> AuditAppend<'static> {
+        AuditAppend {
+            records: &[],
+            chain: &|_, _| [0; 32],
+            fault: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuditAppend<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditAppend")
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keyed checkpoint of the audit chain's head (table `audit_head`, one row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub mac: Vec<u8>,
+}
+
+/// The checkpoint's MAC: one chain link over (seq, hash) with a prefix no record link has (a
+/// record's previous hash is empty or 32 bytes), so neither can stand in for the other.
+pub fn audit_head_mac(chain: ChainFn<'_>, seq: i64, hash: &[u8]) -> [u8; 32] {
+    let mut msg = Vec::with_capacity(8 + hash.len());
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.extend_from_slice(hash);
+    chain(b"credvault:audit-head", &msg)
+}
+
 pub fn format_time(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -301,15 +363,28 @@ pub trait Store: Send + Sync + 'static {
     async fn safes_with(&self, user: &str, groups: &[String], perms: u8) -> Result<Vec<String>>;
 
     // --- credentials
-    async fn insert_credential(&self, cred: &Credential, v: &NewVersion) -> Result<()>;
+    //
+    // Every credential write takes the audit records it commits with (`AuditAppend`): the change
+    // and its records are one transaction (issue 14.5).
+    async fn insert_credential(
+        &self,
+        cred: &Credential,
+        v: &NewVersion,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()>;
     /// Insert many new credentials in one transaction: all or nothing (bulk import).
-    async fn insert_credentials(&self, batch: &[(Credential, NewVersion)]) -> Result<()>;
+    async fn insert_credentials(
+        &self,
+        batch: &[(Credential, NewVersion)],
+        audit: &AuditAppend<'_>,
+    ) -> Result<()>;
     /// Replace the current state when it is still at `expected_version`; `cred.version` is the new one.
     async fn update_credential(
         &self,
         cred: &Credential,
         expected_version: i64,
         v: &NewVersion,
+        audit: &AuditAppend<'_>,
     ) -> Result<()>;
     async fn get_credential(&self, id: Uuid) -> Result<Option<Credential>>;
     async fn credential_by_identifier(&self, identifier: &str) -> Result<Option<Credential>>;
@@ -327,13 +402,16 @@ pub trait Store: Send + Sync + 'static {
         ids: &[String],
         limit: i64,
     ) -> Result<Vec<(Credential, Vec<u8>)>>;
-    async fn delete_credential(&self, id: Uuid) -> Result<()>;
+    async fn delete_credential(&self, id: Uuid, audit: &AuditAppend<'_>) -> Result<()>;
     async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>>;
     async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<StoredVersion>>;
 
     // --- audit
-    /// Append records in one transaction, chaining each to the previous hash. Returns their seqs.
+    /// Append records in one transaction, chaining each to the previous hash and moving the keyed
+    /// checkpoint (`audit_head`) to the new head. Returns their seqs.
     async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>>;
+    /// The keyed checkpoint of the chain's head; `None` before the first append.
+    async fn audit_head(&self) -> Result<Option<AuditHead>>;
     /// Rows with seq > after, oldest first.
     async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>>;
     /// The newest `n` rows, oldest first.
@@ -390,12 +468,24 @@ pub trait Store: Send + Sync + 'static {
         username_key: &str,
     ) -> Result<Vec<Credential>>;
     /// Insert a credential unless one with the same device and user name exists, atomically
-    /// (across servers too); returns the existing credential's id instead of inserting.
+    /// (across servers too); returns the existing credential's id instead of inserting. The audit
+    /// records are appended in the same transaction, only when it inserts.
+    async fn insert_credential_unless_on_device_audited(
+        &self,
+        cred: &Credential,
+        v: &NewVersion,
+        audit: &AuditAppend<'_>,
+    ) -> Result<Option<Uuid>>;
+    /// [`Store::insert_credential_unless_on_device_audited`] with no audit record (the caller audits
+    /// afterwards: not atomic with the write).
     async fn insert_credential_unless_on_device(
         &self,
         cred: &Credential,
         v: &NewVersion,
-    ) -> Result<Option<Uuid>>;
+    ) -> Result<Option<Uuid>> {
+        self.insert_credential_unless_on_device_audited(cred, v, &AuditAppend::none())
+            .await
+    }
     /// Record that `holder` holds the credential (replacing any earlier holder).
     async fn take_custody(&self, id: Uuid, holder: &str, since: OffsetDateTime) -> Result<()>;
     /// Release the credential if `holder` holds it; false when it does not.

@@ -224,6 +224,11 @@ pub const TABLES: &[TableSpec] = &[
         ],
         order_by: "seq",
     },
+    TableSpec {
+        name: "audit_head",
+        columns: &[("id", Int), ("seq", Int), ("hash", Bytes), ("mac", Bytes)],
+        order_by: "id",
+    },
 ];
 
 const BATCH: i64 = 1000;

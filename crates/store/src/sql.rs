@@ -290,6 +290,132 @@ fn not_found_if_zero(n: u64, what: &str) -> Result<()> {
     }
 }
 
+/// Append `audit`'s records inside the write transaction `tx`: take the chain lock, read the head,
+/// chain and insert the rows, move the keyed checkpoint (`audit_head`) to the new head. Call it as
+/// the last statement before commit: the chain lock (PostgreSQL) is then held only until the commit
+/// and is never taken before a row lock, so it cannot form a lock cycle with the write's own locks.
+///
+/// The chain continues from the checkpoint, not from whatever row is last in the table: after the
+/// newest records were removed, new records leave a visible gap instead of papering over it. A
+/// checkpoint whose MAC is wrong refuses the append (fail closed). Failures are `AuditFailed`
+/// (or `Corrupt` for a bad checkpoint), so the caller's whole transaction rolls back.
+async fn append_in(
+    tx: &mut <Db as sqlx::Database>::Connection,
+    audit: &$crate::AuditAppend<'_>,
+) -> Result<Vec<i64>> {
+    if audit.records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let failed = |e: StoreError| match e {
+        StoreError::Corrupt(m) => StoreError::Corrupt(m),
+        StoreError::AuditFailed(m) => StoreError::AuditFailed(m),
+        other => StoreError::AuditFailed(other.to_string()),
+    };
+    if let Some(lock) = dialect::AUDIT_LOCK {
+        sqlx::query(lock).execute(&mut *tx).await.map_err(db_err).map_err(failed)?;
+    }
+    let head = sqlx::query("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)
+        .map_err(failed)?;
+    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)
+        .map_err(failed)?;
+    let last: (i64, Vec<u8>) = match last {
+        Some(r) => (
+            r.try_get("seq").map_err(db_err)?,
+            r.try_get("hash").map_err(db_err)?,
+        ),
+        None => (0, Vec::new()),
+    };
+    let (mut seq, mut prev) = match head {
+        Some(h) => {
+            let (hseq, hhash, hmac): (i64, Vec<u8>, Vec<u8>) = (
+                h.try_get("seq").map_err(db_err)?,
+                h.try_get("hash").map_err(db_err)?,
+                h.try_get("mac").map_err(db_err)?,
+            );
+            if $crate::audit_head_mac(audit.chain, hseq, &hhash).as_slice() != hmac.as_slice() {
+                return Err(StoreError::Corrupt(
+                    "the audit checkpoint does not verify (tampered); no record can be appended".into(),
+                ));
+            }
+            if last.0 > hseq {
+                // Appended by a server that does not keep the checkpoint (an older version).
+                last
+            } else {
+                (hseq, hhash)
+            }
+        }
+        None => {
+            if last.0 > 0 {
+                tracing::warn!(
+                    records = last.0,
+                    "the audit log has no checkpoint yet: starting one at its current end \
+                     (first append after the upgrade, or the checkpoint was deleted)"
+                );
+            }
+            last
+        }
+    };
+    if let Some(fault) = audit.fault {
+        fault().map_err(failed)?;
+    }
+    let mut seqs = Vec::with_capacity(audit.records.len());
+    for rec in audit.records {
+        seq += 1;
+        let mut row = AuditRow {
+            seq,
+            time: format_time(rec.time),
+            actor: rec.actor.clone(),
+            door: rec.door.clone(),
+            action: rec.action.clone(),
+            target: rec.target.clone(),
+            source: rec.source.clone(),
+            outcome: rec.outcome.clone(),
+            detail: rec.detail.to_string(),
+            hash: Vec::new(),
+        };
+        row.hash = (audit.chain)(&prev, &row.canonical()).to_vec();
+        sqlx::query(
+            "INSERT INTO audit_log (seq, time, actor, door, action, target, source, outcome, detail, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(row.seq)
+        .bind(&row.time)
+        .bind(&row.actor)
+        .bind(&row.door)
+        .bind(&row.action)
+        .bind(&row.target)
+        .bind(&row.source)
+        .bind(&row.outcome)
+        .bind(&row.detail)
+        .bind(&row.hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)
+        .map_err(failed)?;
+        prev = row.hash;
+        seqs.push(seq);
+    }
+    let mac = $crate::audit_head_mac(audit.chain, seq, &prev);
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, $1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+    )
+    .bind(seq)
+    .bind(&prev)
+    .bind(mac.to_vec())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)
+    .map_err(failed)?;
+    Ok(seqs)
+}
+
 #[async_trait]
 impl $crate::Store for $store {
     fn backend(&self) -> &'static str {
@@ -868,17 +994,19 @@ impl $crate::Store for $store {
             .collect()
     }
 
-    async fn insert_credential(&self, cred: &Credential, v: &NewVersion) -> Result<()> {
+    async fn insert_credential(&self, cred: &Credential, v: &NewVersion, audit: &$crate::AuditAppend<'_>) -> Result<()> {
         let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         insert_one(&mut tx, cred, v).await?;
+        append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn insert_credentials(&self, batch: &[(Credential, NewVersion)]) -> Result<()> {
+    async fn insert_credentials(&self, batch: &[(Credential, NewVersion)], audit: &$crate::AuditAppend<'_>) -> Result<()> {
         let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
         for (cred, v) in batch {
             insert_one(&mut tx, cred, v).await?;
         }
+        append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -887,6 +1015,7 @@ impl $crate::Store for $store {
         cred: &Credential,
         expected_version: i64,
         v: &NewVersion,
+        audit: &$crate::AuditAppend<'_>,
     ) -> Result<()> {
         let meta = meta_json(&cred.meta)?;
         let l = lookup(&cred.meta);
@@ -935,6 +1064,7 @@ impl $crate::Store for $store {
             });
         }
         insert_version(&mut tx, cred, &meta, v).await?;
+        append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -1077,14 +1207,12 @@ impl $crate::Store for $store {
             .collect()
     }
 
-    async fn delete_credential(&self, id: Uuid) -> Result<()> {
-        let n = exec(
-            &self.writer,
-            "DELETE FROM credentials WHERE id = $1",
-            &[&id.to_string()],
-        )
-        .await?;
-        not_found_if_zero(n, "credential")
+    async fn delete_credential(&self, id: Uuid, audit: &$crate::AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
+        let n = exec(&mut *tx, "DELETE FROM credentials WHERE id = $1", &[&id.to_string()]).await?;
+        not_found_if_zero(n, "credential")?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>> {
@@ -1120,58 +1248,24 @@ impl $crate::Store for $store {
 
     async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>> {
         let mut tx = self.writer.begin_with(dialect::BEGIN_WRITE).await.map_err(db_err)?;
-        if let Some(lock) = dialect::AUDIT_LOCK {
-            sqlx::query(lock).execute(&mut *tx).await.map_err(db_err)?;
-        }
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let (mut seq, mut prev): (i64, Vec<u8>) = match last {
-            Some(r) => (
-                r.try_get("seq").map_err(db_err)?,
-                r.try_get("hash").map_err(db_err)?,
-            ),
-            None => (0, Vec::new()),
-        };
-        let mut seqs = Vec::with_capacity(records.len());
-        for rec in records {
-            seq += 1;
-            let mut row = AuditRow {
-                seq,
-                time: format_time(rec.time),
-                actor: rec.actor.clone(),
-                door: rec.door.clone(),
-                action: rec.action.clone(),
-                target: rec.target.clone(),
-                source: rec.source.clone(),
-                outcome: rec.outcome.clone(),
-                detail: rec.detail.to_string(),
-                hash: Vec::new(),
-            };
-            row.hash = chain(&prev, &row.canonical()).to_vec();
-            sqlx::query(
-                "INSERT INTO audit_log (seq, time, actor, door, action, target, source, outcome, detail, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(row.seq)
-            .bind(&row.time)
-            .bind(&row.actor)
-            .bind(&row.door)
-            .bind(&row.action)
-            .bind(&row.target)
-            .bind(&row.source)
-            .bind(&row.outcome)
-            .bind(&row.detail)
-            .bind(&row.hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            prev = row.hash;
-            seqs.push(seq);
-        }
+        let seqs = append_in(&mut tx, &$crate::AuditAppend::new(records, chain)).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(seqs)
+    }
+
+    async fn audit_head(&self) -> Result<Option<$crate::AuditHead>> {
+        sqlx::query("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .map(|r| {
+                Ok($crate::AuditHead {
+                    seq: r.try_get("seq").map_err(db_err)?,
+                    hash: r.try_get("hash").map_err(db_err)?,
+                    mac: r.try_get("mac").map_err(db_err)?,
+                })
+            })
+            .transpose()
     }
 
     async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
@@ -1483,7 +1577,7 @@ impl $crate::Store for $store {
         rows.iter().map(cred_from).collect()
     }
 
-    async fn insert_credential_unless_on_device(&self, cred: &Credential, v: &NewVersion) -> Result<Option<Uuid>> {
+    async fn insert_credential_unless_on_device_audited(&self, cred: &Credential, v: &NewVersion, audit: &$crate::AuditAppend<'_>) -> Result<Option<Uuid>> {
         let l = lookup(&cred.meta);
         let (Some(hostname_key), Some(ip)) = (l.hostname_key.clone(), l.ip) else {
             return Err(StoreError::Conflict("a credential without a device".into()));
@@ -1509,6 +1603,7 @@ impl $crate::Store for $store {
             return Ok(Some(Uuid::parse_str(&id).map_err(|_| corrupt("bad id"))?));
         }
         insert_one(&mut tx, cred, v).await?;
+        append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(None)
     }

@@ -10,8 +10,8 @@ use credvault_core::model::{
 use credvault_store::postgres::PgStore;
 use credvault_store::sqlite::SqliteStore;
 use credvault_store::{
-    migrate, CredentialFilter, NewAudit, NewVersion, SealConfig, Store, StoreError, Visibility,
-    WrappedKey,
+    migrate, AuditAppend, CredentialFilter, NewAudit, NewVersion, SealConfig, Store, StoreError,
+    Visibility, WrappedKey,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -142,19 +142,25 @@ async fn credentials_versions_optimistic_updates_and_filters() {
         name: "ops".into(),
     });
     let mut c = cred(m);
-    s.insert_credential(&c, &v(b"ct1")).await.unwrap();
+    s.insert_credential(&c, &v(b"ct1"), &AuditAppend::none())
+        .await
+        .unwrap();
     // Unique identifier.
     let mut dup = cred(meta("b"));
     dup.meta.identifier = Some("ident-a".into());
     assert!(matches!(
-        s.insert_credential(&dup, &v(b"x")).await,
+        s.insert_credential(&dup, &v(b"x"), &AuditAppend::none())
+            .await,
         Err(StoreError::Conflict(_))
     ));
     // Optimistic update.
     c.version = 2;
-    s.update_credential(&c, 1, &v(b"ct2")).await.unwrap();
+    s.update_credential(&c, 1, &v(b"ct2"), &AuditAppend::none())
+        .await
+        .unwrap();
     assert_eq!(
-        s.update_credential(&c, 1, &v(b"ct3")).await,
+        s.update_credential(&c, 1, &v(b"ct3"), &AuditAppend::none())
+            .await,
         Err(StoreError::VersionMismatch { current: 2 })
     );
     let (cur, payload) = s.credential_with_payload(c.id).await.unwrap().unwrap();
@@ -173,7 +179,7 @@ async fn credentials_versions_optimistic_updates_and_filters() {
         c.id
     );
 
-    s.insert_credential(&cred(meta("plain")), &v(b"p"))
+    s.insert_credential(&cred(meta("plain")), &v(b"p"), &AuditAppend::none())
         .await
         .unwrap();
     let all = |f: CredentialFilter| async move {
@@ -220,13 +226,15 @@ async fn credentials_versions_optimistic_updates_and_filters() {
     assert_eq!(all(vis("x", vec![], vec![])).await.len(), 0);
     assert_eq!(all(vis("x", vec!["ops".into()], vec![])).await.len(), 1);
     assert_eq!(all(vis("x", vec![], vec!["prod".into()])).await.len(), 1);
-    s.delete_credential(c.id).await.unwrap();
+    s.delete_credential(c.id, &AuditAppend::none())
+        .await
+        .unwrap();
     assert!(
         s.get_version(c.id, 1).await.unwrap().is_none(),
         "versions go with the credential"
     );
     assert!(matches!(
-        s.delete_credential(c.id).await,
+        s.delete_credential(c.id, &AuditAppend::none()).await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -303,7 +311,9 @@ async fn identities_tokens_and_safes() {
     assert!(s.safes_with("alice", &[], 1).await.unwrap().is_empty());
     let mut c = cred(meta("in-safe"));
     c.meta.safe = Some("prod".into());
-    s.insert_credential(&c, &v(b"x")).await.unwrap();
+    s.insert_credential(&c, &v(b"x"), &AuditAppend::none())
+        .await
+        .unwrap();
     assert!(
         matches!(s.delete_safe("prod").await, Err(StoreError::Conflict(_))),
         "a safe with credentials stays"
@@ -401,11 +411,14 @@ async fn export_and_import_round_trip_every_table() {
         .unwrap();
     let mut c = cred(meta("m"));
     a.store
-        .insert_credential(&c, &v(&[0, 1, 2, 255]))
+        .insert_credential(&c, &v(&[0, 1, 2, 255]), &AuditAppend::none())
         .await
         .unwrap();
     c.version = 2;
-    a.store.update_credential(&c, 1, &v(&[7])).await.unwrap();
+    a.store
+        .update_credential(&c, 1, &v(&[7]), &AuditAppend::none())
+        .await
+        .unwrap();
     a.store
         .append_audit(&[audit(1), audit(2)], &|_, r| [r.len() as u8; 32])
         .await
@@ -445,11 +458,15 @@ async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
         ..Default::default()
     });
     let c = cred(m);
-    s.insert_credential(&c, &v(b"x")).await.unwrap();
+    s.insert_credential(&c, &v(b"x"), &AuditAppend::none())
+        .await
+        .unwrap();
     let mut other = meta("pay-db");
     other.safe = Some("Other".into());
     let o = cred(other);
-    s.insert_credential(&o, &v(b"y")).await.unwrap();
+    s.insert_credential(&o, &v(b"y"), &AuditAppend::none())
+        .await
+        .unwrap();
     let pay = vec!["Pay".to_owned()];
     let ids = |v: Vec<(Credential, Vec<u8>)>| v.into_iter().map(|(c, _)| c.id).collect::<Vec<_>>();
     assert_eq!(
@@ -500,7 +517,9 @@ async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
     let mut c2 = c.clone();
     c2.meta.name = "Renamed".into();
     c2.version = 2;
-    s.update_credential(&c2, 1, &v(b"z")).await.unwrap();
+    s.update_credential(&c2, 1, &v(b"z"), &AuditAppend::none())
+        .await
+        .unwrap();
     assert!(s
         .find_by_key(LookupKey::Name, "pay-db", &pay, &[], 10)
         .await
@@ -661,9 +680,13 @@ async fn export_snapshot_is_one_instant_under_concurrent_writes() {
     let b = backend().await;
     let s = b.store.clone();
     for i in 0..200 {
-        s.insert_credential(&cred(meta(&format!("seed-{i}"))), &v(&[1]))
-            .await
-            .unwrap();
+        s.insert_credential(
+            &cred(meta(&format!("seed-{i}"))),
+            &v(&[1]),
+            &AuditAppend::none(),
+        )
+        .await
+        .unwrap();
     }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -671,9 +694,13 @@ async fn export_snapshot_is_one_instant_under_concurrent_writes() {
         tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                s.insert_credential(&cred(meta(&format!("live-{n}"))), &v(&[2]))
-                    .await
-                    .unwrap();
+                s.insert_credential(
+                    &cred(meta(&format!("live-{n}"))),
+                    &v(&[2]),
+                    &AuditAppend::none(),
+                )
+                .await
+                .unwrap();
                 n += 1;
             }
             n
@@ -721,4 +748,87 @@ async fn export_snapshot_is_one_instant_under_concurrent_writes() {
         cred_ids, version_ids,
         "credentials and their versions from one instant"
     );
+}
+
+/// Issue 14.5: a credential write and its audit records are one transaction. With the audit insert
+/// failing (injected where the rows are inserted, after the write's own statements ran), nothing of
+/// the write is left; without the fault, the records and the keyed checkpoint move with it.
+#[tokio::test]
+async fn a_write_and_its_audit_commit_together_or_not_at_all() {
+    use credvault_store::fault::FaultStore;
+    let b = backend().await;
+    let f = FaultStore::new(b.store.clone());
+    let s: &dyn Store = f.as_ref();
+    let chain = |p: &[u8], r: &[u8]| -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, x) in p.iter().chain(r).enumerate() {
+            out[i % 32] = out[i % 32].wrapping_mul(31).wrapping_add(*x);
+        }
+        out
+    };
+    let recs = [audit(1)];
+    let a = AuditAppend::new(&recs, &chain);
+    let mut c = cred(meta("atomic"));
+    s.insert_credential(&c, &v(b"v1"), &a).await.unwrap();
+    let head = s.audit_head().await.unwrap().unwrap();
+    assert_eq!(head.seq, 1);
+    assert_eq!(
+        head.mac,
+        credvault_store::audit_head_mac(&chain, 1, &head.hash).to_vec()
+    );
+
+    f.fail_audit(StoreError::Unavailable("injected".into()));
+    let other = cred(meta("never"));
+    assert!(matches!(
+        s.insert_credential(&other, &v(b"x"), &a).await,
+        Err(StoreError::AuditFailed(_))
+    ));
+    assert!(matches!(
+        s.insert_credentials(&[(other.clone(), v(b"x"))], &a).await,
+        Err(StoreError::AuditFailed(_))
+    ));
+    c.version = 2;
+    assert!(matches!(
+        s.update_credential(&c, 1, &v(b"v2"), &a).await,
+        Err(StoreError::AuditFailed(_))
+    ));
+    assert!(matches!(
+        s.delete_credential(c.id, &a).await,
+        Err(StoreError::AuditFailed(_))
+    ));
+    let mut dev = cred(on_device("root", "h1", "10.0.0.1"));
+    dev.meta.name = "dev".into();
+    assert!(matches!(
+        s.insert_credential_unless_on_device_audited(&dev, &v(b"x"), &a)
+            .await,
+        Err(StoreError::AuditFailed(_))
+    ));
+    assert!(s.append_audit(&recs, &chain).await.is_err());
+
+    f.clear();
+    assert!(s.get_credential(other.id).await.unwrap().is_none());
+    assert!(s.get_credential(dev.id).await.unwrap().is_none());
+    let (cur, payload) = s.credential_with_payload(c.id).await.unwrap().unwrap();
+    assert_eq!((cur.version, payload), (1, b"v1".to_vec()));
+    assert_eq!(s.list_versions(c.id).await.unwrap().len(), 1);
+    assert_eq!(s.audit_rows(0, 100).await.unwrap().len(), 1);
+    assert_eq!(s.audit_head().await.unwrap().unwrap(), head);
+
+    s.update_credential(&c, 1, &v(b"v2"), &a).await.unwrap();
+    s.delete_credential(c.id, &a).await.unwrap();
+    let rows = s.audit_rows(0, 100).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let head = s.audit_head().await.unwrap().unwrap();
+    assert_eq!((head.seq, &head.hash), (3, &rows[2].hash));
+
+    // Latency injection: a delayed call still completes.
+    f.delay("get_credential", std::time::Duration::from_millis(50));
+    let t = std::time::Instant::now();
+    assert!(s.get_credential(c.id).await.unwrap().is_none());
+    assert!(t.elapsed() >= std::time::Duration::from_millis(50));
+    f.fail("get_credential", StoreError::Unavailable("down".into()));
+    assert!(matches!(
+        s.get_credential(c.id).await,
+        Err(StoreError::Unavailable(_))
+    ));
 }
