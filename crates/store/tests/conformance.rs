@@ -143,9 +143,10 @@ async fn credentials_versions_optimistic_updates_and_filters() {
     });
     let mut c = cred(m);
     s.insert_credential(&c, &v(b"ct1")).await.unwrap();
-    // Unique identifier.
+    // Unique identifier (within a safe: migration 0012).
     let mut dup = cred(meta("b"));
     dup.meta.identifier = Some("ident-a".into());
+    dup.meta.safe = Some("prod".into());
     assert!(matches!(
         s.insert_credential(&dup, &v(b"x")).await,
         Err(StoreError::Conflict(_))
@@ -721,4 +722,37 @@ async fn export_snapshot_is_one_instant_under_concurrent_writes() {
         cred_ids, version_ids,
         "credentials and their versions from one instant"
     );
+}
+
+#[tokio::test]
+async fn identifiers_are_unique_per_safe() {
+    let b = backend().await;
+    let s = &b.store;
+    let with = |safe: Option<&str>| {
+        let mut m = meta("n");
+        m.identifier = Some("shared-ident".into());
+        m.safe = safe.map(Into::into);
+        cred(m)
+    };
+    for safe in [Some("a"), Some("b"), None] {
+        s.insert_credential(&with(safe), &v(b"x")).await.unwrap();
+    }
+    for safe in [Some("a"), None] {
+        assert!(
+            matches!(
+                s.insert_credential(&with(safe), &v(b"x")).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{safe:?}"
+        );
+    }
+    let found = s
+        .list_credentials(&CredentialFilter {
+            identifier: Some("shared-ident".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 3);
 }
