@@ -3,7 +3,7 @@
 //! * it owns the credential (the owner user, or a member of the owner group): every permission, or
 //! * it is a member of the credential's safe (directly or through a group): that membership's permissions.
 
-use crate::model::{CredentialMeta, OwnerKind, Perms};
+use crate::model::{CredentialMeta, Owner, OwnerKind, Perms};
 
 /// The built-in group every user belongs to (the default owner of entity credentials). Owning
 /// through it shares `list` and `read` with everyone, never `write` or `manage`, so no member can take
@@ -99,10 +99,86 @@ pub fn credential_perms(
     }
 }
 
+// ------------------------------------------------------------------------------ namespaces
+//
+// Names that cannot be squatted (issue 14): a credential created by one caller never changes what
+// another caller's name resolution returns (fetch-credentials, A2A create-or-update and reads,
+// entity reads), unless its creator could already write where that caller reads (a shared safe, or
+// the same owner group). `all-users` shares reading, never writing, so it is no such group.
+
+/// Whether `o` is the built-in `all-users` group.
+pub fn is_all_users(o: &Owner) -> bool {
+    o.kind == OwnerKind::Group && o.name == ALL_USERS
+}
+
+/// Whether a credential may be given the owner `owner` through a door: `all-users` only through
+/// the entity door (whose own rules make that sharing safe); any other owner through every door.
+pub fn owner_allowed_through(owner: &Owner, entity_door: bool) -> bool {
+    entity_door || !is_all_users(owner)
+}
+
+/// Whether a credential takes part when `actor` resolves a name (fetch-credentials): the actor
+/// created it, or may read it for a reason other than the `all-users` ownership (admin, owner,
+/// owner group member, safe member).
+pub fn resolves_name_for(
+    actor: &Actor,
+    meta: &CredentialMeta,
+    created_by: &str,
+    safe_members: &[Membership],
+) -> bool {
+    if actor.name == created_by {
+        return true;
+    }
+    if !meta.owner.as_ref().is_some_and(is_all_users) {
+        return credential_perms(actor, meta, safe_members).contains(Perms::READ);
+    }
+    actor.is_admin()
+        || (meta.safe.is_some() && safe_perms(actor, safe_members).contains(Perms::READ))
+}
+
+/// Whether a credential in `safe` lies within an application's reach (`app_safes`: the safes it
+/// was granted). For the application, a credential outside is no match at all: its create-or-update
+/// creates its own instead of being blocked, and its reads answer "not found" (1007), never "no
+/// access" (1009), so nothing tells it what exists where it cannot look.
+pub fn app_scope_contains(app_safes: &[String], safe: Option<&str>) -> bool {
+    safe.is_some_and(|s| app_safes.iter().any(|a| a == s))
+}
+
+/// Entity credentials (`entity.rs`): readers are admins, the creator and the owner's members
+/// (everyone for `all-users`).
+pub fn entity_may_read(actor: &Actor, owner: Option<&Owner>, created_by: &str) -> bool {
+    actor.is_admin()
+        || created_by == actor.name
+        || owner.is_some_and(|o| actor.is_principal(o.kind, &o.name))
+}
+
+/// Entity writers: admins, the creator, a user owner or member of an owner group other than
+/// `all-users`.
+pub fn entity_may_write(actor: &Actor, owner: Option<&Owner>, created_by: &str) -> bool {
+    actor.is_admin()
+        || created_by == actor.name
+        || owner.is_some_and(|o| !is_all_users(o) && actor.is_principal(o.kind, &o.name))
+}
+
+/// The package of an entity credential as the connection rules see it: its owner and creator.
+#[derive(Debug, Clone, Copy)]
+pub struct EntityPackage<'a> {
+    pub owner: Option<&'a Owner>,
+    pub created_by: &'a str,
+}
+
+/// Whether `actor` may hold the connection `PKG.CONN` under `package` (`None`: `PKG` does not exist,
+/// or the entity is itself a package). A connection lives in its package's namespace: under an
+/// existing package only someone who may write that package creates one, and a connection whose
+/// creator may not (made before the package, or the creator lost the right) no longer stands: it
+/// reads as not set and the package's writers may replace it.
+pub fn entity_connection_allowed(actor: &Actor, package: Option<EntityPackage<'_>>) -> bool {
+    package.is_none_or(|p| entity_may_write(actor, p.owner, p.created_by))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Owner;
 
     fn meta(owner: Option<Owner>, safe: Option<&str>) -> CredentialMeta {
         CredentialMeta {
@@ -193,5 +269,159 @@ mod tests {
         assert!(p.contains(Perms::READ) && !p.contains(Perms::WRITE) && !p.contains(Perms::MANAGE));
         a.groups.clear();
         assert_eq!(credential_perms(&a, &m, &[]), Perms::NONE);
+    }
+
+    fn owner(kind: OwnerKind, name: &str) -> Owner {
+        Owner {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    fn admin(name: &str) -> Actor {
+        Actor {
+            name: name.into(),
+            kind: ActorKind::Admin,
+            groups: vec![ALL_USERS.into()],
+        }
+    }
+
+    #[test]
+    fn all_users_is_given_only_through_the_entity_door() {
+        let all = owner(OwnerKind::Group, ALL_USERS);
+        let ops = owner(OwnerKind::Group, "ops");
+        let me = owner(OwnerKind::User, "alice");
+        // (owner, entity door, allowed)
+        let table = [
+            (&all, true, true),
+            (&all, false, false),
+            (&ops, false, true),
+            (&ops, true, true),
+            (&me, false, true),
+        ];
+        for (o, entity, want) in table {
+            assert_eq!(
+                owner_allowed_through(o, entity),
+                want,
+                "{o:?} entity={entity}"
+            );
+        }
+    }
+
+    /// (actor, owner, safe, safe members, created_by, resolves)
+    type Row<'a> = (
+        &'a Actor,
+        Option<Owner>,
+        Option<&'a str>,
+        &'a [Membership],
+        &'a str,
+        bool,
+    );
+
+    #[test]
+    fn only_what_is_readable_beside_all_users_resolves_a_name() {
+        let all = Some(owner(OwnerKind::Group, ALL_USERS));
+        let team = Some(owner(OwnerKind::Group, "team"));
+        let readers = vec![Membership {
+            kind: OwnerKind::User,
+            name: "bob".into(),
+            perms: Perms(Perms::LIST.0 | Perms::READ.0),
+        }];
+        let listers = vec![Membership {
+            kind: OwnerKind::User,
+            name: "bob".into(),
+            perms: Perms::LIST,
+        }];
+        let bob = user("bob", &[ALL_USERS, "team"]);
+        let eve = user("eve", &[ALL_USERS]);
+        let adm = admin("adm");
+        // (actor, owner, safe, members, created_by, resolves)
+        let table: Vec<Row> = vec![
+            // The squat: eve's credential owned by all-users does not answer bob's fetch...
+            (&bob, all.clone(), None, &[], "eve", false),
+            // ...but answers eve's own, and an admin's.
+            (&eve, all.clone(), None, &[], "eve", true),
+            (&adm, all.clone(), None, &[], "eve", true),
+            // Owned by all-users in a safe bob reads (its creator wrote there): it does.
+            (&bob, all.clone(), Some("s"), &readers, "eve", true),
+            (&bob, all.clone(), Some("s"), &listers, "eve", false),
+            // A shared owner group or safe: the creator could write where bob reads.
+            (&bob, team.clone(), None, &[], "carol", true),
+            (&bob, None, Some("s"), &readers, "carol", true),
+            (&bob, None, Some("s"), &listers, "carol", false),
+            (&eve, team.clone(), None, &[], "carol", false),
+            // bob's own.
+            (
+                &bob,
+                Some(owner(OwnerKind::User, "bob")),
+                None,
+                &[],
+                "bob",
+                true,
+            ),
+        ];
+        for (i, (a, o, safe, members, by, want)) in table.into_iter().enumerate() {
+            let m = meta(o, safe);
+            assert_eq!(resolves_name_for(a, &m, by, members), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn an_application_sees_only_its_safes() {
+        let safes = vec!["pam".to_owned(), "other".to_owned()];
+        // (granted safes, credential safe, in scope)
+        let table: [(&[String], Option<&str>, bool); 5] = [
+            (&safes, Some("pam"), true),
+            (&safes, Some("other"), true),
+            (&safes, Some("foreign"), false),
+            (&safes, None, false),
+            (&[], Some("pam"), false),
+        ];
+        for (granted, safe, want) in table {
+            assert_eq!(app_scope_contains(granted, safe), want, "{safe:?}");
+        }
+    }
+
+    #[test]
+    fn entity_readers_writers_and_connections() {
+        let all = owner(OwnerKind::Group, ALL_USERS);
+        let team = owner(OwnerKind::Group, "team");
+        let bob_o = owner(OwnerKind::User, "bob");
+        let bob = user("bob", &[ALL_USERS, "team"]);
+        let eve = user("eve", &[ALL_USERS]);
+        let adm = admin("adm");
+        // (actor, owner, created_by, may read, may write)
+        let table = [
+            (&bob, Some(&all), "carol", true, false),
+            (&bob, Some(&all), "bob", true, true),
+            (&bob, Some(&team), "carol", true, true),
+            (&eve, Some(&team), "carol", false, false),
+            (&eve, Some(&bob_o), "carol", false, false),
+            (&bob, Some(&bob_o), "carol", true, true),
+            (&eve, None, "eve", true, true),
+            (&adm, Some(&team), "carol", true, true),
+        ];
+        for (i, (a, o, by, r, w)) in table.into_iter().enumerate() {
+            assert_eq!(entity_may_read(a, o, by), r, "read row {i}");
+            assert_eq!(entity_may_write(a, o, by), w, "write row {i}");
+        }
+        // (actor, package: None = absent, connection allowed)
+        fn pkg<'a>(owner: &'a Owner, by: &'a str) -> EntityPackage<'a> {
+            EntityPackage {
+                owner: Some(owner),
+                created_by: by,
+            }
+        }
+        let table = [
+            (&eve, None, true),
+            (&eve, Some(pkg(&all, "bob")), false),
+            (&bob, Some(pkg(&all, "bob")), true),
+            (&bob, Some(pkg(&team, "carol")), true),
+            (&eve, Some(pkg(&team, "carol")), false),
+            (&adm, Some(pkg(&team, "carol")), true),
+        ];
+        for (i, (a, p, want)) in table.into_iter().enumerate() {
+            assert_eq!(entity_connection_allowed(a, p), want, "connection row {i}");
+        }
     }
 }

@@ -11,7 +11,8 @@
 //! `entity`), its parameters the payload's `parameters`, versioned and audited like any credential.
 //! Owner: given on write, default the built-in group `all-users` (everyone reads). Who may read: the
 //! owner's members (everyone for `all-users`), the creator, admins. Who may write or change the owner:
-//! the creator, a user owner or member of an owner group other than `all-users`, admins.
+//! the creator, a user owner or member of an owner group other than `all-users`, admins. A connection
+//! `PKG.CONN` under an existing package also needs the package's writers (`policy::entity_connection_allowed`).
 //! API keys are tokens (`credvault apikey ...`): `Authorization: <key>` or `Bearer <key>`.
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use credvault_core::model::{Credential, CredentialMeta, Owner, OwnerKind, SecretPayload};
-use credvault_core::policy::{Actor, ActorKind, ALL_USERS};
+use credvault_core::policy::{self, is_all_users, Actor, ActorKind, ALL_USERS};
 use credvault_core::{validate, DomainError};
 use credvault_crypto::SecretString;
 use serde_json::{json, Map, Value};
@@ -65,10 +66,6 @@ fn identifier(entity: &str) -> String {
     format!("entity:{entity}")
 }
 
-fn is_all_users(o: &Owner) -> bool {
-    o.kind == OwnerKind::Group && o.name == ALL_USERS
-}
-
 /// A stored entity credential, decrypted.
 pub struct EntityCredential {
     pub id: Uuid,
@@ -79,23 +76,18 @@ pub struct EntityCredential {
 }
 
 fn may_read(actor: &Actor, cred: &Credential) -> bool {
-    actor.is_admin()
-        || cred.created_by == actor.name
-        || cred
-            .meta
-            .owner
-            .as_ref()
-            .is_some_and(|o| actor.is_principal(o.kind, &o.name))
+    policy::entity_may_read(actor, cred.meta.owner.as_ref(), &cred.created_by)
 }
 
 fn may_write(actor: &Actor, cred: &Credential) -> bool {
-    actor.is_admin()
-        || cred.created_by == actor.name
-        || cred
-            .meta
-            .owner
-            .as_ref()
-            .is_some_and(|o| !is_all_users(o) && actor.is_principal(o.kind, &o.name))
+    policy::entity_may_write(actor, cred.meta.owner.as_ref(), &cred.created_by)
+}
+
+fn as_package(cred: &Credential) -> policy::EntityPackage<'_> {
+    policy::EntityPackage {
+        owner: cred.meta.owner.as_ref(),
+        created_by: &cred.created_by,
+    }
 }
 
 impl Vault {
@@ -120,6 +112,56 @@ impl Vault {
             .await?)
     }
 
+    /// The package `PKG` of a connection `PKG.CONN` (`None` for a package or a missing package).
+    async fn entity_package(&self, entity: &str) -> ServiceResult<Option<Credential>> {
+        match entity.split_once('.') {
+            Some((pkg, _)) => self.entity_find(pkg).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The actor a credential's creator would be now (its admin flag and groups), for rules that
+    /// ask what the creator may do; a user that no longer exists may do nothing.
+    async fn actor_named(&self, name: &str) -> ServiceResult<Actor> {
+        if name == "root" {
+            return Ok(Actor::root());
+        }
+        let Some(user) = self.store.get_user(name).await? else {
+            return Ok(Actor {
+                name: name.to_owned(),
+                kind: ActorKind::User,
+                groups: vec![],
+            });
+        };
+        let mut groups = self.store.groups_of(name).await?;
+        groups.push(ALL_USERS.to_owned());
+        Ok(Actor {
+            name: user.name,
+            kind: if user.admin {
+                ActorKind::Admin
+            } else {
+                ActorKind::User
+            },
+            groups,
+        })
+    }
+
+    /// Whether a stored connection stands in its package's namespace: its creator may write the
+    /// package (`policy::entity_connection_allowed`), or there is no package. One that does not
+    /// (made before the package by someone else) reads as not set and may be replaced.
+    async fn entity_stands(
+        &self,
+        cred: &Credential,
+        package: Option<&Credential>,
+    ) -> ServiceResult<bool> {
+        let Some(pkg) = package else { return Ok(true) };
+        let creator = self.actor_named(&cred.created_by).await?;
+        Ok(policy::entity_connection_allowed(
+            &creator,
+            Some(as_package(pkg)),
+        ))
+    }
+
     /// Read an entity's parameters: `None` when not set or when the caller may not read it
     /// (indistinguishable, as the contract requires; a refusal is audited as denied).
     pub async fn entity_get(
@@ -130,7 +172,8 @@ impl Vault {
         let Some(cred) = self.entity_find(entity).await? else {
             return Ok(None);
         };
-        if !may_read(&ctx.actor, &cred) {
+        let package = self.entity_package(entity).await?;
+        if !may_read(&ctx.actor, &cred) || !self.entity_stands(&cred, package.as_ref()).await? {
             let _ = self
                 .audit(
                     ctx,
@@ -198,7 +241,31 @@ impl Vault {
             parameters,
         };
         for _ in 0..2 {
-            if let Some(cur) = self.entity_find(entity).await? {
+            // A connection lives in its package's namespace: under an existing package only
+            // someone who may write the package makes one (or replaces one that does not stand).
+            let package = self.entity_package(entity).await?;
+            let allowed_here =
+                policy::entity_connection_allowed(&ctx.actor, package.as_ref().map(as_package));
+            let mut current = self.entity_find(entity).await?;
+            if let Some(cur) = &current {
+                if !self.entity_stands(cur, package.as_ref()).await? {
+                    if !allowed_here {
+                        self.audit_denied(ctx, "credential.update", cur.id.to_string())
+                            .await;
+                        return Err(DomainError::Forbidden.into());
+                    }
+                    match self.delete_credential(&writer, cur.id).await {
+                        Ok(()) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {}
+                        Err(e) => return Err(e),
+                    }
+                    current = None;
+                }
+            } else if !allowed_here {
+                self.audit_denied(ctx, "credential.create", identifier(entity))
+                    .await;
+                return Err(DomainError::Forbidden.into());
+            }
+            if let Some(cur) = current {
                 if !may_write(&ctx.actor, &cur) {
                     let _ = self
                         .audit(

@@ -1,7 +1,9 @@
 //! The fetch-credentials contract served (seeds 000/001): `GET /api/fetch-credentials` answers a
 //! list of `{user, password, name}` for an automation platform's vault integration.
 //!
-//! - `?credential_names=a,b`: fetch all: every credential the caller may read whose `name` is listed.
+//! - `?credential_names=a,b`: fetch all: every credential the caller may read whose `name` is listed,
+//!   less those it sees only through the `all-users` ownership and did not create
+//!   (`policy::resolves_name_for`: nobody's credential shadows or joins another caller's name).
 //! - `?identifier=a`: fetch one: a list of zero or one; several matches, a refusal, a failing remote
 //!   (for a mirror) or any other error yield `[]`, never an error answer.
 //!
@@ -12,7 +14,6 @@ use axum::extract::State;
 use axum::Json;
 use credvault_core::model::Credential;
 use credvault_crypto::SecretString;
-use credvault_store::CredentialFilter;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ServiceResult;
@@ -43,15 +44,7 @@ pub struct FetchQuery {
 
 impl Vault {
     async fn named(&self, ctx: &Ctx, name: &str) -> ServiceResult<Vec<Credential>> {
-        self.list_credentials(
-            ctx,
-            CredentialFilter {
-                name: Some(name.to_owned()),
-                limit: 100,
-                ..CredentialFilter::default()
-            },
-        )
-        .await
+        self.credentials_named(ctx, name).await
     }
 
     async fn fetched(&self, ctx: &Ctx, c: &Credential) -> ServiceResult<FetchedCredential> {

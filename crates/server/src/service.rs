@@ -44,6 +44,9 @@ pub struct Vault {
     pub(crate) app_cache: Arc<crate::cache::AppCache>,
     /// How long after a rotation the old data keys may be retired (see `rotation.rs`).
     pub(crate) retire_grace_ms: std::sync::atomic::AtomicU64,
+    /// Serialises the A2A creations that the store's device check cannot cover (a credential on
+    /// the same device outside the application's safes; see `pam::service::pam_create`).
+    pub(crate) pam_create_lock: tokio::sync::Mutex<()>,
 }
 
 /// A decrypted secret read.
@@ -79,6 +82,7 @@ impl Vault {
             mirror_clock: Default::default(),
             app_cache: Default::default(),
             retire_grace_ms: std::sync::atomic::AtomicU64::new(60_000),
+            pam_create_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -216,6 +220,13 @@ impl Vault {
                     )
                 }
                 _ => {}
+            }
+            if !policy::owner_allowed_through(o, ctx.door == crate::entity::DOOR) {
+                return Err(DomainError::invalid(
+                    "owner",
+                    "all-users owns entity credentials only (the entity door); share through a safe or a group",
+                )
+                .into());
             }
             if !ctx.actor.is_admin() && !ctx.actor.is_principal(o.kind, &o.name) {
                 return Err(DomainError::invalid(
@@ -555,6 +566,38 @@ impl Vault {
             };
         }
         Ok(self.store.list_credentials(&filter).await?)
+    }
+
+    /// The credentials named `name` that take part when the caller resolves that name
+    /// (fetch-credentials): visible ones, less those it sees only through the `all-users`
+    /// ownership and did not create (`policy::resolves_name_for`), so nobody's credential can
+    /// shadow or join what another caller's name answers.
+    pub(crate) async fn credentials_named(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+    ) -> ServiceResult<Vec<Credential>> {
+        let found = self
+            .list_credentials(
+                ctx,
+                CredentialFilter {
+                    name: Some(name.to_owned()),
+                    limit: 100,
+                    ..CredentialFilter::default()
+                },
+            )
+            .await?;
+        let mut out = Vec::with_capacity(found.len());
+        for c in found {
+            let members = match &c.meta.safe {
+                Some(s) => self.memberships(s).await?,
+                None => vec![],
+            };
+            if policy::resolves_name_for(&ctx.actor, &c.meta, &c.created_by, &members) {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     /// Decrypt and return a credential's secret (current or given version). Audited, fail-closed.

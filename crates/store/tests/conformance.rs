@@ -145,9 +145,10 @@ async fn credentials_versions_optimistic_updates_and_filters() {
     s.insert_credential(&c, &v(b"ct1"), &AuditAppend::none())
         .await
         .unwrap();
-    // Unique identifier.
+    // Unique identifier (within a safe: migration 0012).
     let mut dup = cred(meta("b"));
     dup.meta.identifier = Some("ident-a".into());
+    dup.meta.safe = Some("prod".into());
     assert!(matches!(
         s.insert_credential(&dup, &v(b"x"), &AuditAppend::none())
             .await,
@@ -831,4 +832,40 @@ async fn a_write_and_its_audit_commit_together_or_not_at_all() {
         s.get_credential(c.id).await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+#[tokio::test]
+async fn identifiers_are_unique_per_safe() {
+    let b = backend().await;
+    let s = &b.store;
+    let with = |safe: Option<&str>| {
+        let mut m = meta("n");
+        m.identifier = Some("shared-ident".into());
+        m.safe = safe.map(Into::into);
+        cred(m)
+    };
+    for safe in [Some("a"), Some("b"), None] {
+        s.insert_credential(&with(safe), &v(b"x"), &AuditAppend::none())
+            .await
+            .unwrap();
+    }
+    for safe in [Some("a"), None] {
+        assert!(
+            matches!(
+                s.insert_credential(&with(safe), &v(b"x"), &AuditAppend::none())
+                    .await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{safe:?}"
+        );
+    }
+    let found = s
+        .list_credentials(&CredentialFilter {
+            identifier: Some("shared-ident".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 3);
 }

@@ -2,7 +2,8 @@
 //! list, deactivate/activate, custody release, and the registries they need (domains, devices).
 //!
 //! How an A2A credential sits in the one model:
-//! - `identifier` is the credential's identifier (unique, database constraint);
+//! - `identifier` is the credential's identifier (unique within a safe, database constraint;
+//!   looked up only in the application's safes, see `policy::app_scope_contains`);
 //! - the device is `meta.device`, copied from the device registry (`devices`, one row per host name
 //!   + IP, created on the fly, attributes updated by later writes);
 //! - `content` is the secret, `additional_settings.secret_key` the secret parameter `secret_key`;
@@ -16,7 +17,7 @@
 
 use credvault_core::model::{Credential, CredentialMeta, Device, Perms, SecretPayload};
 use credvault_core::pam::{self, code, DeviceInput, PamError, Upsert};
-use credvault_core::policy::ActorKind;
+use credvault_core::policy::{self, ActorKind};
 use credvault_core::{ccp, DomainError};
 use credvault_store::{CredentialFilter, DeviceRecord, StoreError, Visibility};
 use serde_json::{json, Map, Value};
@@ -322,6 +323,85 @@ impl Vault {
         })
     }
 
+    /// The credentials within the application's reach (`policy::app_scope_contains`: its granted
+    /// safes) with this identifier, oldest first. What lies outside is no match at all: it can
+    /// neither block the application's create-or-update nor be probed by its reads.
+    async fn pam_by_identifier(
+        &self,
+        ctx: &Ctx,
+        safes: &[String],
+        identifier: &str,
+    ) -> PamResult<Vec<Credential>> {
+        self.pam_scoped(
+            ctx,
+            safes,
+            CredentialFilter {
+                identifier: Some(identifier.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// The credentials within the application's reach on this device (host name + IP, host name
+    /// case-folded) for this user name (case-folded), oldest first.
+    async fn pam_on_device(
+        &self,
+        ctx: &Ctx,
+        safes: &[String],
+        hostname_key: &str,
+        ip: &str,
+        username_key: &str,
+    ) -> PamResult<Vec<Credential>> {
+        let all = self
+            .pam_scoped(
+                ctx,
+                safes,
+                CredentialFilter {
+                    ip: Some(ip.to_owned()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|c| {
+                ccp::fold(&c.meta.username) == username_key
+                    && c.meta
+                        .device
+                        .as_ref()
+                        .is_some_and(|d| ccp::fold(&d.hostname) == hostname_key)
+            })
+            .collect())
+    }
+
+    async fn pam_scoped(
+        &self,
+        ctx: &Ctx,
+        safes: &[String],
+        filter: CredentialFilter,
+    ) -> PamResult<Vec<Credential>> {
+        if safes.is_empty() {
+            return Ok(vec![]);
+        }
+        let found = self
+            .store
+            .list_credentials(&CredentialFilter {
+                limit: 1000,
+                visibility: Visibility::Restricted {
+                    user: ctx.actor.name.clone(),
+                    groups: vec![],
+                    safes: safes.to_vec(),
+                },
+                ..filter
+            })
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter(|c| policy::app_scope_contains(safes, c.meta.safe.as_deref()))
+            .collect())
+    }
+
     /// Create or update, by seed 003's rules: a known `identifier` names the credential; otherwise
     /// host name + IP + user name do; otherwise a new credential is created.
     pub async fn pam_upsert(&self, ctx: &Ctx, up: Upsert) -> PamResult<Upserted> {
@@ -331,14 +411,20 @@ impl Vault {
         let hostname_key = ccp::fold(&up.device.hostname);
         let username_key = ccp::fold(&up.username);
         for _ in 0..8 {
+            // Only within the application's safes: a credential anywhere else (another user's,
+            // another application's) neither blocks this call nor is touched by it.
+            let safes = self.pam_read_safes(&app_id).await?;
             let mut found = match &up.identifier {
-                Some(i) => self.store.credential_by_identifier(i).await?,
+                Some(i) => self
+                    .pam_by_identifier(ctx, &safes, i)
+                    .await?
+                    .into_iter()
+                    .next(),
                 None => None,
             };
             if found.is_none() {
                 found = self
-                    .store
-                    .credentials_on_device(&hostname_key, &up.device.ip, &username_key)
+                    .pam_on_device(ctx, &safes, &hostname_key, &up.device.ip, &username_key)
                     .await?
                     .into_iter()
                     .next();
@@ -375,10 +461,10 @@ impl Vault {
                         // the answer.
                         let taken = match &up.identifier {
                             Some(i) => self
-                                .store
-                                .credential_by_identifier(i)
+                                .pam_by_identifier(ctx, &safes, i)
                                 .await?
-                                .is_some_and(|o| o.id != cur.id),
+                                .iter()
+                                .any(|o| o.id != cur.id),
                             None => false,
                         };
                         if taken {
@@ -407,7 +493,7 @@ impl Vault {
                 up.identifier.clone().map_or(Value::Null, Value::String),
             );
             meta.settings = Value::Object(s);
-            match self.pam_create(ctx, meta, payload).await {
+            match self.pam_create(ctx, &safes, meta, payload).await {
                 Ok(Some(id)) => {
                     return Ok(Upserted {
                         id,
@@ -431,44 +517,109 @@ impl Vault {
     async fn pam_create(
         &self,
         ctx: &Ctx,
+        safes: &[String],
         mut meta: CredentialMeta,
         payload: SecretPayload,
     ) -> PamResult<Option<Uuid>> {
         self.prepare_new(ctx, &mut meta, &payload)?;
         let keys = self.write_keys().await?;
         let (cred, v) = self.new_record(ctx, &keys, OffsetDateTime::now_utc(), meta, &payload)?;
+        // The credential and its audit record commit together (or neither does).
+        let audit = self
+            .write_audit(
+                ctx,
+                "credential.create",
+                cred.id.to_string(),
+                json!({"name": cred.meta.name, "version": 1}),
+            )
+            .await?;
         match self
             .store
-            .insert_credential_unless_on_device(&cred, &v)
+            .insert_credential_unless_on_device_audited(&cred, &v, &audit.append())
             .await
         {
             Ok(None) => {}
+            // The device already has one for this user outside the application's safes: that one
+            // is no match (see `pam_upsert`), so insert beside it. The store's check covers every
+            // safe, so this path serialises creators on this server and checks the application's
+            // safes again under the lock (known gap: two servers racing here can make two).
+            Ok(Some(other))
+                if !self
+                    .store
+                    .get_credential(other)
+                    .await?
+                    .is_some_and(|o| policy::app_scope_contains(safes, o.meta.safe.as_deref())) =>
+            {
+                let _serial = self.pam_create_lock.lock().await;
+                let l = &cred.meta;
+                let (host, user) = (
+                    l.device
+                        .as_ref()
+                        .map(|d| ccp::fold(&d.hostname))
+                        .unwrap_or_default(),
+                    ccp::fold(&l.username),
+                );
+                let ip = l.device.as_ref().map(|d| d.ip.clone()).unwrap_or_default();
+                if !self
+                    .pam_on_device(ctx, safes, &host, &ip, &user)
+                    .await?
+                    .is_empty()
+                {
+                    return Ok(None);
+                }
+                match self
+                    .store
+                    .insert_credential(&cred, &v, &audit.append())
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict(_)) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             // The device already has one for this user, or the identifier was just taken.
             Ok(Some(_)) | Err(StoreError::Conflict(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        self.audit(
-            ctx,
-            "credential.create",
-            cred.id.to_string(),
-            "ok",
-            json!({"name": cred.meta.name, "version": 1}),
-        )
-        .await?;
         Ok(Some(cred.id))
     }
 
     /// A credential by its id, its identifier, or `username@hostname`, that the application may
-    /// see (1007 when there is none, 1009 when its grants do not cover it).
+    /// see: only its granted safes are searched, so a credential outside them answers 1007 like
+    /// one that does not exist (`policy::app_scope_contains`); 1009 is for a credential it sees
+    /// but may not read or change.
     pub async fn pam_find(&self, ctx: &Ctx, key: &str) -> PamResult<(Credential, Perms)> {
         let app_id = self.pam_app(ctx)?.to_owned();
+        let safes = self.pam_read_safes(&app_id).await?;
         let by_id = match Uuid::parse_str(key) {
-            Ok(id) => self.store.get_credential(id).await?,
+            Ok(id) => match self.store.get_credential(id).await? {
+                Some(c) if policy::app_scope_contains(&safes, c.meta.safe.as_deref()) => Some(c),
+                Some(c) => {
+                    self.audit_denied(ctx, "credential.read", c.id.to_string())
+                        .await;
+                    None
+                }
+                None => None,
+            },
             Err(_) => None,
         };
+        let mut by_identifier = if by_id.is_some() {
+            vec![]
+        } else {
+            self.pam_by_identifier(ctx, &safes, key).await?
+        };
+        if by_identifier.len() > 1 {
+            return Err(PamFail::Pam(
+                PamError::invalid(
+                    "credential",
+                    "several credentials have this identifier in the application's safes; use the id",
+                ),
+                None,
+            ));
+        }
         let cred = if by_id.is_some() {
             by_id
-        } else if let Some(c) = self.store.credential_by_identifier(key).await? {
+        } else if let Some(c) = by_identifier.pop() {
             Some(c)
         } else if let Some((user, host)) = key.rsplit_once('@') {
             // Only among what the application can see: no hint of what it cannot.
@@ -481,7 +632,7 @@ impl Vault {
                     visibility: Visibility::Restricted {
                         user: ctx.actor.name.clone(),
                         groups: vec![],
-                        safes: self.pam_read_safes(&app_id).await?,
+                        safes: safes.clone(),
                     },
                     ..Default::default()
                 })
@@ -499,7 +650,9 @@ impl Vault {
         } else {
             None
         };
-        let Some(cred) = cred else {
+        let Some(cred) =
+            cred.filter(|c| policy::app_scope_contains(&safes, c.meta.safe.as_deref()))
+        else {
             return Err(PamError::not_found().into());
         };
         // Reserved doors' records (KV, entity) are not A2A credentials.

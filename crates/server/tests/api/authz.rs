@@ -1,7 +1,8 @@
 //! The authorisation matrix: every identity kind against every operation of every door, on a
 //! credential the identity owns (O), one shared with it through a safe (S) and a foreign one (F).
 //! The expected table is below; every cell is requested and checked. `Y` = allowed (2xx and, for
-//! fetch-credentials, a non-empty list), `N` = refused, `-` = the identity cannot use that door.
+//! fetch-credentials, a non-empty list; for the A2A create-or-update, the target itself written),
+//! `N` = refused, `-` = the identity cannot use that door.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -209,6 +210,17 @@ async fn attempt(s: &Server, who: &Identity, op: &str, t: &Target) -> bool {
             .await
             .unwrap();
         assert!(back.status().is_success(), "reactivate after {}", who.name);
+    }
+    if op == "a2a.write" && st.is_success() && v["credential"]["id"] != t.id.as_str() {
+        // The target lies outside the application's safes, so it was no match: the application
+        // made its own credential (issue 14). The target was not written; remove the new one so
+        // the next cells see the same state.
+        let id = v["credential"]["id"].as_str().unwrap_or_default();
+        let (st, _) = s
+            .delete(&format!("/api/v1/credentials/{id}"), &s.root)
+            .await;
+        assert!(st.is_success(), "remove what {} made", who.name);
+        return false;
     }
     match op {
         "fetch" => st == StatusCode::OK && v.as_array().is_some_and(|a| !a.is_empty()),
@@ -464,4 +476,109 @@ async fn every_identity_against_every_door_operation() {
         mismatches.join("\n")
     );
     assert!(cells >= 400, "{cells} cells checked");
+}
+
+// ------------------------------------------------------------------------------ namespaces
+//
+// Names that cannot be squatted (issue 14): a credential made by one caller never changes what
+// another caller's fetch, create-or-update or entity read answers, unless its maker could already
+// write where that caller reads (a shared safe, the same owner group).
+
+async fn fetch(s: &Server, token: &str, query: &str) -> Vec<(String, String)> {
+    let (st, v) = s
+        .get(&format!("/api/fetch-credentials?{query}"), token)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["user"].as_str().unwrap().to_owned(),
+                c["password"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_credential_shared_with_all_users_cannot_shadow_anothers_fetch() {
+    let s = Server::dev().await;
+    let alice = s.user("alice").await;
+    let eve = s.user("eve").await;
+    s.cred(
+        &alice,
+        json!({"name": "dbA", "username": "app", "secret": "alices-pw"}),
+    )
+    .await;
+    assert_eq!(
+        fetch(&s, &alice, "identifier=dbA").await,
+        [("app".to_owned(), "alices-pw".to_owned())]
+    );
+
+    // Eve, with no grants, may not hand a credential to all-users outside the entity door...
+    let (st, v) = s
+        .post(
+            "/api/v1/credentials",
+            &eve,
+            json!({"name": "dbA", "username": "app", "secret": "eves-pw",
+                   "owner": {"type": "group", "name": "all-users"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let own = s
+        .cred(
+            &eve,
+            json!({"name": "dbA", "username": "app", "secret": "eves-own"}),
+        )
+        .await;
+    let (st, v) = s
+        .patch(
+            &format!("/api/v1/credentials/{own}"),
+            &eve,
+            json!({"owner": {"type": "group", "name": "all-users"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // ...and what the entity door shares with all-users (a credential named dbA too) does not take
+    // part in anybody else's fetch.
+    let (st, v) = s
+        .post(
+            "/api/credentials/for/dbA",
+            &eve,
+            json!({"login": "app", "password": "eves-pw"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        fetch(&s, &alice, "identifier=dbA").await,
+        [("app".to_owned(), "alices-pw".to_owned())],
+        "fetch one still answers alice's credential"
+    );
+    assert_eq!(
+        fetch(&s, &alice, "credential_names=dbA").await,
+        [("app".to_owned(), "alices-pw".to_owned())],
+        "fetch all does not mix in eve's"
+    );
+    // Eve's own fetch still has hers (she made both).
+    assert_eq!(fetch(&s, &eve, "credential_names=dbA").await.len(), 2);
+    // Someone sharing a safe with alice could already write where she reads: that still counts.
+    s.post("/api/v1/safes", &s.root, json!({"name": "team"}))
+        .await;
+    for u in ["alice", "eve"] {
+        let (st, _) = s
+            .put(
+                "/api/v1/safes/team/members",
+                &s.root,
+                json!({"type": "user", "name": u, "permissions": ["list", "read", "write"]}),
+            )
+            .await;
+        assert!(st.is_success());
+    }
+    s.cred(
+        &eve,
+        json!({"name": "dbA", "username": "app", "secret": "team-pw", "safe": "team"}),
+    )
+    .await;
+    assert_eq!(fetch(&s, &alice, "credential_names=dbA").await.len(), 2);
 }

@@ -384,3 +384,61 @@ async fn public_rest_form_save_read_delete() {
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// Issue 14: a connection `PKG.CONN` lives in its package's namespace. Under an existing package only
+/// someone who may write the package makes one; one made before the package by someone who may not
+/// write it reads as not set and the package's writers replace it.
+#[tokio::test]
+async fn connections_cannot_be_squatted_under_anothers_package() {
+    let s = Server::dev().await;
+    let svc = key_for(&s, "deployer", "service").await;
+    let eve = key_for(&s, "eve", "human").await;
+    let bob = key_for(&s, "bob", "human").await;
+
+    assert_eq!(
+        set(&s, "PKG", &svc, r#"{"region": "eu"}"#).await.0,
+        StatusCode::OK
+    );
+    // Eve may read PKG (all-users) but not write it: no connection of hers under it.
+    let (st, e) = set(&s, "PKG.CONN", &eve, r#"{"password": "eves"}"#).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
+    assert_eq!(
+        get(&s, "PKG.CONN", &bob).await,
+        (StatusCode::OK, Value::Null)
+    );
+    let (st, e) = set(&s, "PKG.CONN", &svc, r#"{"password": "real"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    assert_eq!(
+        get(&s, "PKG.CONN", &bob).await.1["parameters"]["password"],
+        "real"
+    );
+
+    // Made before its package by someone else: once the package exists it no longer stands.
+    assert_eq!(
+        set(&s, "LATE.CONN", &eve, r#"{"password": "eves"}"#)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        set(&s, "LATE", &svc, r#"{"region": "us"}"#).await.0,
+        StatusCode::OK
+    );
+    for reader in [&bob, &svc, &eve] {
+        assert_eq!(
+            get(&s, "LATE.CONN", reader).await,
+            (StatusCode::OK, Value::Null)
+        );
+    }
+    let (st, e) = set(&s, "LATE.CONN", &eve, r#"{"password": "eves-again"}"#).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
+    let (st, e) = set(&s, "LATE.CONN", &svc, r#"{"password": "real-late"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    assert_eq!(e["version"], 1, "a new credential, not eve's next version");
+    assert_eq!(
+        get(&s, "LATE.CONN", &bob).await.1["parameters"]["password"],
+        "real-late"
+    );
+    let (st, _) = set(&s, "LATE.CONN", &eve, r#"{"password": "eves-again"}"#).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}

@@ -876,17 +876,15 @@ async fn read_list_custody_deactivate_and_access() {
     assert_eq!(web02["connectivity"], "SSH:22");
     assert!(!l.to_string().contains("s3cr3t-web"), "no secrets in lists");
 
-    // Another application without the safe: 1009 for what exists, 1007 for what does not; an
-    // application with read only may read but not write.
+    // Another application without the safe: what lies outside its safes answers 1007 like what
+    // does not exist (issue 14: no hint of what exists where it cannot look); an application with
+    // read only may read but not write.
     let other_secret = a2a_app(&s, "Other", "other-safe").await;
     let other = login(&s, "Other", &other_secret).await;
     let (st, e) = read(&s, &other, "web01-root").await;
     assert_eq!(
         (st, e["exception"]["message"].clone()),
-        (
-            StatusCode::BAD_REQUEST,
-            json!("1009: No access to credential")
-        )
+        (StatusCode::BAD_REQUEST, json!("1007: Credential not found"))
     );
     // By user@host it searches only what it can see: no hint that the credential exists.
     let (st, e) = read(&s, &other, "root@web01").await;
@@ -894,14 +892,17 @@ async fn read_list_custody_deactivate_and_access() {
         (st, e["exception"]["code"].clone()),
         (StatusCode::BAD_REQUEST, json!(1007))
     );
-    // A refused write leaves the device registry alone.
-    let (st, _) = upsert(
+    // The same host + IP + user name outside its safes is no match (issue 14): the other
+    // application gets its own credential, and the first one's is untouched.
+    let (st, r) = upsert(
         &s,
         &other,
         json!({"username": "root", "hostname": "web01", "ip": "10.2.0.1", "vendor": "Evil"}),
     )
     .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let others = r["credential"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(others, id);
     let (_, r) = read(&s, &tok, "web01-root").await;
     assert!(r["credential"]["device"]["vendor"].is_null(), "{r}");
     let (st, e) = upsert(
@@ -911,9 +912,9 @@ async fn read_list_custody_deactivate_and_access() {
     )
     .await;
     assert_eq!(
-        (st, e["exception"]["code"].clone()),
-        (StatusCode::BAD_REQUEST, json!(1009)),
-        "no takeover through the fallback"
+        (st, e["credential"]["id"].clone()),
+        (StatusCode::CREATED, json!(others)),
+        "no takeover through the fallback: it updates its own"
     );
     let (st, _) = call(
         &s,
@@ -925,7 +926,10 @@ async fn read_list_custody_deactivate_and_access() {
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (_, l) = call(&s, Method::GET, "/iso/pam/credential", Some(&other), None).await;
-    assert_eq!(l["response"]["message"], "0 credentials found");
+    assert_eq!(
+        l["response"]["message"], "1 credentials found",
+        "its own only"
+    );
     let (st, _) = s
         .post(
             "/api/v1/apps/Other/allow",
@@ -1190,4 +1194,109 @@ async fn concurrent_creates_make_exactly_one_credential() {
     }
     let (_, l) = call(&s, Method::GET, "/iso/pam/credential", Some(&tok), None).await;
     assert_eq!(l["response"]["message"], "2 credentials found");
+}
+
+// ------------------------------------------------------------------------------ namespaces
+
+/// Issue 14: a credential outside the application's safes, whoever made it, neither blocks its
+/// create-or-update (identifier or host + IP + user name) nor answers its reads differently from
+/// one that does not exist.
+#[tokio::test]
+async fn names_outside_the_applications_safes_neither_block_it_nor_answer() {
+    let (s, tok) = setup().await;
+    let eve = s.user("eve").await;
+    // Eve, with no grants at all, registers the identifier the provisioner will use, and another
+    // credential on the device + user name it will use.
+    let by_ident = s
+        .cred(
+            &eve,
+            json!({"name": "squat-1", "identifier": "prov-db-01", "username": "dbadmin", "secret": "eves-1",
+                   "device": {"hostname": "db01", "ip": "10.9.0.1"}}),
+        )
+        .await;
+    let on_device = s
+        .cred(
+            &eve,
+            json!({"name": "squat-2", "identifier": "squatted-ident", "username": "root", "secret": "eves-2",
+                   "device": {"hostname": "db02", "ip": "10.9.0.2"}}),
+        )
+        .await;
+
+    // The provisioner's create-or-update creates its own credential in its safe, both ways.
+    let (st, r) = upsert(
+        &s,
+        &tok,
+        json!({"identifier": "prov-db-01", "username": "dbadmin", "hostname": "db01", "ip": "10.9.0.1",
+               "content": "app-pw-1"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let (mine, body) = ids_aside(r);
+    assert_eq!(body, seed_created());
+    assert_ne!(mine, by_ident);
+    let (st, r) = upsert(
+        &s,
+        &tok,
+        json!({"identifier": "prov-db-01", "username": "dbadmin", "hostname": "db01", "ip": "10.9.0.1",
+               "content": "app-pw-2"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_eq!(r["credential"]["id"], mine.as_str(), "then updates it");
+    let (st, r) = read(&s, &tok, "prov-db-01").await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["credential"]["password"], "app-pw-2");
+    let (st, r) = upsert(
+        &s,
+        &tok,
+        json!({"username": "ROOT", "hostname": "DB02", "ip": "10.9.0.2", "content": "app-root"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let (dev_mine, body) = ids_aside(r);
+    assert_eq!(body, seed_created());
+    assert_ne!(dev_mine, on_device);
+    let (st, r) = upsert(
+        &s,
+        &tok,
+        json!({"username": "root", "hostname": "db02", "ip": "10.9.0.2", "content": "app-root-2"}),
+    )
+    .await;
+    assert_eq!(
+        (st, r["credential"]["id"].clone()),
+        (StatusCode::CREATED, json!(dev_mine))
+    );
+
+    // Eve's credentials are untouched.
+    for (id, pw) in [(&by_ident, "eves-1"), (&on_device, "eves-2")] {
+        let (st, v) = s
+            .get(&format!("/api/v1/credentials/{id}/secret"), &eve)
+            .await;
+        assert_eq!((st, v["secret"].as_str()), (StatusCode::OK, Some(pw)));
+    }
+
+    // What lies outside its safes answers exactly like what does not exist: 1007.
+    let missing = "00000000-0000-7000-8000-000000000000".to_owned();
+    for key in [
+        &on_device,
+        &"squatted-ident".to_owned(),
+        &missing,
+        &"nobody".to_owned(),
+    ] {
+        for method in [Method::GET, Method::DELETE] {
+            let (st, e) = call(
+                &s,
+                method.clone(),
+                &format!("/iso/pam/credential/{key}"),
+                Some(&tok),
+                None,
+            )
+            .await;
+            assert_eq!(
+                (st, e["exception"]["message"].clone()),
+                (StatusCode::BAD_REQUEST, json!("1007: Credential not found")),
+                "{method} {key}"
+            );
+        }
+    }
 }
