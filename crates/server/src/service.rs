@@ -128,6 +128,21 @@ impl Vault {
         .await
     }
 
+    /// The audit record of a new credential, to commit with it.
+    pub(crate) async fn create_audit(
+        &self,
+        ctx: &Ctx,
+        cred: &Credential,
+    ) -> ServiceResult<WriteAudit> {
+        self.write_audit(
+            ctx,
+            "credential.create",
+            cred.id.to_string(),
+            json!({"name": cred.meta.name, "version": 1}),
+        )
+        .await
+    }
+
     /// Several records committed with one write (bulk import).
     pub(crate) async fn write_audit_many(&self, events: Vec<Event>) -> ServiceResult<WriteAudit> {
         let keys = self.barrier.keys().await?;
@@ -366,14 +381,7 @@ impl Vault {
         self.check_placement(ctx, &meta).await?;
         let keys = self.write_keys().await?;
         let (cred, v) = self.new_record(ctx, &keys, OffsetDateTime::now_utc(), meta, &payload)?;
-        let audit = self
-            .write_audit(
-                ctx,
-                "credential.create",
-                cred.id.to_string(),
-                json!({"name": cred.meta.name, "version": 1}),
-            )
-            .await?;
+        let audit = self.create_audit(ctx, &cred).await?;
         self.store
             .insert_credential(&cred, &v, &audit.append())
             .await?;

@@ -525,14 +525,7 @@ impl Vault {
         let keys = self.write_keys().await?;
         let (cred, v) = self.new_record(ctx, &keys, OffsetDateTime::now_utc(), meta, &payload)?;
         // The credential and its audit record commit together (or neither does).
-        let audit = self
-            .write_audit(
-                ctx,
-                "credential.create",
-                cred.id.to_string(),
-                json!({"name": cred.meta.name, "version": 1}),
-            )
-            .await?;
+        let audit = self.create_audit(ctx, &cred).await?;
         match self
             .store
             .insert_credential_unless_on_device_audited(&cred, &v, &audit.append())
