@@ -112,6 +112,15 @@ impl Vault {
             self.limiter.failed(source);
             return Err(DomainError::Unauthenticated.into());
         };
+        self.actor_of_user(user).await
+    }
+
+    /// The actor a stored user acts as: its kind (admin, human, service) and its groups, with the
+    /// built-in `all-users` group every user belongs to.
+    pub(crate) async fn actor_of_user(
+        &self,
+        user: credvault_core::model::User,
+    ) -> ServiceResult<Actor> {
         let kind = match (user.admin, user.kind) {
             (true, _) => ActorKind::Admin,
             (false, UserKind::Human) => ActorKind::User,

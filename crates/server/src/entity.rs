@@ -126,24 +126,14 @@ impl Vault {
         if name == "root" {
             return Ok(Actor::root());
         }
-        let Some(user) = self.store.get_user(name).await? else {
-            return Ok(Actor {
+        match self.store.get_user(name).await? {
+            Some(user) => self.actor_of_user(user).await,
+            None => Ok(Actor {
                 name: name.to_owned(),
                 kind: ActorKind::User,
                 groups: vec![],
-            });
-        };
-        let mut groups = self.store.groups_of(name).await?;
-        groups.push(ALL_USERS.to_owned());
-        Ok(Actor {
-            name: user.name,
-            kind: if user.admin {
-                ActorKind::Admin
-            } else {
-                ActorKind::User
-            },
-            groups,
-        })
+            }),
+        }
     }
 
     /// Whether a stored connection stands in its package's namespace: its creator may write the

@@ -595,13 +595,20 @@ impl Vault {
                 },
             )
             .await?;
+        // Each safe's members are read once, however many of the credentials it holds.
+        let mut members: BTreeMap<String, Vec<Membership>> = BTreeMap::new();
         let mut out = Vec::with_capacity(found.len());
         for c in found {
-            let members = match &c.meta.safe {
-                Some(s) => self.memberships(s).await?,
-                None => vec![],
-            };
-            if policy::resolves_name_for(&ctx.actor, &c.meta, &c.created_by, &members) {
+            if let Some(s) = c.meta.safe.as_deref().filter(|s| !members.contains_key(*s)) {
+                members.insert(s.to_owned(), self.memberships(s).await?);
+            }
+            let of_safe = c
+                .meta
+                .safe
+                .as_deref()
+                .and_then(|s| members.get(s))
+                .map_or(&[][..], Vec::as_slice);
+            if policy::resolves_name_for(&ctx.actor, &c.meta, &c.created_by, of_safe) {
                 out.push(c);
             }
         }
