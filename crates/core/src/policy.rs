@@ -144,6 +144,22 @@ pub fn app_scope_contains(app_safes: &[String], safe: Option<&str>) -> bool {
     safe.is_some_and(|s| app_safes.iter().any(|a| a == s))
 }
 
+/// An application's permissions on `safe` from its grants `(kind, target)`: a `safe` grant lists
+/// and reads, a `safe-write` grant also writes (creates and updates); nothing else counts.
+pub fn app_safe_perms<'a>(
+    grants: impl IntoIterator<Item = (&'a str, &'a str)>,
+    safe: &str,
+) -> Perms {
+    grants
+        .into_iter()
+        .filter(|(_, target)| *target == safe)
+        .fold(Perms::NONE, |p, (kind, _)| match kind {
+            "safe" => p.union(Perms::LIST).union(Perms::READ),
+            "safe-write" => p.union(Perms::LIST).union(Perms::READ).union(Perms::WRITE),
+            _ => p,
+        })
+}
+
 /// Entity credentials (`entity.rs`): readers are admins, the creator and the owner's members
 /// (everyone for `all-users`).
 pub fn entity_may_read(actor: &Actor, owner: Option<&Owner>, created_by: &str) -> bool {
@@ -196,6 +212,29 @@ mod tests {
             parameter_names: vec![],
             properties: Default::default(),
             settings: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn application_grants_as_safe_permissions() {
+        let rw = Perms::LIST.union(Perms::READ).union(Perms::WRITE);
+        let r = Perms::LIST.union(Perms::READ);
+        let table: &[(&[(&str, &str)], &str, Perms)] = &[
+            (&[], "s", Perms::NONE),
+            (&[("safe", "s")], "s", r),
+            (&[("safe", "s")], "other", Perms::NONE),
+            (&[("safe-write", "s")], "s", rw),
+            (&[("safe", "s"), ("safe-write", "s")], "s", rw),
+            // a single-credential grant names a credential, never a safe
+            (&[("credential", "s")], "s", Perms::NONE),
+            (&[("safe-write", "t"), ("safe", "s")], "s", r),
+        ];
+        for (grants, safe, want) in table {
+            assert_eq!(
+                app_safe_perms(grants.iter().copied(), safe),
+                *want,
+                "{grants:?} on {safe}"
+            );
         }
     }
 

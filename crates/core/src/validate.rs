@@ -136,25 +136,56 @@ pub fn parse_connectivities(s: &str) -> Result<Vec<Connectivity>, DomainError> {
         .collect()
 }
 
-/// Identifier prefixes owned by one door each, with the door (`Ctx::door`) that owns it. Only that
-/// door's service code writes a credential whose `identifier` starts with the prefix, so no door can
-/// plant a record another door trusts: `kv:` the Vault KV door, `entity:` entity credentials,
-/// `mirror:` credentials pulled from external vaults by integrations.
-pub const RESERVED_IDENTIFIER_PREFIXES: &[(&str, &str)] = &[
-    ("kv:", "vaultkv"),
-    ("entity:", "entity"),
-    ("mirror:", "integration"),
-];
+/// The identifier namespaces owned by one door each. Only the owning door's service code writes a
+/// credential whose `identifier` starts with the prefix, so no door can plant a record another door
+/// trusts: `kv:` the Vault KV door, `entity:` entity credentials, `mirror:` credentials pulled from
+/// external vaults by integrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    Kv,
+    Entity,
+    Mirror,
+}
+
+impl Reserved {
+    pub const ALL: [Reserved; 3] = [Reserved::Kv, Reserved::Entity, Reserved::Mirror];
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Reserved::Kv => "kv:",
+            Reserved::Entity => "entity:",
+            Reserved::Mirror => "mirror:",
+        }
+    }
+
+    /// The door (`Ctx::door`) that owns the namespace.
+    pub fn door(self) -> &'static str {
+        match self {
+            Reserved::Kv => "vaultkv",
+            Reserved::Entity => "entity",
+            Reserved::Mirror => "integration",
+        }
+    }
+
+    /// The namespace an identifier lies in, if any.
+    pub fn of(identifier: &str) -> Option<Reserved> {
+        Self::ALL
+            .into_iter()
+            .find(|r| identifier.starts_with(r.prefix()))
+    }
+
+    /// The identifier `<prefix><rest>`.
+    pub fn identifier(self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix())
+    }
+}
 
 /// Refuse an `identifier` whose prefix is reserved for a door other than `door`.
 pub fn identifier_for_door(identifier: &str, door: &str) -> Result<(), DomainError> {
-    match RESERVED_IDENTIFIER_PREFIXES
-        .iter()
-        .find(|(prefix, _)| identifier.starts_with(prefix))
-    {
-        Some((prefix, owner)) if *owner != door => Err(DomainError::invalid(
+    match Reserved::of(identifier) {
+        Some(r) if r.door() != door => Err(DomainError::invalid(
             "identifier",
-            format!("the prefix '{prefix}' is reserved"),
+            format!("the prefix '{}' is reserved", r.prefix()),
         )),
         _ => Ok(()),
     }

@@ -1,5 +1,5 @@
 //! `credvault operator backup` (online, through the server) and `restore` (offline, into an empty
-//! store). The format and the checks are `credvault_server::backup`'s.
+//! store). The format and the checks are `credvault_service::backup`'s.
 
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
@@ -46,7 +46,7 @@ async fn receive(
 ) -> Result<serde_json::Value> {
     // Follow the frames for progress: the header line, then `len | rows | kind | bytes`.
     let mut buf: Vec<u8> = Vec::new();
-    let mut header: Option<credvault_server::backup::Header> = None;
+    let mut header: Option<credvault_service::backup::Header> = None;
     let mut pb = None;
     let (mut rows, mut frames, mut bytes, mut ended) = (0u64, 0u64, 0u64, false);
     while let Some(chunk) = resp.chunk().await.context("receiving the backup")? {
@@ -55,7 +55,7 @@ async fn receive(
         buf.extend_from_slice(&chunk);
         if header.is_none() {
             if let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-                let h = credvault_server::backup::read_header(&mut &buf[..=nl])
+                let h = credvault_service::backup::read_header(&mut &buf[..=nl])
                     .context("the server sent something that is not a backup")?;
                 pb = Some(output::rows_bar(h.approx_rows, "backing up"));
                 header = Some(h);
@@ -122,7 +122,7 @@ pub async fn restore(fmt: Format, file: &Path, to: &str, key_file: Option<&Path>
         .await
         .context("destination")?;
     let pb = output::rows_bar(0, "restoring");
-    let report = credvault_server::backup::restore(&mut r, &keys, dst, |done, total| {
+    let report = credvault_service::backup::restore(&mut r, &keys, dst, |done, total| {
         pb.set_length(total.max(done));
         pb.set_position(done);
     })

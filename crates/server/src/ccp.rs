@@ -12,10 +12,10 @@ use axum::{Json, Router};
 use credvault_core::ccp::{self, CcpError};
 use serde_json::json;
 
-use crate::apps::GetPasswordError;
-use crate::error::ServiceError;
 use crate::native::Source;
 use crate::AppState;
+use credvault_service::apps::GetPasswordError;
+use credvault_service::error::ServiceError;
 
 /// The optional shared header secret of an application.
 pub const SECRET_HEADER: &str = "x-ccp-app-secret";

@@ -1,28 +1,19 @@
 //! The credvault HTTP server: front doors over shared auth, policy, audit and the seal.
 //!
 //! ```text
-//! request ─▶ router (one module per door) ─▶ door extractor: token → Actor (auth.rs)
-//!         ─▶ service::Vault (policy, crypto via barrier.rs, store, audit.rs) ─▶ door error/response
+//! request ─▶ router (one module per door) ─▶ edge.rs: source, token → caller (Ctx)
+//!         ─▶ credvault_service::Vault (lookup, policy, crypto, store, audit) ─▶ door error/response
 //! ```
 
-pub mod apps;
-pub mod audit;
-pub mod auth;
-pub mod backup;
-pub mod barrier;
-pub mod cache;
 pub mod ccp;
+pub mod edge;
 pub mod entity;
-pub mod error;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod integrations;
 pub mod native;
 pub mod openapi;
 pub mod pam;
-pub mod rotation;
-pub mod service;
 mod telemetry;
 pub mod tls;
 pub mod vaultkv;
@@ -44,9 +35,10 @@ use credvault_store::Store;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::ServiceError;
+use credvault_service::error::ServiceError;
+pub use credvault_service::{Ctx, Vault};
+
 use crate::native::ApiError;
-pub use crate::service::Vault;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
@@ -184,16 +176,10 @@ async fn seal_gate(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let path = req.uri().path();
     // The A2A door (`/api/pam/`, `/api/oauth2/`) answers in its own envelope.
     let own_dialect = path.starts_with("/api/pam/") || path.starts_with("/api/oauth2/");
-    if path.starts_with("/api/")
-        && !own_dialect
-        && !open_while_sealed(path)
-        && s.vault.barrier.is_sealed().await
-    {
-        let e = match s.vault.store.seal_config().await {
-            Ok(None) => ServiceError::NotInitialized,
-            _ => ServiceError::Sealed,
-        };
-        return ApiError::from(e).into_response();
+    if path.starts_with("/api/") && !own_dialect && !open_while_sealed(path) {
+        if let Some(e) = s.vault.sealed_error().await {
+            return ApiError::from(e).into_response();
+        }
     }
     next.run(req).await
 }
@@ -241,8 +227,7 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
     telemetry::install();
     let vault = Vault::new(store.clone(), cfg.auth_failures_per_minute);
     // Never shorter than a request: a writer holding the old term finishes within the timeout.
-    vault.set_retire_grace(cfg.key_retire_grace.max(cfg.request_timeout));
-    vault.app_cache.start_polling(store.clone());
+    vault.start_background(cfg.key_retire_grace.max(cfg.request_timeout));
     let dev_root_token = if cfg.dev {
         dev_bootstrap(&vault, &cfg).await?
     } else {
@@ -293,7 +278,7 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
             ))
         }
     };
-    tracing::info!(%addr, https, storage = vault.store.backend(), "credvault listening");
+    tracing::info!(%addr, https, storage = vault.backend(), "credvault listening");
     Ok(Running {
         addr,
         https,
@@ -309,9 +294,9 @@ async fn unseal_from_file(vault: &Vault, path: &std::path::Path) -> Result<(), S
         zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
             StartError::Io(format!("reading unseal key file {}", path.display()), e)
         })?);
-    vault.barrier.reset().await;
-    vault.barrier.submit_share(text.trim()).await?;
-    if vault.barrier.is_sealed().await {
+    vault.reset_unseal().await;
+    vault.submit_unseal_share(text.trim()).await?;
+    if vault.is_sealed().await {
         return Err(ServiceError::Unseal(format!(
             "the key file {} holds one share but more are needed",
             path.display()
@@ -331,7 +316,7 @@ async fn dev_bootstrap(vault: &Vault, cfg: &Config) -> Result<Option<SecretStrin
         .map_err(|e| StartError::Io(format!("creating {}", cfg.data_dir.display()), e))?;
     let key_path = cfg.data_dir.join(DEV_KEY);
     let token_path = cfg.data_dir.join(DEV_TOKEN);
-    if vault.store.seal_config().await?.is_none() {
+    if !vault.is_initialized().await? {
         let (shares, token) = vault.initialize(1, 1).await?;
         let share = shares
             .first()

@@ -916,7 +916,7 @@ async fn concurrent_writers_lose_no_update_and_create_no_duplicate() {
         .unwrap();
     // Direct calls on the server's `Vault` run on the server's runtime (see `Server::on_server`).
     let vault = s.running.vault.clone();
-    let ctx = credvault_server::service::Ctx {
+    let ctx = credvault_server::Ctx {
         actor: credvault_core::policy::Actor::root(),
         source: "test".into(),
         door: "test",
@@ -1570,7 +1570,7 @@ async fn two_servers_on_one_database_behave_as_one_vault() {
 
     // Concurrent updates of one credential through both servers: none lost.
     let hot: uuid::Uuid = a.cred(r, json!({"name": "hot"})).await.parse().unwrap();
-    let ctx = credvault_server::service::Ctx {
+    let ctx = credvault_server::Ctx {
         actor: credvault_core::policy::Actor::root(),
         source: "test".into(),
         door: "test",

@@ -9,8 +9,8 @@ use credvault_crypto::SecretString;
 use serde::Deserialize;
 
 use super::{ApiError, ApiJson, ApiPath, Caller, Items};
-use crate::apps::{AppView, NewApp};
 use crate::AppState;
+use credvault_service::apps::{AppView, NewApp};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

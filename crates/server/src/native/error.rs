@@ -8,7 +8,7 @@ use axum::Json;
 use credvault_core::DomainError;
 use serde_json::json;
 
-use crate::error::ServiceError;
+use credvault_service::error::ServiceError;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -10,8 +10,8 @@ use credvault_crypto::SecretString;
 use serde::Deserialize;
 
 use super::{ApiError, ApiJson, ApiPath, Caller, Items};
-use crate::integrations::{IntegrationView, NewIntegration, TestReport};
 use crate::AppState;
+use credvault_service::integrations::{IntegrationView, NewIntegration, TestReport};
 
 /// A new integration: its settings, secrets, the safe its mirrors go into.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

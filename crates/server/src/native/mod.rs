@@ -7,18 +7,17 @@ pub mod identity;
 pub mod integrations;
 pub mod sys;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 pub use error::ApiError;
 use serde::Serialize;
 
-use crate::auth::token_from_headers;
-use crate::service::Ctx;
+pub use crate::edge::Source;
+use crate::edge::{self, source_ip, token_from_headers, Refusal, Serves};
 use crate::AppState;
+use credvault_service::Ctx;
 
 pub const DOOR: &str = "native";
 
@@ -50,14 +49,6 @@ impl<T> Items<T> {
     }
 }
 
-/// The source address of a request.
-pub fn source_ip(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
-}
-
 /// The authenticated caller of a native API request.
 pub struct Caller(pub Ctx);
 
@@ -68,32 +59,24 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let ip = source_ip(parts);
         let token = token_from_headers(&parts.headers);
-        let actor = state.vault.authenticate(token.as_deref(), ip).await?;
-        if actor.kind == credvault_core::policy::ActorKind::App {
-            return Err(ApiError::new(
+        edge::caller(
+            state,
+            token.as_deref(),
+            source_ip(parts),
+            DOOR,
+            Serves::People,
+        )
+        .await
+        .map(Caller)
+        .map_err(|r| match r {
+            Refusal::Service(e) => e.into(),
+            Refusal::WrongKind(_) => ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "forbidden",
                 "an application's login token works only on the door it logged in through",
-            ));
-        }
-        Ok(Caller(Ctx {
-            actor,
-            source: ip.to_string(),
-            door: DOOR,
-        }))
-    }
-}
-
-/// Source address without authentication (login, unseal).
-pub struct Source(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for Source {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Source(source_ip(parts)))
+            ),
+        })
     }
 }
 

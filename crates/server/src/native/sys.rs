@@ -7,9 +7,9 @@ use credvault_crypto::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, ApiQuery, Caller, Items};
-use crate::audit::Verification;
-use crate::barrier::SealStatus;
 use crate::AppState;
+use credvault_service::audit::Verification;
+use credvault_service::barrier::SealStatus;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -21,18 +21,18 @@ pub struct Health {
 
 #[utoipa::path(get, path = "/api/v1/sys/health", tag = "sys", responses((status = 200, body = Health)))]
 pub async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let st = s.vault.barrier.status().await?;
+    let st = s.vault.seal_status().await?;
     Ok(Json(Health {
         initialized: st.initialized,
         sealed: st.sealed,
         version: env!("CARGO_PKG_VERSION"),
-        storage: s.vault.store.backend(),
+        storage: s.vault.backend(),
     }))
 }
 
 #[utoipa::path(get, path = "/api/v1/sys/seal-status", tag = "sys", responses((status = 200, body = SealStatus)))]
 pub async fn seal_status(State(s): State<AppState>) -> Result<Json<SealStatus>, ApiError> {
-    Ok(Json(s.vault.barrier.status().await?))
+    Ok(Json(s.vault.seal_status().await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -98,13 +98,13 @@ pub async fn unseal(
     ApiJson(b): ApiJson<UnsealRequest>,
 ) -> Result<Json<SealStatus>, ApiError> {
     if b.reset {
-        s.vault.barrier.reset().await;
-        return Ok(Json(s.vault.barrier.status().await?));
+        s.vault.reset_unseal().await;
+        return Ok(Json(s.vault.seal_status().await?));
     }
     let key = b.key.ok_or_else(|| {
         ApiError::bad_request("give `key` (one unseal key share) or `reset: true`")
     })?;
-    Ok(Json(s.vault.barrier.submit_share(key.expose()).await?))
+    Ok(Json(s.vault.submit_unseal_share(key.expose()).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/sys/seal", tag = "sys", responses((status = 200, body = SealStatus)))]
@@ -113,7 +113,7 @@ pub async fn seal(
     Caller(ctx): Caller,
 ) -> Result<Json<SealStatus>, ApiError> {
     s.vault.seal(&ctx).await?;
-    Ok(Json(s.vault.barrier.status().await?))
+    Ok(Json(s.vault.seal_status().await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -132,11 +132,11 @@ pub async fn rotate(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/sys/rewrap", tag = "sys", responses((status = 200, body = crate::rotation::RewrapReport)))]
+#[utoipa::path(post, path = "/api/v1/sys/rewrap", tag = "sys", responses((status = 200, body = credvault_service::rotation::RewrapReport)))]
 pub async fn rewrap(
     State(s): State<AppState>,
     Caller(ctx): Caller,
-) -> Result<Json<crate::rotation::RewrapReport>, ApiError> {
+) -> Result<Json<credvault_service::rotation::RewrapReport>, ApiError> {
     Ok(Json(s.vault.rewrap(&ctx).await?))
 }
 

@@ -11,10 +11,6 @@
 //! error_code, detail, mensagem, erro, cod_erro}, <payload>}`; errors add `"exception": {code,
 //! message, detail}` with `message` = `"<code>: <text>"`. The error table is `credvault_core::pam`.
 
-pub mod service;
-
-use std::net::IpAddr;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -28,11 +24,11 @@ use credvault_core::model::Credential;
 use credvault_core::pam::{self, code, PamError};
 use serde_json::{json, Map, Value};
 
-use self::service::{is_active, pam_settings, tag_of, Outcome, PamFail, DOOR};
-use crate::auth::token_from_headers;
-use crate::error::ServiceError;
-use crate::service::{Ctx, SecretRead};
+use crate::edge::{self, source_ip, token_from_headers, Refusal, Serves, Source};
 use crate::AppState;
+use credvault_service::error::ServiceError;
+use credvault_service::pam::{is_active, pam_settings, tag_of, Outcome, PamFail, DOOR};
+use credvault_service::{Ctx, SecretRead};
 
 /// How long an OAuth access token lives.
 pub const TOKEN_TTL_SECONDS: i64 = 3600;
@@ -95,10 +91,20 @@ fn error_reply(status: StatusCode, err: &PamError, detail: Option<&str>) -> Resp
     (status, Json(body)).into_response()
 }
 
-impl IntoResponse for PamFail {
+/// The door's error: an A2A failure in the bilingual envelope.
+#[derive(Debug)]
+pub struct A2aError(PamFail);
+
+impl<E: Into<PamFail>> From<E> for A2aError {
+    fn from(e: E) -> Self {
+        A2aError(e.into())
+    }
+}
+
+impl IntoResponse for A2aError {
     fn into_response(self) -> Response {
-        let status = status_of(&self);
-        match self {
+        let status = status_of(&self.0);
+        match self.0 {
             PamFail::Pam(p, detail) => error_reply(status, &p, detail.as_deref()),
             PamFail::Service(s) => {
                 let (c, text) = match &s {
@@ -121,7 +127,7 @@ impl IntoResponse for PamFail {
     }
 }
 
-type PamResponse = Result<Response, PamFail>;
+type PamResponse = Result<Response, A2aError>;
 
 // ------------------------------------------------------------------------------------ extractors
 
@@ -129,36 +135,25 @@ type PamResponse = Result<Response, PamFail>;
 pub struct A2a(pub Ctx);
 
 impl FromRequestParts<AppState> for A2a {
-    type Rejection = PamFail;
+    type Rejection = A2aError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        let ip = crate::native::source_ip(parts);
-        if s.vault.barrier.is_sealed().await {
-            return Err(PamFail::Service(match s.vault.store.seal_config().await {
-                Ok(None) => ServiceError::NotInitialized,
-                _ => ServiceError::Sealed,
-            }));
-        }
         let token = token_from_headers(&parts.headers);
-        let actor = s
-            .vault
-            .authenticate(token.as_deref(), ip)
+        // Which tokens may do what is the service's (`pam_app`): users' tokens get 1001 there.
+        edge::caller(s, token.as_deref(), source_ip(parts), DOOR, Serves::Anyone)
             .await
-            .map_err(|e| match e {
-                ServiceError::Domain(_) => PamFail::Pam(
+            .map(A2a)
+            .map_err(|r| match r {
+                Refusal::Service(ServiceError::Domain(_)) | Refusal::WrongKind(_) => PamFail::Pam(
                     PamError::new(code::UNAUTHENTICATED, "Invalid or expired access token"),
                     Some(
                         "send Authorization: Bearer <access_token from POST /iso/oauth2/token>"
                             .into(),
                     ),
-                ),
-                other => PamFail::Service(other),
-            })?;
-        Ok(A2a(Ctx {
-            actor,
-            source: ip.to_string(),
-            door: DOOR,
-        }))
+                )
+                .into(),
+                Refusal::Service(other) => PamFail::Service(other).into(),
+            })
     }
 }
 
@@ -167,7 +162,7 @@ impl FromRequestParts<AppState> for A2a {
 pub struct Key(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Key {
-    type Rejection = PamFail;
+    type Rejection = A2aError;
     async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Self::Rejection> {
         match Path::<String>::from_request_parts(parts, s).await {
             Ok(Path(k)) if !k.is_empty() && k.len() <= 512 => Ok(Key(k)),
@@ -175,16 +170,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Key {
                 PamError::invalid("credential", "must be an id, an identifier or user@host").into(),
             ),
         }
-    }
-}
-
-/// The source address.
-pub struct Src(IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for Src {
-    type Rejection = PamFail;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Src(crate::native::source_ip(parts)))
     }
 }
 
@@ -306,7 +291,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 #[utoipa::path(post, path = "/iso/oauth2/token", tag = "pam-a2a", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials&client_id=<AppID>&client_secret=<secret> (or HTTP Basic)"), responses((status = 200, description = "{access_token, token_type: bearer, expires_in: 3600}"), (status = 401, description = "{error: invalid_client, error_description}")))]
 pub async fn token(
     State(s): State<AppState>,
-    Src(ip): Src,
+    Source(ip): Source,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -350,7 +335,7 @@ pub async fn token(
             )
         }
     };
-    if s.vault.barrier.is_sealed().await {
+    if s.vault.is_sealed().await {
         return oauth_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
@@ -502,7 +487,7 @@ fn read_view(c: &Credential, secret: &SecretRead) -> Value {
     }
     if let Some(Value::Array(fields)) = additional.get_mut("additional_authentication_fields") {
         for (i, f) in fields.iter_mut().enumerate() {
-            let key = format!("{}{i}", service::AUTH_FIELD_PREFIX);
+            let key = format!("{}{i}", credvault_service::pam::AUTH_FIELD_PREFIX);
             if let (Some(v), Value::Object(o)) = (secret.parameters.get(&key), f) {
                 o.insert("value".into(), Value::String(v.expose().to_owned()));
             }

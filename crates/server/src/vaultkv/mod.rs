@@ -3,8 +3,6 @@
 //! `{"errors": [...]}` format; tokens are native tokens (`X-Vault-Token` or `Authorization: Bearer`).
 //! Mapping onto the store: see `service.rs` beside this file and ARCHITECTURE.md.
 
-pub mod service;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -20,11 +18,11 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use self::service::{KvRead, VersionOp, DOOR};
-use crate::auth::token_from_headers;
-use crate::error::ServiceError;
-use crate::service::Ctx;
+use crate::edge::{self, token_from_headers, Refusal, Serves, Source};
 use crate::AppState;
+use credvault_service::error::ServiceError;
+use credvault_service::kv::{KvRead, VersionOp, DOOR};
+use credvault_service::Ctx;
 
 /// An answer in Vault's error format.
 pub struct KvError {
@@ -82,7 +80,7 @@ impl From<ServiceError> for KvError {
                 DomainError::Conflict(m) => Self::bad(m),
                 DomainError::Forbidden | DomainError::Unauthenticated => Self::denied(),
             },
-            ServiceError::VersionConflict { .. } => Self::bad(service::CAS_MISMATCH),
+            ServiceError::VersionConflict { .. } => Self::bad(credvault_service::kv::CAS_MISMATCH),
             ServiceError::Sealed => Self::new(S::SERVICE_UNAVAILABLE, "Vault is sealed"),
             ServiceError::NotInitialized => {
                 Self::new(S::SERVICE_UNAVAILABLE, "Vault is not initialized")
@@ -131,19 +129,15 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 /// The caller: a native token in `X-Vault-Token` or `Authorization: Bearer`.
 async fn caller(s: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<Ctx, KvError> {
-    if s.vault.barrier.is_sealed().await {
-        return Err(match s.vault.store.seal_config().await {
-            Ok(None) => ServiceError::NotInitialized.into(),
-            _ => ServiceError::Sealed.into(),
-        });
-    }
     let token = token_from_headers(headers);
-    let actor = s.vault.authenticate(token.as_deref(), ip).await?;
-    Ok(Ctx {
-        actor,
-        source: ip.to_string(),
-        door: DOOR,
-    })
+    edge::caller(s, token.as_deref(), ip, DOOR, Serves::Anyone)
+        .await
+        .map_err(|r| match r {
+            Refusal::Service(e) => e.into(),
+            Refusal::WrongKind(_) => {
+                ServiceError::from(credvault_core::DomainError::Forbidden).into()
+            }
+        })
 }
 
 fn query(raw: &Option<String>) -> Result<HashMap<String, String>, KvError> {
@@ -237,23 +231,10 @@ pub fn router() -> Router<AppState> {
     Router::new().nest("/v1", v1)
 }
 
-/// The source address (set by the server's connect info).
-struct Src(IpAddr);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Src {
-    type Rejection = KvError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Src(crate::native::source_ip(parts)))
-    }
-}
-
 async fn health(State(s): State<AppState>, RawQuery(q): RawQuery) -> KvResult {
     let q = query(&q)?;
-    let initialized = matches!(s.vault.store.seal_config().await, Ok(Some(_)));
-    let sealed = s.vault.barrier.is_sealed().await;
+    let initialized = s.vault.is_initialized().await.unwrap_or(false);
+    let sealed = s.vault.is_sealed().await;
     let code = |name: &str, default: u16| {
         q.get(name)
             .and_then(|v| v.parse::<u16>().ok())
@@ -283,7 +264,7 @@ async fn health(State(s): State<AppState>, RawQuery(q): RawQuery) -> KvResult {
 }
 
 async fn seal_status(State(s): State<AppState>) -> KvResult {
-    let st = s.vault.barrier.status().await?;
+    let st = s.vault.seal_status().await?;
     let body = json!({
         "type": "shamir",
         "initialized": st.initialized,
@@ -295,12 +276,12 @@ async fn seal_status(State(s): State<AppState>) -> KvResult {
         "version": env!("CARGO_PKG_VERSION"),
         "migration": false,
         "recovery_seal": false,
-        "storage_type": s.vault.store.backend(),
+        "storage_type": s.vault.backend(),
     });
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-async fn mounts(State(s): State<AppState>, headers: HeaderMap, Src(ip): Src) -> KvResult {
+async fn mounts(State(s): State<AppState>, headers: HeaderMap, Source(ip): Source) -> KvResult {
     let ctx = caller(&s, &headers, ip).await?;
     let mut m = Map::new();
     for safe in s.vault.list_safes(&ctx).await? {
@@ -330,7 +311,7 @@ async fn mounts(State(s): State<AppState>, headers: HeaderMap, Src(ip): Src) -> 
 async fn ui_mount(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Src(ip): Src,
+    Source(ip): Source,
     Path(path): Path<String>,
 ) -> KvResult {
     let ctx = caller(&s, &headers, ip).await?;
@@ -355,8 +336,8 @@ const APPROLE_TTL_SECONDS: i64 = 3600;
 /// AppRole login: `role_id` = the AppID, `secret_id` = the application's client secret
 /// (`credvault app create NAME --client-secret`). The token acts as the application, limited to
 /// the safes it was granted, on this door only.
-async fn approle_login(State(s): State<AppState>, Src(ip): Src, body: Bytes) -> KvResult {
-    if s.vault.barrier.is_sealed().await {
+async fn approle_login(State(s): State<AppState>, Source(ip): Source, body: Bytes) -> KvResult {
+    if s.vault.is_sealed().await {
         return Err(ServiceError::Sealed.into());
     }
     let b = body_object(&body)?;
@@ -406,7 +387,11 @@ async fn approle_login(State(s): State<AppState>, Src(ip): Src, body: Bytes) -> 
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-async fn lookup_self(State(s): State<AppState>, headers: HeaderMap, Src(ip): Src) -> KvResult {
+async fn lookup_self(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Source(ip): Source,
+) -> KvResult {
     let ctx = caller(&s, &headers, ip).await?;
     let token = token_from_headers(&headers).unwrap_or_default();
     let info = s.vault.token_self(&token).await?;
@@ -438,7 +423,7 @@ async fn data(
     State(s): State<AppState>,
     method: Method,
     headers: HeaderMap,
-    Src(ip): Src,
+    Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -533,7 +518,7 @@ async fn metadata_root(
     State(s): State<AppState>,
     method: Method,
     headers: HeaderMap,
-    Src(ip): Src,
+    Source(ip): Source,
     Path(mount): Path<String>,
     RawQuery(q): RawQuery,
 ) -> KvResult {
@@ -552,7 +537,7 @@ async fn metadata(
     State(s): State<AppState>,
     method: Method,
     headers: HeaderMap,
-    Src(ip): Src,
+    Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -658,7 +643,7 @@ async fn versions_call(
 async fn delete_versions(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Src(ip): Src,
+    Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
     body: Bytes,
 ) -> KvResult {
@@ -668,7 +653,7 @@ async fn delete_versions(
 async fn undelete_versions(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Src(ip): Src,
+    Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
     body: Bytes,
 ) -> KvResult {
@@ -678,7 +663,7 @@ async fn undelete_versions(
 async fn destroy_versions(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Src(ip): Src,
+    Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
     body: Bytes,
 ) -> KvResult {

@@ -18,7 +18,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::{Ctx, Vault};
+use crate::{Ctx, Vault};
 
 /// What a rewrap pass did.
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]

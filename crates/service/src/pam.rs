@@ -18,6 +18,7 @@
 use credvault_core::model::{Credential, CredentialMeta, Device, Perms, SecretPayload};
 use credvault_core::pam::{self, code, DeviceInput, PamError, Upsert};
 use credvault_core::policy::{self, ActorKind};
+use credvault_core::validate::Reserved;
 use credvault_core::{ccp, DomainError};
 use credvault_store::{CredentialFilter, DeviceRecord, StoreError, Visibility};
 use serde_json::{json, Map, Value};
@@ -25,7 +26,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::ServiceError;
-use crate::service::{Ctx, SecretRead, Vault};
+use crate::{Ctx, SecretRead, Vault};
 
 pub const DOOR: &str = "pam";
 
@@ -79,6 +80,14 @@ pub struct Upserted {
 }
 
 /// The A2A state kept in `meta.settings`.
+/// A record of the KV or entity door: not an A2A credential (mirrors are).
+fn another_doors_record(meta: &CredentialMeta) -> bool {
+    meta.identifier
+        .as_deref()
+        .and_then(Reserved::of)
+        .is_some_and(|r| matches!(r, Reserved::Kv | Reserved::Entity))
+}
+
 pub fn pam_settings(meta: &CredentialMeta) -> Map<String, Value> {
     match &meta.settings {
         Value::Object(m) => m.clone(),
@@ -316,13 +325,6 @@ impl Vault {
             .collect())
     }
 
-    async fn pam_perms(&self, ctx: &Ctx, cred: &Credential) -> PamResult<Perms> {
-        Ok(match &cred.meta.safe {
-            Some(s) => self.app_safe_perms(&ctx.actor, s).await?,
-            None => Perms::NONE,
-        })
-    }
-
     /// The credentials within the application's reach (`policy::app_scope_contains`: its granted
     /// safes) with this identifier, oldest first. What lies outside is no match at all: it can
     /// neither block the application's create-or-update nor be probed by its reads.
@@ -430,7 +432,11 @@ impl Vault {
                     .next();
             }
             if let Some(cur) = found {
-                if !self.pam_perms(ctx, &cur).await?.contains(Perms::WRITE) {
+                if !self
+                    .perms_on(&ctx.actor, &cur.meta)
+                    .await?
+                    .contains(Perms::WRITE)
+                {
                     self.audit_denied(ctx, "credential.update", cur.id.to_string())
                         .await;
                     return Err(no_access("the application may not write this credential"));
@@ -649,15 +655,10 @@ impl Vault {
             return Err(PamError::not_found().into());
         };
         // Reserved doors' records (KV, entity) are not A2A credentials.
-        if cred
-            .meta
-            .identifier
-            .as_deref()
-            .is_some_and(|i| i.starts_with("kv:") || i.starts_with("entity:"))
-        {
+        if another_doors_record(&cred.meta) {
             return Err(PamError::not_found().into());
         }
-        let perms = self.pam_perms(ctx, &cred).await?;
+        let perms = self.perms_on(&ctx.actor, &cred.meta).await?;
         if !perms.contains(Perms::LIST) {
             // The actor (`app:<AppID>`) names the application.
             self.audit_denied(ctx, "credential.read", cred.id.to_string())
@@ -716,12 +717,7 @@ impl Vault {
             .await?;
         Ok(list
             .into_iter()
-            .filter(|c| {
-                !c.meta
-                    .identifier
-                    .as_deref()
-                    .is_some_and(|i| i.starts_with("kv:") || i.starts_with("entity:"))
-            })
+            .filter(|c| !another_doors_record(&c.meta))
             .collect())
     }
 

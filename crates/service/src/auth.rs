@@ -14,7 +14,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use time::OffsetDateTime;
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::Vault;
+use crate::Vault;
 
 /// Limits failed authentications per source address. Once a source exceeds the quota it is blocked
 /// for `block` even for correct credentials, so guessing cannot go on at full speed.
@@ -59,18 +59,6 @@ impl FailureLimiter {
             self.limiter.retain_recent();
         }
     }
-}
-
-/// Extract a token from `X-Vault-Token` or `Authorization: Bearer`.
-pub fn token_from_headers(h: &axum::http::HeaderMap) -> Option<String> {
-    if let Some(v) = h.get("x-vault-token").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().to_owned());
-    }
-    let v = h.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| rest.trim().to_owned())
 }
 
 impl Vault {

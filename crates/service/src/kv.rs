@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use credvault_core::model::{Credential, CredentialMeta, Perms, SecretPayload, VersionInfo};
+use credvault_core::validate::Reserved;
 use credvault_core::DomainError;
 use credvault_crypto::SecretString;
 use credvault_store::CredentialFilter;
@@ -15,7 +16,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::{Ctx, Vault};
+use crate::{Ctx, Vault};
 
 /// The KV door's name in `Ctx::door` (owns the `kv:` identifier prefix).
 pub const DOOR: &str = "vaultkv";
@@ -59,7 +60,7 @@ pub const CAS_MISMATCH: &str = "check-and-set parameter did not match the curren
 pub const CAS_REQUIRED: &str = "check-and-set parameter required for this call";
 
 pub fn identifier(mount: &str, path: &str) -> String {
-    format!("kv:{mount}/{path}")
+    Reserved::Kv.identifier(&format!("{mount}/{path}"))
 }
 
 /// Check a secret path: non-empty segments, no `.`/`..`, bounded.

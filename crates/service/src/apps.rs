@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use credvault_core::app::{AppRules, CertRule, ClientCert, Grant};
 use credvault_core::ccp::{self, CcpError};
 use credvault_core::model::Credential;
+use credvault_core::policy::{Actor, ActorKind};
 use credvault_core::{validate, DomainError};
 use credvault_crypto::SecretString;
 use credvault_store::{AppRecord, CredentialFilter, LookupKey};
@@ -17,7 +18,8 @@ use uuid::Uuid;
 
 use crate::audit::Event;
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::{Ctx, Vault};
+use crate::vault::Found;
+use crate::{Ctx, Vault};
 
 /// An application as the API shows it (never the header secret).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -252,20 +254,14 @@ impl Vault {
         actor: &credvault_core::policy::Actor,
         safe: &str,
     ) -> ServiceResult<credvault_core::model::Perms> {
-        use credvault_core::model::Perms;
         let app_id = actor.name.strip_prefix("app:").unwrap_or_default();
         let Some(entry) = self.app_entry(app_id).await? else {
-            return Ok(Perms::NONE);
+            return Ok(credvault_core::model::Perms::NONE);
         };
-        let has = |kind: &str| entry.grants.iter().any(|(k, t)| k == kind && t == safe);
-        let mut p = Perms::NONE;
-        if has("safe") {
-            p = p.union(Perms::LIST).union(Perms::READ);
-        }
-        if has("safe-write") {
-            p = p.union(Perms::LIST).union(Perms::READ).union(Perms::WRITE);
-        }
-        Ok(p)
+        Ok(credvault_core::policy::app_safe_perms(
+            entry.grants.iter().map(|(k, t)| (k.as_str(), t.as_str())),
+            safe,
+        ))
     }
 
     pub async fn list_apps(&self, ctx: &Ctx) -> ServiceResult<Vec<AppView>> {
@@ -406,7 +402,9 @@ impl Vault {
             .await;
     }
 
-    /// Get Password for an application (the CCP door). Every call is audited, granted or refused.
+    /// Get Password for an application (the CCP door): the CCP lookup (`find_for_app`: the
+    /// application's rules, then its query inside its grants), then the one read path
+    /// (`open_found`). Every call is audited, granted or refused.
     pub async fn app_get_password(
         &self,
         req: &ccp::Request,
@@ -414,35 +412,39 @@ impl Vault {
         header_secret: Option<&str>,
         cert: Option<&ClientCert>,
     ) -> Result<Password, GetPasswordError> {
-        let result = self
-            .get_password_inner(req, source, header_secret, cert)
-            .await;
-        let (outcome, target, code) = match &result {
-            Ok((id, _)) => ("ok", id.to_string(), None),
-            Err(GetPasswordError::Ccp(e)) => (
-                if e.status == 403 { "denied" } else { "refused" },
-                String::new(),
-                Some(e.code),
-            ),
-            Err(GetPasswordError::Service(_)) => ("error", String::new(), None),
+        let ctx = Ctx {
+            actor: Actor {
+                name: format!("app:{}", req.app_id),
+                kind: ActorKind::App,
+                groups: vec![],
+            },
+            source: source.to_string(),
+            door: "ccp",
         };
-        let audited = self
-            .auditor
-            .record(Event {
-                actor: format!("app:{}", req.app_id),
-                door: "ccp",
-                action: "ccp.get_password",
-                target,
-                source: source.to_string(),
-                outcome,
-                detail: json!({"app_id": req.app_id, "query": req.query_text, "reason": req.reason, "error_code": code}),
-            })
-            .await;
-        let (_, password) = result?;
-        // Fail closed: no audit record, no password.
-        audited?;
-        metrics::counter!("credvault_secret_reads_total", "door" => "ccp").increment(1);
-        Ok(password)
+        let detail = |code: Option<&str>| json!({"app_id": req.app_id, "query": req.query_text, "reason": req.reason, "error_code": code});
+        let found = match self.find_for_app(req, source, header_secret, cert).await {
+            Ok(found) => found,
+            Err(e) => {
+                let (outcome, code) = match &e {
+                    GetPasswordError::Ccp(c) if c.status == 403 => ("denied", Some(c.code)),
+                    GetPasswordError::Ccp(c) => ("refused", Some(c.code)),
+                    GetPasswordError::Service(_) => ("error", None),
+                };
+                // Best effort: the call is refused either way.
+                let _ = self
+                    .audit(&ctx, "ccp.get_password", "", outcome, detail(code))
+                    .await;
+                return Err(e);
+            }
+        };
+        let fields = ccp::account(&found.cred.meta);
+        let read = self
+            .open_found(&ctx, found, "ccp.get_password", detail(None))
+            .await?;
+        Ok(Password {
+            fields,
+            content: read.secret,
+        })
     }
 
     /// Candidates through a case-folded index (object name, user name or address), inside the grants.
@@ -531,13 +533,15 @@ impl Vault {
         Ok(found)
     }
 
-    async fn get_password_inner(
+    /// The CCP lookup: the application and its rules, then the one credential its query names
+    /// inside its grants ("not granted" and "not found" are the same answer).
+    async fn find_for_app(
         &self,
         req: &ccp::Request,
         source: IpAddr,
         header_secret: Option<&str>,
         cert: Option<&ClientCert>,
-    ) -> Result<(Uuid, Password), GetPasswordError> {
+    ) -> Result<Found, GetPasswordError> {
         let keys = self.barrier.keys().await?;
         let Some(entry) = self.app_entry(&req.app_id).await? else {
             return Err(GetPasswordError::Ccp(CcpError::unknown_app(&req.app_id)));
@@ -583,7 +587,7 @@ impl Vault {
                 &req.query_text,
             )));
         }
-        let (cur, blob) = match payload {
+        let (cred, blob) = match payload {
             Some(p) => (cred, p),
             None => self
                 .store
@@ -592,17 +596,11 @@ impl Vault {
                 .map_err(ServiceError::from)?
                 .ok_or_else(|| GetPasswordError::Ccp(CcpError::not_found(&req.query_text)))?,
         };
-        // A mirrored credential past its cache expiry comes from its integration (issue 7).
-        let payload = match self.refresh_mirror(&cur, &source.to_string()).await? {
-            Some((_, fresh)) => fresh,
-            None => self.decrypt_payload(cur.id, cur.version, &blob).await?,
-        };
-        Ok((
-            cur.id,
-            Password {
-                fields: ccp::account(&cur.meta),
-                content: payload.secret,
-            },
-        ))
+        Ok(Found {
+            version: cred.version,
+            cred,
+            blob,
+            latest: true,
+        })
     }
 }

@@ -20,14 +20,15 @@ use std::time::Instant;
 use credvault_connectors::{Connector, FetchError, Fetched, Secrets, Settings};
 use credvault_core::model::{Credential, CredentialMeta, SecretPayload};
 use credvault_core::policy::{Actor, ActorKind};
-use credvault_core::{validate, DomainError};
+use credvault_core::validate::{self, Reserved};
+use credvault_core::DomainError;
 use credvault_store::{CredentialFilter, IntegrationRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::{Ctx, Vault};
+use crate::{Ctx, Vault};
 
 /// The door name integration writes go through (`Ctx::door`, audit records).
 pub const DOOR: &str = "integration";
@@ -40,7 +41,7 @@ pub(crate) fn binding(name: &str) -> String {
 }
 
 fn mirror_prefix(integration: &str) -> String {
-    format!("mirror:{integration}/")
+    Reserved::Mirror.identifier(&format!("{integration}/"))
 }
 
 fn now_text() -> String {
@@ -604,7 +605,7 @@ impl Vault {
         ) else {
             return Ok(None);
         };
-        if !identifier.starts_with("mirror:") {
+        if Reserved::of(identifier) != Some(Reserved::Mirror) {
             return Ok(None);
         }
         let l = self.load_integration(from).await?;

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::service::{Ctx, Vault};
+use crate::{Ctx, Vault};
 
 pub const FORMAT: &str = "credvault-backup";
 pub const VERSION: u32 = 1;

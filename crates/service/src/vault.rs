@@ -34,10 +34,10 @@ pub struct Vault {
     /// Striped per-credential write locks: writers in this process queue instead of racing, so the
     /// optimistic retry below is only needed against other servers.
     write_locks: Vec<tokio::sync::Mutex<()>>,
-    pub store: Arc<dyn Store>,
-    pub barrier: Arc<Barrier>,
-    pub auditor: Auditor,
-    pub limiter: FailureLimiter,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) barrier: Arc<Barrier>,
+    pub(crate) auditor: Auditor,
+    pub(crate) limiter: FailureLimiter,
     /// When this server last fetched each integration mirror (the short-lived mirror cache).
     pub(crate) mirror_clock: crate::integrations::MirrorClock,
     /// Applications and their grants for the CCP hot path (see `cache.rs` for invalidation).
@@ -47,6 +47,15 @@ pub struct Vault {
     /// Serialises the A2A creations that the store's device check cannot cover (a credential on
     /// the same device outside the application's safes; see `pam::service::pam_create`).
     pub(crate) pam_create_lock: tokio::sync::Mutex<()>,
+}
+
+/// A credential a lookup found, with the sealed payload of the version to read.
+pub(crate) struct Found {
+    pub cred: Credential,
+    pub version: i64,
+    pub blob: Vec<u8>,
+    /// The latest version (a mirror past its cache expiry is then fetched afresh).
+    pub latest: bool,
 }
 
 /// A decrypted secret read.
@@ -185,7 +194,11 @@ impl Vault {
             .collect())
     }
 
-    async fn perms_on(&self, actor: &Actor, meta: &CredentialMeta) -> ServiceResult<Perms> {
+    pub(crate) async fn perms_on(
+        &self,
+        actor: &Actor,
+        meta: &CredentialMeta,
+    ) -> ServiceResult<Perms> {
         if actor.is_admin() {
             return Ok(Perms::ALL);
         }
@@ -659,23 +672,47 @@ impl Vault {
             )
             .into());
         }
-        // A mirror past its cache expiry is fetched from its integration first.
-        let fresh = match version {
-            None => self.refresh_mirror(&cred, &ctx.source).await?,
-            Some(_) => None,
+        let found = Found {
+            cred,
+            version: ver,
+            blob,
+            latest: version.is_none(),
+        };
+        self.open_found(ctx, found, "credential.read_secret", json!({}))
+            .await
+    }
+
+    /// The one read path's last steps, for every door, once a lookup has found a credential and the
+    /// caller's right to read it has been decided: decrypt (or, for the latest version of a mirror
+    /// past its cache expiry, fetch it from its integration), audit (`action`, `detail` plus the
+    /// version read), count. No audit record, no secret.
+    pub(crate) async fn open_found(
+        &self,
+        ctx: &Ctx,
+        found: Found,
+        action: &'static str,
+        mut detail: serde_json::Value,
+    ) -> ServiceResult<SecretRead> {
+        let Found {
+            cred,
+            version,
+            blob,
+            latest,
+        } = found;
+        let id = cred.id;
+        let fresh = match latest {
+            true => self.refresh_mirror(&cred, &ctx.source).await?,
+            false => None,
         };
         let (ver, payload) = match fresh {
             Some((c, p)) => (c.version, p),
-            None => (ver, self.decrypt_payload(id, ver, &blob).await?),
+            None => (version, self.decrypt_payload(id, version, &blob).await?),
         };
-        self.audit(
-            ctx,
-            "credential.read_secret",
-            id.to_string(),
-            "ok",
-            json!({"version": ver}),
-        )
-        .await?;
+        if let Some(d) = detail.as_object_mut() {
+            d.insert("version".into(), ver.into());
+        }
+        self.audit(ctx, action, id.to_string(), "ok", detail)
+            .await?;
         metrics::counter!("credvault_secret_reads_total", "door" => ctx.door).increment(1);
         Ok(SecretRead {
             id,
