@@ -171,6 +171,7 @@ impl Settings {
                 .auth_failures_per_minute
                 .unwrap_or(d.auth_failures_per_minute),
             key_retire_grace: secs(self.key_retire_grace_seconds, d.key_retire_grace),
+            clock: d.clock,
         })
     }
 }

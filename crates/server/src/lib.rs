@@ -36,7 +36,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use credvault_service::error::ServiceError;
-pub use credvault_service::{Ctx, Vault};
+pub use credvault_service::{Clock, Ctx, Vault};
 
 use crate::native::ApiError;
 
@@ -65,6 +65,8 @@ pub struct Config {
     /// How long after a key rotation the old data keys may be deleted, once nothing uses them
     /// (longer than any request: default the request timeout plus 30 s).
     pub key_retire_grace: Duration,
+    /// The time the vault goes by: the system clock; tests pass one they move forward.
+    pub clock: Clock,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             auth_failures_per_minute: 30,
             key_retire_grace: Duration::from_secs(60),
+            clock: Clock::system(),
         }
     }
 }
@@ -225,7 +228,11 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
 pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::install();
-    let vault = Vault::new(store.clone(), cfg.auth_failures_per_minute);
+    let vault = Vault::new(
+        store.clone(),
+        cfg.auth_failures_per_minute,
+        cfg.clock.clone(),
+    );
     // Never shorter than a request: a writer holding the old term finishes within the timeout.
     vault.start_background(cfg.key_retire_grace.max(cfg.request_timeout));
     let dev_root_token = if cfg.dev {

@@ -157,7 +157,7 @@ impl Vault {
             owner: ctx.actor.name.clone(),
             description: new.description,
             rules: serde_json::to_string(&rules).map_err(|_| ServiceError::Integrity)?,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.clock.now(),
         };
         self.store.create_app(&rec).await?;
         self.app_cache.invalidate();
@@ -241,7 +241,7 @@ impl Vault {
         let app = result?;
         self.issue_token(
             &format!("app:{}", app.app_id),
-            Some(OffsetDateTime::now_utc() + ttl),
+            Some(self.clock.now() + ttl),
             Some(format!("{door} login")),
         )
         .await

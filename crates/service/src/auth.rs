@@ -11,7 +11,6 @@ use credvault_core::model::UserKind;
 use credvault_core::policy::{Actor, ActorKind};
 use credvault_core::DomainError;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use time::OffsetDateTime;
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::Vault;
@@ -72,7 +71,7 @@ impl Vault {
         let keys = self.barrier.keys().await?;
         let hash = keys.tokens.token_hash(token);
         let info = self.store.token_by_hash(&hash).await?;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let info = match info {
             Some(i) if !i.revoked && i.expires_at.is_none_or(|e| e > now) => i,
             _ => {

@@ -154,7 +154,9 @@ impl Vault {
             format: FORMAT.into(),
             version: VERSION,
             id,
-            created_at: time::OffsetDateTime::now_utc()
+            created_at: self
+                .clock
+                .now()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             key: String::new(),
@@ -439,7 +441,7 @@ pub async fn restore(
         progress(done, header.approx_rows);
     }
     // Verify with the restored keyring: the audit chain and every secret.
-    let vault = Vault::new(dst.clone(), 1000);
+    let vault = Vault::new(dst.clone(), 1000, crate::Clock::system());
     vault.barrier.unseal_with(&root).await?;
     let audit = crate::audit::verify(dst.as_ref(), &vault.barrier).await?;
     if !audit.ok {

@@ -44,10 +44,6 @@ fn mirror_prefix(integration: &str) -> String {
     Reserved::Mirror.identifier(&format!("{integration}/"))
 }
 
-fn now_text() -> String {
-    credvault_store::format_time(OffsetDateTime::now_utc())
-}
-
 /// What the last runs of an integration did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
@@ -269,7 +265,7 @@ impl Vault {
             safe: new.safe,
             enabled: new.enabled,
             status: "{}".into(),
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.clock.now(),
         };
         self.store.create_integration(&rec).await?;
         self.audit_integration(
@@ -348,7 +344,7 @@ impl Vault {
     /// Record a failed run in the status and turn it into the service error.
     async fn record_failure(&self, l: &Loaded, e: &FetchError) -> ServiceError {
         let mut st = self.status_of(l).await;
-        st.last_attempt = Some(now_text());
+        st.last_attempt = Some(credvault_store::format_time(self.clock.now()));
         st.last_error = Some(e.to_string());
         tracing::warn!(integration = %l.rec.name, error = %e, "integration fetch failed");
         metrics::counter!("credvault_integration_failures_total").increment(1);
@@ -386,8 +382,8 @@ impl Vault {
         }
         self.remove_mirrors(&l, &ctx.source, &kept).await?;
         let st = Status {
-            last_attempt: Some(now_text()),
-            last_success: Some(now_text()),
+            last_attempt: Some(credvault_store::format_time(self.clock.now())),
+            last_success: Some(credvault_store::format_time(self.clock.now())),
             last_error: None,
             fetched: kept.len(),
             errors,
@@ -414,8 +410,8 @@ impl Vault {
         Ok(match result {
             Ok(r) => {
                 let mut st = self.status_of(&l).await;
-                st.last_attempt = Some(now_text());
-                st.last_success = Some(now_text());
+                st.last_attempt = Some(credvault_store::format_time(self.clock.now()));
+                st.last_success = Some(credvault_store::format_time(self.clock.now()));
                 st.last_error = None;
                 let _ = self.set_status(name, &st).await;
                 TestReport {

@@ -84,10 +84,6 @@ fn invalid(msg: &str) -> ServiceError {
     DomainError::invalid("request", msg).into()
 }
 
-fn now_text() -> String {
-    credvault_store::format_time(OffsetDateTime::now_utc())
-}
-
 impl Vault {
     /// The caller's permissions on a mount; a mount that does not exist is "permission denied", as
     /// for a mount the caller cannot see (no existence probing).
@@ -385,7 +381,9 @@ impl Vault {
         for v in versions.into_iter().filter(|v| existing.contains(v)) {
             match op {
                 VersionOp::Delete => {
-                    meta.deleted.entry(v).or_insert_with(now_text);
+                    meta.deleted
+                        .entry(v)
+                        .or_insert_with(|| credvault_store::format_time(self.clock.now()));
                 }
                 VersionOp::Undelete => {
                     if !meta.destroyed.contains(&v) {

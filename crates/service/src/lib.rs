@@ -20,6 +20,7 @@ pub mod auth;
 pub mod backup;
 pub mod barrier;
 mod cache;
+mod clock;
 pub mod entity;
 pub mod error;
 pub mod fetch;
@@ -30,4 +31,5 @@ pub mod rotation;
 mod system;
 mod vault;
 
+pub use clock::Clock;
 pub use vault::{Ctx, SecretRead, Vault};

@@ -22,7 +22,6 @@ use credvault_core::validate::Reserved;
 use credvault_core::{ccp, DomainError};
 use credvault_store::{CredentialFilter, DeviceRecord, StoreError, Visibility};
 use serde_json::{json, Map, Value};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::ServiceError;
@@ -252,7 +251,7 @@ impl Vault {
     async fn pam_device(&self, input: &DeviceInput, domain: &Option<String>) -> PamResult<Device> {
         let key = ccp::fold(&input.hostname);
         for _ in 0..16 {
-            let now = OffsetDateTime::now_utc();
+            let now = self.clock.now();
             match self.store.get_device(&key, &input.ip).await? {
                 None => {
                     let mut device = Device {
@@ -529,7 +528,7 @@ impl Vault {
     ) -> PamResult<Option<Uuid>> {
         self.prepare_new(ctx, &mut meta, &payload)?;
         let keys = self.write_keys().await?;
-        let (cred, v) = self.new_record(ctx, &keys, OffsetDateTime::now_utc(), meta, &payload)?;
+        let (cred, v) = self.new_record(ctx, &keys, self.clock.now(), meta, &payload)?;
         // The credential and its audit record commit together (or neither does).
         let audit = self.create_audit(ctx, &cred).await?;
         match self
@@ -683,7 +682,7 @@ impl Vault {
         }
         let secret = self.read_secret(ctx, cred.id, None).await?;
         self.store
-            .take_custody(cred.id, &ctx.actor.name, OffsetDateTime::now_utc())
+            .take_custody(cred.id, &ctx.actor.name, self.clock.now())
             .await?;
         // The read may have refreshed a mirror: show the metadata of the version read.
         let cred = self.store.get_credential(cred.id).await?.unwrap_or(cred);
@@ -812,7 +811,7 @@ impl Vault {
         let d = credvault_core::model::Domain {
             name: name.to_owned(),
             abbreviation,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.clock.now(),
         };
         self.store.create_domain(&d).await?;
         self.audit(

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use time::OffsetDateTime;
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::{Ctx, Vault};
@@ -91,7 +90,7 @@ impl Vault {
         let grace = time::Duration::try_from(self.retire_grace()).unwrap_or(time::Duration::MAX);
         let settled = rotated
             .and_then(|t| t.checked_add(grace))
-            .is_some_and(|t| t <= OffsetDateTime::now_utc());
+            .is_some_and(|t| t <= self.clock.now());
         let retired_terms = if settled {
             self.store.retire_data_keys_below(term).await?
         } else {

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::audit::{Auditor, Event, WriteAudit};
 use crate::auth::FailureLimiter;
 use crate::barrier::Barrier;
+use crate::clock::Clock;
 use crate::error::{ServiceError, ServiceResult};
 
 /// Who is calling, from where, through which door.
@@ -47,6 +48,8 @@ pub struct Vault {
     /// Serialises the A2A creations that the store's device check cannot cover (a credential on
     /// the same device outside the application's safes; see `pam::service::pam_create`).
     pub(crate) pam_create_lock: tokio::sync::Mutex<()>,
+    /// The time the core goes by (see `clock.rs`).
+    pub(crate) clock: Clock,
 }
 
 /// A credential a lookup found, with the sealed payload of the version to read.
@@ -78,7 +81,7 @@ fn forbidden() -> ServiceError {
 }
 
 impl Vault {
-    pub fn new(store: Arc<dyn Store>, auth_failures_per_minute: u32) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, auth_failures_per_minute: u32, clock: Clock) -> Arc<Self> {
         let barrier = Arc::new(Barrier::new(store.clone()));
         let auditor = Auditor::start(store.clone(), barrier.clone());
         let write_locks = (0..64).map(|_| tokio::sync::Mutex::new(())).collect();
@@ -92,6 +95,7 @@ impl Vault {
             app_cache: Default::default(),
             retire_grace_ms: std::sync::atomic::AtomicU64::new(60_000),
             pam_create_lock: tokio::sync::Mutex::new(()),
+            clock,
         })
     }
 
@@ -166,6 +170,11 @@ impl Vault {
         target: impl Into<String>,
     ) {
         let _ = self.audit(ctx, action, target, "denied", json!({})).await;
+    }
+
+    /// The clock this vault goes by (tests move it forward).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub(crate) fn require_admin(&self, ctx: &Ctx) -> ServiceResult<()> {
@@ -393,7 +402,7 @@ impl Vault {
         self.prepare_new(ctx, &mut meta, &payload)?;
         self.check_placement(ctx, &meta).await?;
         let keys = self.write_keys().await?;
-        let (cred, v) = self.new_record(ctx, &keys, OffsetDateTime::now_utc(), meta, &payload)?;
+        let (cred, v) = self.new_record(ctx, &keys, self.clock.now(), meta, &payload)?;
         let audit = self.create_audit(ctx, &cred).await?;
         self.store
             .insert_credential(&cred, &v, &audit.append())
@@ -417,7 +426,7 @@ impl Vault {
             .into());
         }
         let keys = self.write_keys().await?;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut placed: Vec<(Option<String>, Option<Owner>)> = Vec::new();
         let mut batch = Vec::with_capacity(items.len());
         for (i, (mut meta, payload)) in items.into_iter().enumerate() {
@@ -522,7 +531,7 @@ impl Vault {
             let cred = Credential {
                 meta,
                 version: next,
-                updated_at: OffsetDateTime::now_utc(),
+                updated_at: self.clock.now(),
                 updated_by: ctx.actor.name.clone(),
                 ..cur.clone()
             };
@@ -928,7 +937,7 @@ impl Vault {
             name: name.to_owned(),
             kind,
             admin,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.clock.now(),
         };
         self.store.create_user(&user, hash.as_deref()).await?;
         self.audit(
@@ -1082,7 +1091,7 @@ impl Vault {
                     DomainError::invalid("ttl_seconds", "must be between 1 and 315360000").into(),
                 )
             }
-            Some(s) => Some(OffsetDateTime::now_utc() + time::Duration::seconds(s)),
+            Some(s) => Some(self.clock.now() + time::Duration::seconds(s)),
             None => None,
         };
         let (info, secret) = self.issue_token(&user, expires_at, description).await?;
@@ -1110,7 +1119,7 @@ impl Vault {
             id: Uuid::now_v7(),
             user: user.to_owned(),
             description,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.clock.now(),
             expires_at,
             revoked: false,
         };
@@ -1181,7 +1190,7 @@ impl Vault {
         let out = self
             .issue_token(
                 user,
-                Some(OffsetDateTime::now_utc() + time::Duration::hours(8)),
+                Some(self.clock.now() + time::Duration::hours(8)),
                 Some("login".into()),
             )
             .await?;

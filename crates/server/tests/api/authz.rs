@@ -274,7 +274,16 @@ async fn every_identity_against_every_door_operation() {
     }
     let (alice, _) = token_for(&s, "alice").await;
     let (bob, _) = token_for(&s, "bob").await;
-    let (carol, _) = token_for(&s, "carol").await;
+    // carol's token expires in a minute: the clock moves past it below.
+    let (st, t) = s
+        .post(
+            "/api/v1/tokens",
+            &s.root,
+            json!({"user": "carol", "ttl_seconds": 60}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{t}");
+    let carol = t["token"].as_str().unwrap().to_owned();
     let (svc, _) = token_for(&s, "svc").await;
     let (dave, dave_id) = token_for(&s, "dave").await;
 
@@ -329,7 +338,21 @@ async fn every_identity_against_every_door_operation() {
         assert_eq!(st, StatusCode::OK, "{v}");
     }
 
-    // Applications.
+    // Applications. The expiring ones log in first; then the clock moves past their tokens'
+    // hour (and carol's minute), and the others log in.
+    let exp_role_secret = app(&s, "ExpiringRole", "safe", true).await.unwrap();
+    let (_, login) = s
+        .req(
+            Method::POST,
+            "/v1/auth/approle/login",
+            None,
+            Some(json!({"role_id": "ExpiringRole", "secret_id": exp_role_secret})),
+        )
+        .await;
+    let expiring_role = login["auth"]["client_token"].as_str().unwrap().to_owned();
+    let exp_secret = app(&s, "ExpiringA2A", "safe-write", true).await.unwrap();
+    let expiring = s.a2a_token("ExpiringA2A", &exp_secret).await;
+    s.advance_clock(std::time::Duration::from_secs(3601));
     app(&s, "MatrixApp", "safe", false).await;
     let a2a_secret = app(&s, "MatrixA2A", "safe-write", true).await.unwrap();
     let a2a = s.a2a_token("MatrixA2A", &a2a_secret).await;
@@ -343,23 +366,8 @@ async fn every_identity_against_every_door_operation() {
         )
         .await;
     let approle = login["auth"]["client_token"].as_str().unwrap().to_owned();
-    let exp_role_secret = app(&s, "ExpiringRole", "safe", true).await.unwrap();
-    let (_, login) = s
-        .req(
-            Method::POST,
-            "/v1/auth/approle/login",
-            None,
-            Some(json!({"role_id": "ExpiringRole", "secret_id": exp_role_secret})),
-        )
-        .await;
-    let expiring_role = login["auth"]["client_token"].as_str().unwrap().to_owned();
-    s.expire_tokens_of("app:ExpiringRole").await;
-    let exp_secret = app(&s, "ExpiringA2A", "safe-write", true).await.unwrap();
-    let expiring = s.a2a_token("ExpiringA2A", &exp_secret).await;
-    s.expire_tokens_of("app:ExpiringA2A").await;
     app(&s, "GoneApp", "safe", false).await;
     ok(&s, Method::DELETE, "/api/v1/apps/GoneApp", json!({})).await;
-    s.expire_tokens_of("carol").await;
     let (st, _) = s
         .delete(&format!("/api/v1/tokens/{dave_id}"), &s.root)
         .await;

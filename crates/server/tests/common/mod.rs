@@ -485,14 +485,9 @@ impl Server {
         v["access_token"].as_str().expect("access_token").to_owned()
     }
 
-    /// Make every token of `user` (`app:<AppID>` for applications) expired, in the database.
-    pub async fn expire_tokens_of(&self, user: &str) {
-        let db = self.db().await;
-        sqlx::query("UPDATE tokens SET expires_at = '2000-01-01T00:00:00Z' WHERE user_name = $1")
-            .bind(user)
-            .execute(&db)
-            .await
-            .expect("expire tokens");
+    /// Move the server's clock forward (token expiry, custody, key retirement go by it).
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.running.vault.clock().advance(by);
     }
 
     /// Create a user and a token for it.
