@@ -269,14 +269,17 @@ impl Vault {
         let mut keys = std::collections::BTreeSet::new();
         let mut after = None;
         loop {
+            // The caller's own listing (its visibility), never the store's whole safe.
             let page = self
-                .store
-                .list_credentials(&CredentialFilter {
-                    safe: Some(mount.to_owned()),
-                    after,
-                    limit: 1000,
-                    ..CredentialFilter::default()
-                })
+                .list_credentials(
+                    ctx,
+                    CredentialFilter {
+                        safe: Some(mount.to_owned()),
+                        after,
+                        limit: 1000,
+                        ..CredentialFilter::default()
+                    },
+                )
                 .await?;
             after = page.last().map(|c| c.id);
             for c in &page {

@@ -585,17 +585,37 @@ impl Vault {
     ) -> ServiceResult<Vec<Credential>> {
         filter.limit = filter.limit.clamp(1, 1000);
         if !ctx.actor.is_admin() {
-            let safes = self
-                .store
-                .safes_with(&ctx.actor.name, &ctx.actor.groups, Perms::LIST.0)
-                .await?;
             filter.visibility = Visibility::Restricted {
                 user: ctx.actor.name.clone(),
                 groups: ctx.actor.groups.clone(),
-                safes,
+                safes: self.listable_safes(&ctx.actor).await?,
             };
         }
         Ok(self.store.list_credentials(&filter).await?)
+    }
+
+    /// The safes whose credentials `actor` may list: its memberships with `list`, or for an
+    /// application the safes it was granted (`policy::app_safe_perms`).
+    async fn listable_safes(&self, actor: &Actor) -> ServiceResult<Vec<String>> {
+        if actor.kind != policy::ActorKind::App {
+            return Ok(self
+                .store
+                .safes_with(&actor.name, &actor.groups, Perms::LIST.0)
+                .await?);
+        }
+        let app_id = actor.name.strip_prefix("app:").unwrap_or_default();
+        let Some(entry) = self.app_entry(app_id).await? else {
+            return Ok(vec![]);
+        };
+        let grants = || entry.grants.iter().map(|(k, t)| (k.as_str(), t.as_str()));
+        let mut safes: Vec<String> = grants()
+            .map(|(_, t)| t)
+            .filter(|t| policy::app_safe_perms(grants(), t).contains(Perms::LIST))
+            .map(str::to_owned)
+            .collect();
+        safes.sort();
+        safes.dedup();
+        Ok(safes)
     }
 
     /// The credentials named `name` that take part when the caller resolves that name

@@ -436,6 +436,7 @@ async fn hvac_conformance() {
     assert_eq!(r["bad_token_authenticated"], false);
     assert_eq!(r["approle_token_type"], "service");
     assert_eq!(r["approle_read"]["port"], "5432");
+    assert_eq!(r["approle_list"], json!(["db", "nested/"]));
     assert_eq!(r["approle_wrong"], "refused");
 }
 

@@ -105,6 +105,8 @@ def main() -> None:
         login = app.auth.approle.login(role_id=role_id, secret_id=secret_id)
         out["approle_token_type"] = login["auth"]["token_type"]
         out["approle_read"] = app.secrets.kv.v2.read_secret_version(path="app/db", mount_point="secret", raise_on_deleted_version=True)["data"]["data"]
+        # an application lists through its grants, like anyone else (the service's visibility)
+        out["approle_list"] = app.secrets.kv.v2.list_secrets(path="app", mount_point="secret")["data"]["keys"]
         try:
             hvac.Client(url=url).auth.approle.login(role_id=role_id, secret_id="wrong")
             out["approle_wrong"] = "accepted"
