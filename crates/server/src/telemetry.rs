@@ -30,12 +30,23 @@ pub async fn metrics() -> Response {
     }
 }
 
+/// The `method` label: one of a fixed set, so a client cannot add series by inventing methods.
+fn method_label(m: &axum::http::Method) -> String {
+    const KNOWN: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "LIST"];
+    let m = m.as_str();
+    KNOWN
+        .iter()
+        .find(|k| **k == m)
+        .map_or("OTHER", |k| *k)
+        .to_owned()
+}
+
 pub async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();

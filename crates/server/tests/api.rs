@@ -1802,3 +1802,32 @@ async fn the_leak_check_catches_a_sent_secret_in_an_error_body() {
     )
     .await;
 }
+
+/// Issue 16.4: the metrics' labels are bounded whatever a client sends: invented methods all count
+/// as `OTHER`, unknown paths as `unmatched`.
+#[tokio::test]
+async fn metrics_labels_stay_bounded_whatever_clients_send() {
+    let s = Server::dev().await;
+    for i in 0..40 {
+        let method = Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let resp = s
+            .http
+            .request(method, s.url(&format!("/nowhere/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("INVENTED"), "a client-chosen method became a label");
+    assert!(!metrics.contains("/nowhere/"), "a client-chosen path became a label");
+    assert!(metrics.contains("method=\"OTHER\""), "invented methods count as OTHER");
+}

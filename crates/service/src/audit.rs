@@ -32,6 +32,44 @@ pub struct Event {
     pub detail: Value,
 }
 
+/// The most bytes of one caller-given text kept in a record: an outsider's 20 KB AppID or query
+/// must not turn each refused request into 80 KB of audit (issue 16).
+pub const MAX_FIELD: usize = 256;
+
+/// Caller-given text as a record keeps it: at most [`MAX_FIELD`] bytes (cut at a character
+/// boundary and marked with the original length), and NUL, which PostgreSQL text cannot hold,
+/// replaced by a visible character instead of failing the request closed.
+fn bounded(s: String) -> String {
+    let s = if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    };
+    if s.len() <= MAX_FIELD {
+        return s;
+    }
+    let mut cut = MAX_FIELD;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…[truncated: {} bytes]", &s[..cut], s.len())
+}
+
+/// Every string in a record's detail, bounded as [`bounded`]; at most 64 keys or items per level.
+fn bounded_json(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(bounded(s)),
+        Value::Array(a) => Value::Array(a.into_iter().take(64).map(bounded_json).collect()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .take(64)
+                .map(|(k, v)| (bounded(k), bounded_json(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[derive(Clone)]
 pub struct Auditor {
     tx: mpsc::Sender<Pending>,
@@ -65,24 +103,15 @@ impl Auditor {
     }
 
     pub(crate) fn new_audit(e: Event) -> NewAudit {
-        // Caller-given text (an AppID, a target) may hold NUL, which PostgreSQL text cannot: the
-        // record keeps a visible replacement instead of failing (and failing the request closed).
-        let clean = |s: String| {
-            if s.contains('\0') {
-                s.replace('\0', "\u{FFFD}")
-            } else {
-                s
-            }
-        };
         NewAudit {
             time: now_micros(),
-            actor: clean(e.actor),
+            actor: bounded(e.actor),
             door: e.door.to_owned(),
             action: e.action.to_owned(),
-            target: clean(e.target),
-            source: clean(e.source),
+            target: bounded(e.target),
+            source: bounded(e.source),
             outcome: e.outcome.to_owned(),
-            detail: e.detail,
+            detail: bounded_json(e.detail),
         }
     }
 
@@ -258,4 +287,34 @@ pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verif
         first_bad_seq: None,
         message: format!("{count} records verified"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_text_is_bounded_in_records() {
+        let long = "é".repeat(10_000);
+        let e = Event {
+            actor: format!("app:{long}"),
+            door: "ccp",
+            action: "ccp.get_password",
+            target: long.clone(),
+            source: "127.0.0.1".into(),
+            outcome: "refused",
+            detail: serde_json::json!({"query": long, "nested": [{"reason": long}], "nul": "a\0b"}),
+        };
+        let rec = Auditor::new_audit(e);
+        let size = serde_json::to_string(&rec.detail).unwrap_or_default().len()
+            + rec.actor.len()
+            + rec.target.len();
+        assert!(size < 2_000, "{size} bytes kept");
+        assert!(rec.target.ends_with("[truncated: 20000 bytes]"), "{}", rec.target);
+        assert!(rec.actor.starts_with("app:é"));
+        assert_eq!(rec.detail["nul"], "a\u{FFFD}b");
+        assert!(rec.detail["nested"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("truncated")));
+    }
 }

@@ -12,16 +12,16 @@ use serde_json::{json, Value};
 use crate::common::{self, code, Server};
 
 /// A dev server over the real test store wrapped in a `FaultStore`, spoken to over HTTP.
-struct Faulty {
-    running: credvault_server::Running,
-    faults: Arc<FaultStore>,
-    http: reqwest::Client,
-    root: String,
+pub(crate) struct Faulty {
+    pub(crate) running: credvault_server::Running,
+    pub(crate) faults: Arc<FaultStore>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) root: String,
     _dir: tempfile::TempDir,
 }
 
 impl Faulty {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = common::config(dir.path().join("data"));
         let (storage, _) = common::test_storage(&cfg.data_dir).await;
