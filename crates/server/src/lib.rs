@@ -105,10 +105,50 @@ impl Storage {
         data_dir: &std::path::Path,
     ) -> Result<Arc<dyn Store>, credvault_store::StoreError> {
         Ok(match self {
-            Storage::Sqlite => Arc::new(SqliteStore::open(data_dir).await?),
+            Storage::Sqlite => {
+                private_data_dir(data_dir)?;
+                let store = Arc::new(SqliteStore::open(data_dir).await?);
+                // SQLite gives its -wal and -shm files the database file's mode; any made before
+                // the database file was private are fixed here.
+                private_data_dir(data_dir)?;
+                store
+            }
             Storage::Postgres { url } => Arc::new(PgStore::connect(url.expose()).await?),
         })
     }
+}
+
+/// Make the data directory readable only by its owner (0700) and the database files in it 0600,
+/// creating the directory and an empty database file when missing, so SQLite never makes a file
+/// others can read.
+fn private_data_dir(dir: &std::path::Path) -> Result<(), credvault_store::StoreError> {
+    let io = |e: std::io::Error| {
+        credvault_store::StoreError::Unavailable(format!("data directory {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(dir.join("credvault.db"))
+            .map_err(io)?;
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let is_db = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("credvault.db"));
+            if is_db {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1827,7 +1827,56 @@ async fn metrics_labels_stay_bounded_whatever_clients_send() {
         .text()
         .await
         .unwrap();
-    assert!(!metrics.contains("INVENTED"), "a client-chosen method became a label");
-    assert!(!metrics.contains("/nowhere/"), "a client-chosen path became a label");
-    assert!(metrics.contains("method=\"OTHER\""), "invented methods count as OTHER");
+    assert!(
+        !metrics.contains("INVENTED"),
+        "a client-chosen method became a label"
+    );
+    assert!(
+        !metrics.contains("/nowhere/"),
+        "a client-chosen path became a label"
+    );
+    assert!(
+        metrics.contains("method=\"OTHER\""),
+        "invented methods count as OTHER"
+    );
+}
+
+/// Issue 16.7: in production mode the data directory is 0700 and every database file 0600, the
+/// write-ahead log and shared-memory files included.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let running = credvault_server::start(common::config(data.clone()))
+        .await
+        .unwrap();
+    let (st, _) = {
+        let r = common::http_client()
+            .post(format!("{}/api/v1/sys/init", running.url()))
+            .json(&json!({"shares": 1, "threshold": 1}))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), ())
+    };
+    assert_eq!(st, StatusCode::OK, "init writes to the database");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("credvault.db")
+        {
+            files += 1;
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    assert!(files >= 2, "the database and its write-ahead log");
+    running.shutdown().await;
 }
