@@ -73,6 +73,11 @@ fn service_error(e: &ServiceError) -> Response {
             &e.to_string(),
         ),
         ServiceError::Integration(m) => error(StatusCode::BAD_GATEWAY, "CVREMOTE01E", m),
+        ServiceError::RateLimited => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "CVLIMIT01E",
+            "Too many failed application authentications from this address; try again later",
+        ),
         ServiceError::Domain(credvault_core::DomainError::Invalid { message, .. }) => error(
             StatusCode::BAD_REQUEST,
             "AIMWS030E",

@@ -70,6 +70,15 @@ pub struct Password {
     pub content: SecretString,
 }
 
+/// An Argon2id hash nobody knows the password of, verified for unknown clients.
+fn unknown_client_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let random = credvault_crypto::token::generate_token();
+        credvault_crypto::password::hash_password(random.expose()).unwrap_or_default()
+    })
+}
+
 fn rules_of(app: &AppRecord) -> ServiceResult<AppRules> {
     serde_json::from_str(&app.rules).map_err(|_| ServiceError::Integrity)
 }
@@ -204,7 +213,11 @@ impl Vault {
                     .is_some_and(|h| credvault_crypto::password::verify_password(secret, h));
                 secret_ok && rules.source_allowed(source)
             }
-            None => false,
+            None => {
+                // As long as for a known client: the time does not tell which AppIDs exist.
+                let _ = credvault_crypto::password::verify_password(secret, unknown_client_hash());
+                false
+            }
         };
         match app {
             Some(a) if ok => Ok(a),
@@ -542,8 +555,12 @@ impl Vault {
         header_secret: Option<&str>,
         cert: Option<&ClientCert>,
     ) -> Result<Found, GetPasswordError> {
+        // Unknown AppIDs and failed authentications count against the source, like wrong tokens:
+        // neither AppIDs nor header secrets can be guessed at full speed.
+        self.limiter.check(source)?;
         let keys = self.barrier.keys().await?;
         let Some(entry) = self.app_entry(&req.app_id).await? else {
+            self.limiter.failed(source);
             return Err(GetPasswordError::Ccp(CcpError::unknown_app(&req.app_id)));
         };
         let rules = rules_of(&entry.app)?;
@@ -554,6 +571,8 @@ impl Vault {
                 .is_some_and(|h| credvault_crypto::token::ct_eq(h.as_bytes(), stored.as_bytes()))
         };
         if !rules.authenticate(source, header_ok, cert) {
+            self.limiter.failed(source);
+            metrics::counter!("credvault_auth_failures_total").increment(1);
             return Err(GetPasswordError::Ccp(CcpError::authentication_failed(
                 &req.app_id,
             )));

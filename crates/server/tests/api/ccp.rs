@@ -718,3 +718,57 @@ mod mtls {
             .contains("HTTPS"));
     }
 }
+
+/// Issue 16.5 and 16.6: unknown AppIDs and wrong header secrets count against the source, so neither
+/// can be guessed at full speed: after the quota the source gets 429 even with the right secret.
+#[tokio::test]
+async fn guessing_appids_or_header_secrets_is_rate_limited() {
+    let s = Server::dev_with(|c| c.auth_failures_per_minute = 5).await;
+    s.post(
+        "/api/v1/apps",
+        &s.root,
+        json!({"app_id": "Guarded", "sources": ["127.0.0.1"], "header_secret": "Right-Secret-0001"}),
+    )
+    .await;
+    let ask = |app: &'static str, secret: &'static str| {
+        let http = s.http.clone();
+        let url = s.url(&format!("/AIMWebService/api/Accounts?AppID={app}&Object=x"));
+        async move {
+            let r = http
+                .get(url)
+                .header("X-CCP-App-Secret", secret)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status();
+            let v: Value = r.json().await.unwrap();
+            (st, v["ErrorCode"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let mut codes = vec![];
+    for i in 0..12 {
+        let (st, code) = if i % 2 == 0 {
+            ask("NoSuchApp", "whatever").await
+        } else {
+            ask("Guarded", "Wrong-Secret").await
+        };
+        codes.push((st, code));
+    }
+    assert!(
+        codes[..4]
+            .iter()
+            .all(|(st, c)| *st == StatusCode::FORBIDDEN && (c == "APPAP008E" || c == "APPAP306E")),
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.last().unwrap(),
+        &(StatusCode::TOO_MANY_REQUESTS, "CVLIMIT01E".to_owned()),
+        "{codes:?}"
+    );
+    // Blocked: even the right secret waits.
+    let (st, code) = ask("Guarded", "Right-Secret-0001").await;
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "CVLIMIT01E")
+    );
+}
