@@ -32,7 +32,9 @@ pub async fn metrics() -> Response {
 
 /// The `method` label: one of a fixed set, so a client cannot add series by inventing methods.
 fn method_label(m: &axum::http::Method) -> String {
-    const KNOWN: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "LIST"];
+    const KNOWN: [&str; 8] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "LIST",
+    ];
     let m = m.as_str();
     KNOWN
         .iter()

@@ -310,7 +310,11 @@ mod tests {
             + rec.actor.len()
             + rec.target.len();
         assert!(size < 2_000, "{size} bytes kept");
-        assert!(rec.target.ends_with("[truncated: 20000 bytes]"), "{}", rec.target);
+        assert!(
+            rec.target.ends_with("[truncated: 20000 bytes]"),
+            "{}",
+            rec.target
+        );
         assert!(rec.actor.starts_with("app:é"));
         assert_eq!(rec.detail["nul"], "a\u{FFFD}b");
         assert!(rec.detail["nested"][0]["reason"]
