@@ -222,9 +222,6 @@ impl Vault {
         for k in parameters.keys() {
             validate::parameter_key(k)?;
         }
-        if let Some(o) = &owner {
-            Self::entity_owner_allowed(ctx, o)?;
-        }
         let writer = Self::entity_writer(ctx);
         let payload = SecretPayload {
             secret: SecretString::default(),
@@ -243,6 +240,9 @@ impl Vault {
                         self.audit_denied(ctx, "credential.update", cur.id.to_string())
                             .await;
                         return Err(DomainError::Forbidden.into());
+                    }
+                    if let Some(o) = &owner {
+                        Self::entity_owner_allowed(ctx, o)?;
                     }
                     match self.delete_credential(&writer, cur.id).await {
                         Ok(()) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {}
@@ -268,6 +268,9 @@ impl Vault {
                         .await;
                     return Err(DomainError::Forbidden.into());
                 }
+                if let Some(o) = &owner {
+                    Self::entity_owner_allowed(ctx, o)?;
+                }
                 let p = payload.clone();
                 let o = owner.clone();
                 return self
@@ -279,6 +282,9 @@ impl Vault {
                         Ok(())
                     })
                     .await;
+            }
+            if let Some(o) = &owner {
+                Self::entity_owner_allowed(ctx, o)?;
             }
             let meta = CredentialMeta {
                 identifier: Some(identifier(entity)),

@@ -442,3 +442,92 @@ async fn connections_cannot_be_squatted_under_anothers_package() {
     let (st, _) = set(&s, "LATE.CONN", &eve, r#"{"password": "eves-again"}"#).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+async fn public_get(s: &Server, entity: &str, key: &str) -> (StatusCode, Value) {
+    call(
+        s,
+        Method::GET,
+        &format!("/api/public/v1/credentials/for/{entity}"),
+        key,
+        None,
+    )
+    .await
+}
+
+async fn public_save(s: &Server, key: &str, body: &str) -> (StatusCode, Value) {
+    call(
+        s,
+        Method::POST,
+        "/api/public/v1/credentials",
+        key,
+        Some(body),
+    )
+    .await
+}
+
+/// Issue 19, item 4: a save by someone outside the owner group is 403 (not 400 "invalid owner":
+/// permission is checked before the owner) and changes nothing.
+#[tokio::test]
+async fn a_save_by_a_non_member_of_the_owner_group_is_403_and_changes_nothing() {
+    let s = Server::dev().await;
+    let alice = key_for(&s, "alice", "human").await;
+    let carol = key_for(&s, "carol", "human").await;
+    s.post("/api/v1/groups", &s.root, json!({"name": "team"}))
+        .await;
+    s.put("/api/v1/groups/team/members/alice", &s.root, json!({}))
+        .await;
+    let (st, saved) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "team-pw"}, "group": {"name": "team", "type": "group"}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+
+    for body in [
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}, "group": {"name": "team", "type": "group"}}"#,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}, "group": {"id": null, "name": "team", "personal": false}}"#,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}, "group": {"name": "admins", "type": "group"}}"#,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}, "group": {"name": "carol", "personal": true}}"#,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}}"#,
+    ] {
+        let (st, e) = public_save(&s, &carol, body).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{body}: {e}");
+    }
+    for owner in ["group:team", "group:admins", "user:alice"] {
+        let (st, e) = call(
+            &s,
+            Method::POST,
+            &format!("/api/credentials/for/Team.DB?owner={owner}"),
+            &carol,
+            Some(r#"{"password": "carols"}"#),
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{owner}: {e}");
+    }
+    let (st, read) = public_get(&s, "Team.DB", &alice).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(read["parameters"]["password"], "team-pw");
+    assert_eq!(read["version"], 1);
+    assert_eq!(read["group"]["name"], "team");
+
+    // A package writer replacing a connection that no longer stands, with an owner it may not
+    // give: 400, and the old one is still there (nothing deleted).
+    let svc = key_for(&s, "deployer", "service").await;
+    let (_, eves) = set(&s, "Pkg.Conn", &carol, r#"{"password": "carols"}"#).await;
+    set(&s, "Pkg", &svc, r#"{"region": "eu"}"#).await;
+    let (st, e) = public_save(
+        &s,
+        &svc,
+        r#"{"entityBindId": "Pkg.Conn", "parameters": {"password": "real"}, "group": {"name": "team", "type": "group"}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    let old = eves["id"].as_str().unwrap();
+    let (st, _) = s.get(&format!("/api/v1/credentials/{old}"), &s.root).await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "the standing-less connection was not deleted"
+    );
+}
