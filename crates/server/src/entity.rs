@@ -5,7 +5,8 @@
 //!   `null` ("not set"), and a caller who may not read gets the same `null` (audited as denied).
 //! - Public REST form: `GET /api/public/v1/credentials/for/{entity}`, `POST /api/public/v1/credentials`,
 //!   `DELETE /api/public/v1/credentials/{id}` with `parameters`, redacted `openParameters`,
-//!   `entityBindId` and `group` (the owner).
+//!   `entityBindId` and `group` (the owner). Nothing set, or nothing the caller may read, is the
+//!   same 404 with an error body.
 //!
 //! Each entity is one ordinary credential with identifier `entity:<entity>` (prefix owned by the door
 //! `entity`), its parameters the payload's `parameters`, versioned and audited like any credential.
@@ -463,10 +464,16 @@ async fn public_get(
     KeyCaller(ctx): KeyCaller,
     ApiPath(entity): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    Ok(match s.vault.entity_get(&ctx, &entity).await? {
-        Some(e) => Json(public_shape(&e)).into_response(),
-        None => Json(Value::Null).into_response(),
-    })
+    // Unlike the legacy form, nothing set is an HTTP error, and one the caller may not read is the
+    // very same answer.
+    match s.vault.entity_get(&ctx, &entity).await? {
+        Some(e) => Ok(Json(public_shape(&e)).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("credentials are not set for {entity}"),
+        )),
+    }
 }
 
 async fn public_save(

@@ -326,7 +326,7 @@ async fn public_rest_form_save_read_delete() {
         get(&s, "Chem.Oracle", &svc).await.1["parameters"]["login"],
         "chem"
     );
-    let (_, g) = call(
+    let (st, g) = call(
         &s,
         Method::GET,
         "/api/public/v1/credentials/for/Chem.Oracle",
@@ -334,7 +334,7 @@ async fn public_rest_form_save_read_delete() {
         None,
     )
     .await;
-    assert_eq!(g, Value::Null);
+    assert_eq!(st, StatusCode::NOT_FOUND, "{g}");
     let id = saved["id"].as_str().unwrap();
     let (st, _) = call(
         &s,
@@ -463,6 +463,63 @@ async fn public_save(s: &Server, key: &str, body: &str) -> (StatusCode, Value) {
         Some(body),
     )
     .await
+}
+
+/// Issue 19, item 3: on the public form, nothing set and nothing readable are the same 404 with an
+/// error body; the legacy form keeps `null` for both.
+#[tokio::test]
+async fn public_form_answers_404_for_unset_and_unreadable_alike() {
+    let s = Server::dev().await;
+    let svc = key_for(&s, "deployer", "service").await;
+    let eve = key_for(&s, "eve", "human").await;
+    let bare = |resp: reqwest::Response| async move {
+        let mut headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date")
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        headers.sort();
+        (resp.status(), headers, resp.text().await.unwrap())
+    };
+    let read = |key: String| {
+        let req = s
+            .http
+            .get(s.url("/api/public/v1/credentials/for/Hidden.Conn"))
+            .header("Authorization", key);
+        async move { bare(req.send().await.unwrap()).await }
+    };
+
+    let unset = read(eve.clone()).await;
+    assert_eq!(unset.0, StatusCode::NOT_FOUND);
+    let body: Value = serde_json::from_str(&unset.2).unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    assert!(body["error"]["message"].is_string());
+    assert_eq!(
+        get(&s, "Hidden.Conn", &eve).await,
+        (StatusCode::OK, Value::Null)
+    );
+
+    let (st, saved) = public_save(
+        &s,
+        &svc,
+        r#"{"entityBindId": "Hidden.Conn", "parameters": {"password": "hidden-pw"}, "group": {"name": "deployer", "type": "user"}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+    assert_eq!(public_get(&s, "Hidden.Conn", &svc).await.0, StatusCode::OK);
+    // Exists, not readable by eve: the very same answer as not set.
+    assert_eq!(read(eve.clone()).await, unset);
+    assert_eq!(
+        get(&s, "Hidden.Conn", &eve).await,
+        (StatusCode::OK, Value::Null)
+    );
+    // A connection that no longer stands in its package's namespace reads the same, too.
+    set(&s, "Late.Conn", &eve, r#"{"password": "eves"}"#).await;
+    set(&s, "Late", &svc, r#"{"region": "eu"}"#).await;
+    let (st, e) = public_get(&s, "Late.Conn", &eve).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{e}");
+    assert_eq!(e["error"]["code"], "not_found");
 }
 
 /// Issue 19, item 4: a save by someone outside the owner group is 403 (not 400 "invalid owner":
