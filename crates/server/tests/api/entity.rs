@@ -311,7 +311,10 @@ async fn public_rest_form_save_read_delete() {
         saved["openParameters"],
         json!({"login": "***", "password": "***"})
     );
-    assert_eq!(saved["group"], json!({"name": "deployer", "type": "user"}));
+    assert_eq!(
+        saved["group"],
+        json!({"name": "deployer", "friendlyName": "deployer", "personal": true, "type": "user"})
+    );
     let (_, g) = call(
         &s,
         Method::GET,
@@ -463,6 +466,154 @@ async fn public_save(s: &Server, key: &str, body: &str) -> (StatusCode, Value) {
         Some(body),
     )
     .await
+}
+
+/// Issue 19, item 2: a client reads the public form, changes a parameter and posts the object back
+/// with its own group model (no `type`; `id`, `friendlyName`, `personal: false` added). The owner
+/// stays what it was; a change of owner is explicit.
+#[tokio::test]
+async fn public_form_owner_round_trips_whatever_fields_a_client_adds_or_drops() {
+    let s = Server::dev().await;
+    let alice = key_for(&s, "alice", "human").await;
+    let bob = key_for(&s, "bob", "human").await;
+    let (st, saved) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"login": "alice", "password": "solo-1"}, "group": {"name": "alice", "type": "user"}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+    // A user owner is the user's personal group.
+    let user_alice =
+        json!({"name": "alice", "friendlyName": "alice", "personal": true, "type": "user"});
+    assert_eq!(saved["group"], user_alice);
+    let (st, read) = public_get(&s, "Solo", &alice).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(read["group"], user_alice);
+    let id = read["id"].as_str().unwrap().to_owned();
+
+    // The body of the issue: the client's group model dropped `type` and added its own fields.
+    let posted_back = format!(
+        r#"{{"id": "{id}", "entityBindId": "Solo", "parameters": {{"login": "alice", "password": "solo-2"}}, "openParameters": {{"login": "***", "password": "***"}}, "group": {{"id": null, "name": "alice", "friendlyName": "alice", "personal": false}}}}"#
+    );
+    let (st, r) = public_save(&s, &alice, &posted_back).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let (_, read) = public_get(&s, "Solo", &alice).await;
+    assert_eq!(read["parameters"]["password"], "solo-2");
+    assert_eq!(read["group"], user_alice, "the owner did not change");
+    assert_eq!(public_get(&s, "Solo", &bob).await.0, StatusCode::NOT_FOUND);
+
+    // Even when a group of that name exists and alice is in it: no silent change of owner.
+    s.post("/api/v1/groups", &s.root, json!({"name": "alice"}))
+        .await;
+    s.put("/api/v1/groups/alice/members/alice", &s.root, json!({}))
+        .await;
+    s.put("/api/v1/groups/alice/members/bob", &s.root, json!({}))
+        .await;
+    let (st, r) = public_save(&s, &alice, &posted_back.replace("solo-2", "solo-3")).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let (_, read) = public_get(&s, "Solo", &alice).await;
+    assert_eq!(
+        (
+            read["parameters"]["password"].clone(),
+            read["group"].clone()
+        ),
+        (json!("solo-3"), user_alice.clone())
+    );
+    assert_eq!(public_get(&s, "Solo", &bob).await.0, StatusCode::NOT_FOUND);
+
+    // Exactly what was read, posted back (with `version`), and groups with fields dropped.
+    let mut same = read.clone();
+    same["parameters"]["password"] = json!("solo-4");
+    let (st, r) = public_save(&s, &alice, &same.to_string()).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    for group in [
+        r#"{"name": "alice"}"#,
+        r#"{"id": null, "name": "alice", "personal": true}"#,
+        r#"{"id": null, "friendlyName": "Alice", "personal": false}"#,
+        "{}",
+        "null",
+    ] {
+        let body = format!(
+            r#"{{"entityBindId": "Solo", "parameters": {{"password": "solo-5"}}, "group": {group}}}"#
+        );
+        let (st, r) = public_save(&s, &alice, &body).await;
+        assert_eq!(st, StatusCode::OK, "{group}: {r}");
+        assert_eq!(r["group"], user_alice, "{group}");
+    }
+    let (st, r) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-5"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, r["group"].clone()),
+        (StatusCode::OK, user_alice.clone())
+    );
+
+    // A change of owner is explicit: the group alice by its kind, then back to the user.
+    let group_alice =
+        json!({"name": "alice", "friendlyName": "alice", "personal": false, "type": "group"});
+    let (st, r) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-6"}, "group": {"name": "alice", "type": "group"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, r["group"].clone()),
+        (StatusCode::OK, group_alice.clone()),
+        "{r}"
+    );
+    assert_eq!(
+        public_get(&s, "Solo", &bob).await.1["parameters"]["password"],
+        "solo-6",
+        "bob is in the group alice"
+    );
+    // ...which a client without `type` now posts back unchanged, too.
+    let (st, r) = public_save(&s, &alice, &posted_back).await;
+    assert_eq!(
+        (st, r["group"].clone()),
+        (StatusCode::OK, group_alice),
+        "{r}"
+    );
+    let (st, r) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-7"}, "group": {"id": null, "name": "alice", "personal": true}}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, r["group"].clone()),
+        (StatusCode::OK, user_alice.clone()),
+        "{r}"
+    );
+    assert_eq!(public_get(&s, "Solo", &bob).await.0, StatusCode::NOT_FOUND);
+    // Another name is another owner (a group, unless said otherwise).
+    s.post("/api/v1/groups", &s.root, json!({"name": "team"}))
+        .await;
+    s.put("/api/v1/groups/team/members/alice", &s.root, json!({}))
+        .await;
+    let (st, r) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-8"}, "group": {"id": null, "name": "team", "friendlyName": "team", "personal": false}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["group"]["name"], "team");
+    assert_eq!(r["group"]["type"], "group");
+    // Contradictions are refused and change nothing.
+    let (st, _) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-9"}, "group": {"name": "team", "type": "group", "personal": true}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (_, read) = public_get(&s, "Solo", &alice).await;
+    assert_eq!(read["parameters"]["password"], "solo-8");
 }
 
 /// Issue 19, item 3: on the public form, nothing set and nothing readable are the same 404 with an
