@@ -1,5 +1,15 @@
-//! The entity-credentials door (seed 004): the legacy and public REST forms over
-//! `credvault_service::entity` (rules and operations; see there).
+//! The entity-credentials door (seed 004) over `credvault_service::entity` (rules and operations).
+//!
+//! - Legacy form: `POST|GET /api/credentials/for/{entity}`; a GET answers `{"parameters": {...}}` or
+//!   `null` ("not set"), and a caller who may not read gets the same `null` (audited as denied).
+//! - Public REST form: `GET /api/public/v1/credentials/for/{entity}`, `POST /api/public/v1/credentials`,
+//!   `DELETE /api/public/v1/credentials/{id}` with `parameters`, redacted `openParameters`,
+//!   `entityBindId` and `group` (the owner; a user owner is its personal group, `personal: true`).
+//!   Nothing set, or nothing the caller may read, is the same 404 with an error body. A save keeps
+//!   the owner unless `group` names another one (`owner_change`), whatever fields a client adds to
+//!   or drops from the `group` it read.
+//!
+//! API keys are tokens (`credvault apikey ...`): `Authorization: <key>` or `Bearer <key>`.
 
 use std::collections::BTreeMap;
 
@@ -131,6 +141,78 @@ async fn legacy_set(
     Ok(Json(json!({"success": true, "id": c.id, "version": c.version})).into_response())
 }
 
+/// The owner as the public form's `group`. A user owner is that user's personal group
+/// (`personal: true`), so its kind survives a client that drops `type`; `friendlyName` is the name.
+fn group_shape(o: &Owner) -> Value {
+    json!({
+        "name": o.name,
+        "friendlyName": o.name,
+        "personal": o.kind == OwnerKind::User,
+        "type": o.kind.as_str(),
+    })
+}
+
+/// What a saved `group` names: `None` when it names no one (absent, `null`, or without a name), else
+/// the name and the kind it states, if any: `type` (`user` or `group`) or `personal: true` (a user's
+/// personal group). `personal: false` states nothing (it is a client model's default), and any
+/// other field a client adds (`id`, `friendlyName`, ...) is ignored.
+fn group_named(g: Option<&Value>) -> Result<Option<(String, Option<OwnerKind>)>, ApiError> {
+    let g = match g {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(g)) => g,
+        Some(_) => return Err(ApiError::bad_request("group must be an object")),
+    };
+    let name = match g.get("name") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(n)) => n.clone(),
+        Some(_) => return Err(ApiError::bad_request("group.name must be a string")),
+    };
+    let by_type = match g.get("type") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(
+            t.as_str()
+                .and_then(OwnerKind::parse)
+                .ok_or_else(|| ApiError::bad_request("group.type must be user or group"))?,
+        ),
+    };
+    let personal = match g.get("personal") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(p)) => *p,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "group.personal must be true or false",
+            ))
+        }
+    };
+    let kind = match (by_type, personal) {
+        (Some(OwnerKind::Group), true) => {
+            return Err(ApiError::bad_request(
+                "group.personal is true (a user's personal group) but group.type is group",
+            ))
+        }
+        (Some(k), _) => Some(k),
+        (None, true) => Some(OwnerKind::User),
+        (None, false) => None,
+    };
+    Ok(Some((name, kind)))
+}
+
+/// The owner a public save asks for, against the entity's `current` owner (`None`: not set yet).
+/// An owner equal to the current one, or a name without a stated kind that is the current owner's
+/// name (a client that dropped `type`), is no change (`None`); a change of owner is explicit: a
+/// different name (a group unless a kind is stated), or the same name with the other kind stated.
+fn owner_change(
+    asked: Option<(String, Option<OwnerKind>)>,
+    current: Option<&Owner>,
+) -> Option<Owner> {
+    let (name, kind) = asked?;
+    let unchanged = current.is_some_and(|c| c.name == name && kind.is_none_or(|k| k == c.kind));
+    (!unchanged).then(|| Owner {
+        kind: kind.unwrap_or(OwnerKind::Group),
+        name,
+    })
+}
+
 fn public_shape(e: &EntityCredential) -> Value {
     let open: Map<String, Value> = e
         .parameters
@@ -142,7 +224,7 @@ fn public_shape(e: &EntityCredential) -> Value {
         "parameters": e.parameters,
         "openParameters": open,
         "entityBindId": e.entity,
-        "group": {"name": e.owner.name, "type": e.owner.kind.as_str()},
+        "group": group_shape(&e.owner),
         "version": e.version,
     })
 }
@@ -152,10 +234,16 @@ async fn public_get(
     KeyCaller(ctx): KeyCaller,
     ApiPath(entity): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    Ok(match s.vault.entity_get(&ctx, &entity).await? {
-        Some(e) => Json(public_shape(&e)).into_response(),
-        None => Json(Value::Null).into_response(),
-    })
+    // Unlike the legacy form, nothing set is an HTTP error, and one the caller may not read is the
+    // very same answer.
+    match s.vault.entity_get(&ctx, &entity).await? {
+        Some(e) => Ok(Json(public_shape(&e)).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("credentials are not set for {entity}"),
+        )),
+    }
 }
 
 async fn public_save(
@@ -167,10 +255,11 @@ async fn public_save(
     let Value::Object(m) = &b else {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     };
+    // What a GET answered may come back whole: `id`, `openParameters` and `version` are ignored.
     if let Some(k) = m.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "id" | "entityBindId" | "parameters" | "openParameters" | "group"
+            "id" | "entityBindId" | "parameters" | "openParameters" | "group" | "version"
         )
     }) {
         return Err(ApiError::bad_request(format!("unknown field '{k}'")));
@@ -180,22 +269,13 @@ async fn public_save(
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request("entityBindId is required"))?;
     let params = parameters(m.get("parameters").unwrap_or(&Value::Null))?;
-    let owner = match m.get("group") {
-        None | Some(Value::Null) => None,
-        Some(g) => {
-            let name = g
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request("group.name is required"))?;
-            let kind = match g.get("type").and_then(Value::as_str) {
-                None => OwnerKind::Group,
-                Some(k) => OwnerKind::parse(k)
-                    .ok_or_else(|| ApiError::bad_request("group.type must be user or group"))?,
-            };
-            Some(Owner {
-                kind,
-                name: name.to_owned(),
-            })
+    let owner = match group_named(m.get("group"))? {
+        None => None,
+        asked => {
+            // Compared with the stored owner whether or not the caller may read it: a caller who
+            // may not write gets 403 either way (the write checks permission before the owner).
+            let current = s.vault.entity_current_owner(entity).await?;
+            owner_change(asked, current.as_ref())
         }
     };
     s.vault.entity_set(&ctx, entity, params, owner).await?;

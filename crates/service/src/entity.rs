@@ -104,6 +104,18 @@ impl Vault {
             .await?)
     }
 
+    /// The current owner of an entity (`all-users` when none is stored), for a door to tell an
+    /// unchanged owner from a change; `None` when the entity does not exist. Tells the caller
+    /// nothing: a save by someone who may not write is refused before any owner is compared.
+    pub async fn entity_current_owner(&self, entity: &str) -> ServiceResult<Option<Owner>> {
+        Ok(self.entity_find(entity).await?.map(|c| {
+            c.meta.owner.unwrap_or(Owner {
+                kind: OwnerKind::Group,
+                name: ALL_USERS.into(),
+            })
+        }))
+    }
+
     /// The package `PKG` of a connection `PKG.CONN` (`None` for a package or a missing package).
     async fn entity_package(&self, entity: &str) -> ServiceResult<Option<Credential>> {
         match entity.split_once('.') {
@@ -214,9 +226,6 @@ impl Vault {
         for k in parameters.keys() {
             validate::parameter_key(k)?;
         }
-        if let Some(o) = &owner {
-            Self::entity_owner_allowed(ctx, o)?;
-        }
         let writer = Self::entity_writer(ctx);
         let payload = SecretPayload {
             secret: SecretString::default(),
@@ -235,6 +244,9 @@ impl Vault {
                         self.audit_denied(ctx, "credential.update", cur.id.to_string())
                             .await;
                         return Err(DomainError::Forbidden.into());
+                    }
+                    if let Some(o) = &owner {
+                        Self::entity_owner_allowed(ctx, o)?;
                     }
                     match self.delete_credential(&writer, cur.id).await {
                         Ok(()) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {}
@@ -260,6 +272,9 @@ impl Vault {
                         .await;
                     return Err(DomainError::Forbidden.into());
                 }
+                if let Some(o) = &owner {
+                    Self::entity_owner_allowed(ctx, o)?;
+                }
                 let p = payload.clone();
                 let o = owner.clone();
                 return self
@@ -271,6 +286,9 @@ impl Vault {
                         Ok(())
                     })
                     .await;
+            }
+            if let Some(o) = &owner {
+                Self::entity_owner_allowed(ctx, o)?;
             }
             let meta = CredentialMeta {
                 identifier: Some(identifier(entity)),

@@ -140,6 +140,71 @@ async fn caller(s: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<Ctx, Kv
         })
 }
 
+/// Go's `strconv.ParseBool`, which Vault uses for its flags: `1 t T TRUE true True` and
+/// `0 f F FALSE false False`; anything else is no boolean.
+pub(crate) fn go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A boolean field of a JSON body, read as Vault reads one (a weakly typed decode of a body parsed
+/// with numbers kept as text): a JSON boolean, a Go boolean as a string or a number (`"1"`, `0`,
+/// `"True"`, ...), `""` and `null` are false. Anything else is a 400.
+pub(crate) fn body_bool(field: &str, v: &Value) -> Result<bool, KvError> {
+    let parsed = match v {
+        Value::Null => Some(false),
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.is_empty() => Some(false),
+        Value::String(s) => go_bool(s),
+        Value::Number(n) => go_bool(&n.to_string()),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(KvError::bad(format!(
+                "error converting input for field \"{field}\": expected type 'bool'"
+            )))
+        }
+    };
+    parsed.ok_or_else(|| {
+        KvError::bad(format!(
+            "error converting input for field \"{field}\": cannot parse value as 'bool': strconv.ParseBool: invalid syntax"
+        ))
+    })
+}
+
+/// The first value of a query parameter (Vault reads the first of repeated ones).
+fn first_param(raw: Option<&str>, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw?)
+        .ok()?
+        .into_iter()
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// `?list=` of a GET, as Vault reads it on every path: absent or empty is no listing, a Go boolean
+/// says, anything else is `400 {"errors": []}` (before authentication, as Vault does).
+fn list_flag(raw: Option<&str>) -> Result<bool, KvError> {
+    match first_param(raw, "list") {
+        None => Ok(false),
+        Some(v) if v.is_empty() => Ok(false),
+        Some(v) => go_bool(&v).ok_or(KvError {
+            status: StatusCode::BAD_REQUEST,
+            errors: vec![],
+            data: None,
+        }),
+    }
+}
+
+/// Every GET under `/v1` with a `list` flag that is no Go boolean is refused, whatever the path.
+async fn check_list_flag(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.method() == Method::GET {
+        if let Err(e) = list_flag(req.uri().query()) {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
 fn query(raw: &Option<String>) -> Result<HashMap<String, String>, KvError> {
     match raw {
         None => Ok(HashMap::new()),
@@ -227,11 +292,22 @@ pub fn router() -> Router<AppState> {
         .fallback(|| async { KvError::not_found() })
         .method_not_allowed_fallback(|| async {
             KvError::new(StatusCode::METHOD_NOT_ALLOWED, "unsupported operation")
-        });
+        })
+        .layer(axum::middleware::from_fn(check_list_flag));
     Router::new().nest("/v1", v1)
 }
 
 async fn health(State(s): State<AppState>, RawQuery(q): RawQuery) -> KvResult {
+    // A standby flag that is no Go boolean is refused, as Vault does (credvault has no standbys).
+    if first_param(q.as_deref(), "standbyok")
+        .is_some_and(|v| !v.is_empty() && go_bool(&v).is_none())
+    {
+        return Err(KvError {
+            status: StatusCode::BAD_REQUEST,
+            errors: vec![],
+            data: None,
+        });
+    }
     let q = query(&q)?;
     let initialized = s.vault.is_initialized().await.unwrap_or(false);
     let sealed = s.vault.is_sealed().await;
@@ -428,8 +504,16 @@ async fn data(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> KvResult {
+    let listing = method == Method::GET && list_flag(q.as_deref())?;
     let q = query(&q)?;
     let ctx = caller(&s, &headers, ip).await?;
+    if listing {
+        // A data path lists nothing (Vault: 405 to an authenticated caller).
+        return Err(KvError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "unsupported operation",
+        ));
+    }
     let v = &s.vault;
     match method {
         Method::GET => {
@@ -522,10 +606,9 @@ async fn metadata_root(
     Path(mount): Path<String>,
     RawQuery(q): RawQuery,
 ) -> KvResult {
-    let q = query(&q)?;
+    let listing = method.as_str() == "LIST" || (method == Method::GET && list_flag(q.as_deref())?);
+    query(&q)?;
     let ctx = caller(&s, &headers, ip).await?;
-    let listing = method.as_str() == "LIST"
-        || (method == Method::GET && q.get("list").is_some_and(|l| l == "true"));
     if !listing {
         return Err(KvError::not_found());
     }
@@ -542,11 +625,10 @@ async fn metadata(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> KvResult {
-    let q = query(&q)?;
+    let listing = method.as_str() == "LIST" || (method == Method::GET && list_flag(q.as_deref())?);
+    query(&q)?;
     let ctx = caller(&s, &headers, ip).await?;
     let v = &s.vault;
-    let listing = method.as_str() == "LIST"
-        || (method == Method::GET && q.get("list").is_some_and(|l| l == "true"));
     if listing {
         return list_answer(&s, &ctx, &mount, &path).await;
     }
@@ -585,13 +667,11 @@ async fn metadata(
                         || KvError::bad("max_versions must be a non-negative number"),
                     )?),
                 };
-            let cas_required = match b.get("cas_required") {
-                None | Some(Value::Null) => None,
-                Some(x) => Some(
-                    x.as_bool()
-                        .ok_or_else(|| KvError::bad("cas_required must be true or false"))?,
-                ),
-            };
+            // As Vault reads it: `null` is false, strings and numbers are Go booleans.
+            let cas_required = b
+                .get("cas_required")
+                .map(|x| body_bool("cas_required", x))
+                .transpose()?;
             let custom = match b.get("custom_metadata") {
                 None | Some(Value::Null) => None,
                 Some(Value::Object(m)) => Some(

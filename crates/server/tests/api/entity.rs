@@ -311,7 +311,10 @@ async fn public_rest_form_save_read_delete() {
         saved["openParameters"],
         json!({"login": "***", "password": "***"})
     );
-    assert_eq!(saved["group"], json!({"name": "deployer", "type": "user"}));
+    assert_eq!(
+        saved["group"],
+        json!({"name": "deployer", "friendlyName": "deployer", "personal": true, "type": "user"})
+    );
     let (_, g) = call(
         &s,
         Method::GET,
@@ -326,7 +329,7 @@ async fn public_rest_form_save_read_delete() {
         get(&s, "Chem.Oracle", &svc).await.1["parameters"]["login"],
         "chem"
     );
-    let (_, g) = call(
+    let (st, g) = call(
         &s,
         Method::GET,
         "/api/public/v1/credentials/for/Chem.Oracle",
@@ -334,7 +337,7 @@ async fn public_rest_form_save_read_delete() {
         None,
     )
     .await;
-    assert_eq!(g, Value::Null);
+    assert_eq!(st, StatusCode::NOT_FOUND, "{g}");
     let id = saved["id"].as_str().unwrap();
     let (st, _) = call(
         &s,
@@ -441,4 +444,298 @@ async fn connections_cannot_be_squatted_under_anothers_package() {
     );
     let (st, _) = set(&s, "LATE.CONN", &eve, r#"{"password": "eves-again"}"#).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+}
+
+async fn public_get(s: &Server, entity: &str, key: &str) -> (StatusCode, Value) {
+    call(
+        s,
+        Method::GET,
+        &format!("/api/public/v1/credentials/for/{entity}"),
+        key,
+        None,
+    )
+    .await
+}
+
+async fn public_save(s: &Server, key: &str, body: &str) -> (StatusCode, Value) {
+    call(
+        s,
+        Method::POST,
+        "/api/public/v1/credentials",
+        key,
+        Some(body),
+    )
+    .await
+}
+
+/// Issue 19, item 2: a client reads the public form, changes a parameter and posts the object back
+/// with its own group model (no `type`; `id`, `friendlyName`, `personal: false` added). The owner
+/// stays what it was; a change of owner is explicit.
+#[tokio::test]
+async fn public_form_owner_round_trips_whatever_fields_a_client_adds_or_drops() {
+    let s = Server::dev().await;
+    let alice = key_for(&s, "alice", "human").await;
+    let bob = key_for(&s, "bob", "human").await;
+    let (st, saved) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"login": "alice", "password": "solo-1"}, "group": {"name": "alice", "type": "user"}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+    // A user owner is the user's personal group.
+    let user_alice =
+        json!({"name": "alice", "friendlyName": "alice", "personal": true, "type": "user"});
+    assert_eq!(saved["group"], user_alice);
+    let (st, read) = public_get(&s, "Solo", &alice).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(read["group"], user_alice);
+    let id = read["id"].as_str().unwrap().to_owned();
+
+    // The body of the issue: the client's group model dropped `type` and added its own fields.
+    let posted_back = format!(
+        r#"{{"id": "{id}", "entityBindId": "Solo", "parameters": {{"login": "alice", "password": "solo-2"}}, "openParameters": {{"login": "***", "password": "***"}}, "group": {{"id": null, "name": "alice", "friendlyName": "alice", "personal": false}}}}"#
+    );
+    let (st, r) = public_save(&s, &alice, &posted_back).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let (_, read) = public_get(&s, "Solo", &alice).await;
+    assert_eq!(read["parameters"]["password"], "solo-2");
+    assert_eq!(read["group"], user_alice, "the owner did not change");
+    assert_eq!(public_get(&s, "Solo", &bob).await.0, StatusCode::NOT_FOUND);
+
+    // Even when a group of that name exists and alice is in it: no silent change of owner.
+    s.post("/api/v1/groups", &s.root, json!({"name": "alice"}))
+        .await;
+    s.put("/api/v1/groups/alice/members/alice", &s.root, json!({}))
+        .await;
+    s.put("/api/v1/groups/alice/members/bob", &s.root, json!({}))
+        .await;
+    let (st, r) = public_save(&s, &alice, &posted_back.replace("solo-2", "solo-3")).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let (_, read) = public_get(&s, "Solo", &alice).await;
+    assert_eq!(
+        (
+            read["parameters"]["password"].clone(),
+            read["group"].clone()
+        ),
+        (json!("solo-3"), user_alice.clone())
+    );
+    assert_eq!(public_get(&s, "Solo", &bob).await.0, StatusCode::NOT_FOUND);
+
+    // Exactly what was read, posted back (with `version`), and groups with fields dropped.
+    let mut same = read.clone();
+    same["parameters"]["password"] = json!("solo-4");
+    let (st, r) = public_save(&s, &alice, &same.to_string()).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    for group in [
+        r#"{"name": "alice"}"#,
+        r#"{"id": null, "name": "alice", "personal": true}"#,
+        r#"{"id": null, "friendlyName": "Alice", "personal": false}"#,
+        "{}",
+        "null",
+    ] {
+        let body = format!(
+            r#"{{"entityBindId": "Solo", "parameters": {{"password": "solo-5"}}, "group": {group}}}"#
+        );
+        let (st, r) = public_save(&s, &alice, &body).await;
+        assert_eq!(st, StatusCode::OK, "{group}: {r}");
+        assert_eq!(r["group"], user_alice, "{group}");
+    }
+    let (st, r) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-5"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, r["group"].clone()),
+        (StatusCode::OK, user_alice.clone())
+    );
+
+    // A change of owner is explicit: the group alice by its kind, then back to the user.
+    let group_alice =
+        json!({"name": "alice", "friendlyName": "alice", "personal": false, "type": "group"});
+    let (st, r) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-6"}, "group": {"name": "alice", "type": "group"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, r["group"].clone()),
+        (StatusCode::OK, group_alice.clone()),
+        "{r}"
+    );
+    assert_eq!(
+        public_get(&s, "Solo", &bob).await.1["parameters"]["password"],
+        "solo-6",
+        "bob is in the group alice"
+    );
+    // ...which a client without `type` now posts back unchanged, too.
+    let (st, r) = public_save(&s, &alice, &posted_back).await;
+    assert_eq!(
+        (st, r["group"].clone()),
+        (StatusCode::OK, group_alice),
+        "{r}"
+    );
+    let (st, r) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-7"}, "group": {"id": null, "name": "alice", "personal": true}}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, r["group"].clone()),
+        (StatusCode::OK, user_alice.clone()),
+        "{r}"
+    );
+    assert_eq!(public_get(&s, "Solo", &bob).await.0, StatusCode::NOT_FOUND);
+    // Another name is another owner (a group, unless said otherwise).
+    s.post("/api/v1/groups", &s.root, json!({"name": "team"}))
+        .await;
+    s.put("/api/v1/groups/team/members/alice", &s.root, json!({}))
+        .await;
+    let (st, r) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-8"}, "group": {"id": null, "name": "team", "friendlyName": "team", "personal": false}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["group"]["name"], "team");
+    assert_eq!(r["group"]["type"], "group");
+    // Contradictions are refused and change nothing.
+    let (st, _) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Solo", "parameters": {"password": "solo-9"}, "group": {"name": "team", "type": "group", "personal": true}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (_, read) = public_get(&s, "Solo", &alice).await;
+    assert_eq!(read["parameters"]["password"], "solo-8");
+}
+
+/// Issue 19, item 3: on the public form, nothing set and nothing readable are the same 404 with an
+/// error body; the legacy form keeps `null` for both.
+#[tokio::test]
+async fn public_form_answers_404_for_unset_and_unreadable_alike() {
+    let s = Server::dev().await;
+    let svc = key_for(&s, "deployer", "service").await;
+    let eve = key_for(&s, "eve", "human").await;
+    let bare = |resp: reqwest::Response| async move {
+        let mut headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date")
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        headers.sort();
+        (resp.status(), headers, resp.text().await.unwrap())
+    };
+    let read = |key: String| {
+        let req = s
+            .http
+            .get(s.url("/api/public/v1/credentials/for/Hidden.Conn"))
+            .header("Authorization", key);
+        async move { bare(req.send().await.unwrap()).await }
+    };
+
+    let unset = read(eve.clone()).await;
+    assert_eq!(unset.0, StatusCode::NOT_FOUND);
+    let body: Value = serde_json::from_str(&unset.2).unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    assert!(body["error"]["message"].is_string());
+    assert_eq!(
+        get(&s, "Hidden.Conn", &eve).await,
+        (StatusCode::OK, Value::Null)
+    );
+
+    let (st, saved) = public_save(
+        &s,
+        &svc,
+        r#"{"entityBindId": "Hidden.Conn", "parameters": {"password": "hidden-pw"}, "group": {"name": "deployer", "type": "user"}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+    assert_eq!(public_get(&s, "Hidden.Conn", &svc).await.0, StatusCode::OK);
+    // Exists, not readable by eve: the very same answer as not set.
+    assert_eq!(read(eve.clone()).await, unset);
+    assert_eq!(
+        get(&s, "Hidden.Conn", &eve).await,
+        (StatusCode::OK, Value::Null)
+    );
+    // A connection that no longer stands in its package's namespace reads the same, too.
+    set(&s, "Late.Conn", &eve, r#"{"password": "eves"}"#).await;
+    set(&s, "Late", &svc, r#"{"region": "eu"}"#).await;
+    let (st, e) = public_get(&s, "Late.Conn", &eve).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{e}");
+    assert_eq!(e["error"]["code"], "not_found");
+}
+
+/// Issue 19, item 4: a save by someone outside the owner group is 403 (not 400 "invalid owner":
+/// permission is checked before the owner) and changes nothing.
+#[tokio::test]
+async fn a_save_by_a_non_member_of_the_owner_group_is_403_and_changes_nothing() {
+    let s = Server::dev().await;
+    let alice = key_for(&s, "alice", "human").await;
+    let carol = key_for(&s, "carol", "human").await;
+    s.post("/api/v1/groups", &s.root, json!({"name": "team"}))
+        .await;
+    s.put("/api/v1/groups/team/members/alice", &s.root, json!({}))
+        .await;
+    let (st, saved) = public_save(
+        &s,
+        &alice,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "team-pw"}, "group": {"name": "team", "type": "group"}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{saved}");
+
+    for body in [
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}, "group": {"name": "team", "type": "group"}}"#,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}, "group": {"id": null, "name": "team", "personal": false}}"#,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}, "group": {"name": "admins", "type": "group"}}"#,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}, "group": {"name": "carol", "personal": true}}"#,
+        r#"{"entityBindId": "Team.DB", "parameters": {"password": "carols"}}"#,
+    ] {
+        let (st, e) = public_save(&s, &carol, body).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{body}: {e}");
+    }
+    for owner in ["group:team", "group:admins", "user:alice"] {
+        let (st, e) = call(
+            &s,
+            Method::POST,
+            &format!("/api/credentials/for/Team.DB?owner={owner}"),
+            &carol,
+            Some(r#"{"password": "carols"}"#),
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{owner}: {e}");
+    }
+    let (st, read) = public_get(&s, "Team.DB", &alice).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(read["parameters"]["password"], "team-pw");
+    assert_eq!(read["version"], 1);
+    assert_eq!(read["group"]["name"], "team");
+
+    // A package writer replacing a connection that no longer stands, with an owner it may not
+    // give: 400, and the old one is still there (nothing deleted).
+    let svc = key_for(&s, "deployer", "service").await;
+    let (_, eves) = set(&s, "Pkg.Conn", &carol, r#"{"password": "carols"}"#).await;
+    set(&s, "Pkg", &svc, r#"{"region": "eu"}"#).await;
+    let (st, e) = public_save(
+        &s,
+        &svc,
+        r#"{"entityBindId": "Pkg.Conn", "parameters": {"password": "real"}, "group": {"name": "team", "type": "group"}}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    let old = eves["id"].as_str().unwrap();
+    let (st, _) = s.get(&format!("/api/v1/credentials/{old}"), &s.root).await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "the standing-less connection was not deleted"
+    );
 }

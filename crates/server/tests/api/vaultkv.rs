@@ -705,3 +705,270 @@ async fn credvault_and_kv_integrations_pull_from_another_credvault() {
         .await;
     assert_eq!(v[0]["password"], "kv-remote-2");
 }
+
+/// One Vault-KV server under test: credvault's door or the reference OpenBao.
+struct KvTarget<'a> {
+    what: &'a str,
+    base: String,
+    token: String,
+}
+
+impl KvTarget<'_> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: bool,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut r = crate::common::http_client().request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}/v1/{path}", self.base),
+        );
+        if token {
+            r = r.header("X-Vault-Token", &self.token);
+        }
+        if let Some(b) = body {
+            r = r
+                .header("Content-Type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = r.send().await.unwrap();
+        let st = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// Issue 19: Vault reads its flags as Go booleans (`1 t T TRUE true True`, `0 f F FALSE false
+/// False`), in the query (`list`, `standbyok`) and in bodies (`cas_required`, where `""` and `null`
+/// are false and numbers are read as their text). Every expectation below holds for OpenBao's
+/// `bao server -dev` too (checked when `CREDVAULT_TEST_OPENBAO` is set, as `scripts/test` does).
+async fn go_boolean_flags(t: &KvTarget<'_>) {
+    let w = t.what;
+    let (st, e) = t
+        .call(
+            "POST",
+            "secret/data/dir/a",
+            true,
+            Some(r#"{"data": {"k": "v"}}"#),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{w}: {e}");
+    let bare_400 = (StatusCode::BAD_REQUEST, json!({"errors": []}));
+
+    for yes in ["1", "t", "T", "TRUE", "true", "True"] {
+        let (st, l) = t
+            .call(
+                "GET",
+                &format!("secret/metadata/dir?list={yes}"),
+                true,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (st, l["data"]["keys"].clone()),
+            (StatusCode::OK, json!(["a"])),
+            "{w}: list={yes}: {l}"
+        );
+        let (st, l) = t
+            .call("GET", &format!("secret/metadata?list={yes}"), true, None)
+            .await;
+        assert_eq!(
+            (st, l["data"]["keys"].clone()),
+            (StatusCode::OK, json!(["dir/"])),
+            "{w}: root list={yes}: {l}"
+        );
+        // A data path lists nothing.
+        let (st, e) = t
+            .call("GET", &format!("secret/data/dir/a?list={yes}"), true, None)
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{w}: data list={yes}: {e}"
+        );
+    }
+    for no in ["0", "f", "F", "FALSE", "false", "False", ""] {
+        // Not a listing: a read of the metadata (there is none at `dir`) or of the data.
+        let (st, e) = t
+            .call("GET", &format!("secret/metadata/dir?list={no}"), true, None)
+            .await;
+        assert_eq!(
+            (st, e),
+            (StatusCode::NOT_FOUND, json!({"errors": []})),
+            "{w}: list={no}"
+        );
+        let (st, m) = t
+            .call(
+                "GET",
+                &format!("secret/metadata/dir/a?list={no}"),
+                true,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (st, m["data"]["current_version"].clone()),
+            (StatusCode::OK, json!(1)),
+            "{w}: list={no}: {m}"
+        );
+        let (st, d) = t
+            .call("GET", &format!("secret/data/dir/a?list={no}"), true, None)
+            .await;
+        assert_eq!(
+            (st, d["data"]["data"].clone()),
+            (StatusCode::OK, json!({"k": "v"})),
+            "{w}: data list={no}: {d}"
+        );
+    }
+    for bad in ["yes", "2", "tRuE", "on", "%20true"] {
+        for path in [
+            "secret/metadata/dir",
+            "secret/metadata",
+            "secret/data/dir/a",
+            "sys/health",
+            "auth/token/lookup-self",
+        ] {
+            let (st, e) = t
+                .call("GET", &format!("{path}?list={bad}"), true, None)
+                .await;
+            assert_eq!((st, e), bare_400, "{w}: {path}?list={bad}");
+        }
+        // Before authentication.
+        let (st, e) = t
+            .call(
+                "GET",
+                &format!("secret/metadata/dir?list={bad}"),
+                false,
+                None,
+            )
+            .await;
+        assert_eq!((st, e), bare_400, "{w}: no token, list={bad}");
+        let (st, e) = t
+            .call("GET", &format!("sys/health?standbyok={bad}"), false, None)
+            .await;
+        assert_eq!((st, e), bare_400, "{w}: standbyok={bad}");
+    }
+    // The first of repeated flags counts; a LIST ignores the flag.
+    let (st, l) = t
+        .call("GET", "secret/metadata/dir?list=1&list=yes", true, None)
+        .await;
+    assert_eq!(
+        (st, l["data"]["keys"].clone()),
+        (StatusCode::OK, json!(["a"])),
+        "{w}"
+    );
+    let (st, e) = t
+        .call("GET", "secret/metadata/dir?list=yes&list=1", true, None)
+        .await;
+    assert_eq!((st, e), bare_400, "{w}");
+    let (st, l) = t
+        .call("LIST", "secret/metadata/dir?list=yes", true, None)
+        .await;
+    assert_eq!(
+        (st, l["data"]["keys"].clone()),
+        (StatusCode::OK, json!(["a"])),
+        "{w}"
+    );
+    for ok in ["1", "TRUE", ""] {
+        let (st, h) = t
+            .call("GET", &format!("sys/health?standbyok={ok}"), false, None)
+            .await;
+        assert_eq!(
+            (st, h["sealed"].clone()),
+            (StatusCode::OK, json!(false)),
+            "{w}"
+        );
+    }
+
+    // cas_required in a metadata body.
+    let cas_required = || async {
+        let (st, m) = t.call("GET", "secret/metadata/dir/a", true, None).await;
+        assert_eq!(st, StatusCode::OK, "{w}: {m}");
+        m["data"]["cas_required"].clone()
+    };
+    let set = |v: &'static str| async move {
+        t.call(
+            "POST",
+            "secret/metadata/dir/a",
+            true,
+            Some(&format!(r#"{{"cas_required": {v}}}"#)),
+        )
+        .await
+    };
+    for (v, want) in [
+        ("true", true),
+        ("1", true),
+        (r#""1""#, true),
+        (r#""t""#, true),
+        (r#""T""#, true),
+        (r#""TRUE""#, true),
+        (r#""true""#, true),
+        (r#""True""#, true),
+        ("false", false),
+        ("0", false),
+        (r#""0""#, false),
+        (r#""f""#, false),
+        (r#""F""#, false),
+        (r#""FALSE""#, false),
+        (r#""false""#, false),
+        (r#""False""#, false),
+        (r#""""#, false),
+        ("null", false),
+    ] {
+        let before = if want { "false" } else { "true" };
+        assert_eq!(set(before).await.0, StatusCode::NO_CONTENT, "{w}");
+        let (st, e) = set(v).await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{w}: cas_required {v}: {e}");
+        assert_eq!(cas_required().await, json!(want), "{w}: cas_required {v}");
+    }
+    for bad in [
+        r#""yes""#,
+        r#""2""#,
+        "2",
+        "1.5",
+        "0.0",
+        r#""tRuE""#,
+        "[]",
+        "{}",
+    ] {
+        assert_eq!(set("true").await.0, StatusCode::NO_CONTENT, "{w}");
+        let (st, e) = set(bad).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{w}: cas_required {bad}: {e}");
+        assert!(
+            e["errors"][0].as_str().unwrap().contains("cas_required"),
+            "{w}: {e}"
+        );
+        assert_eq!(
+            cas_required().await,
+            json!(true),
+            "{w}: unchanged after {bad}"
+        );
+    }
+    assert_eq!(set("false").await.0, StatusCode::NO_CONTENT, "{w}");
+}
+
+#[tokio::test]
+async fn kv_boolean_flags_are_go_booleans_as_in_openbao() {
+    let (s, _) = kv_server().await;
+    go_boolean_flags(&KvTarget {
+        what: "credvault",
+        base: s.url(""),
+        token: s.root.clone(),
+    })
+    .await;
+    let Some(bin) = crate::integrations::OpenBao::binary() else {
+        eprintln!("CREDVAULT_TEST_OPENBAO not set: OpenBao side skipped (scripts/test sets it)");
+        return;
+    };
+    let bao = crate::integrations::OpenBao::start(&bin).await;
+    go_boolean_flags(&KvTarget {
+        what: "openbao",
+        base: bao.url.clone(),
+        token: crate::integrations::OpenBao::ROOT.into(),
+    })
+    .await;
+}
