@@ -26,6 +26,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::vault::Found;
 use crate::{Ctx, Vault};
 
 pub const DOOR: &str = "entity";
@@ -179,13 +180,31 @@ impl Vault {
                 .await;
             return Ok(None);
         }
+        // The entity rules decided above; the one read path does the rest, as the caller.
+        let (cred, blob) = self
+            .store
+            .credential_with_payload(cred.id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound("credential".into()))?;
+        let found = Found {
+            version: cred.version,
+            cred,
+            blob,
+            latest: true,
+        };
+        let owner = found.cred.meta.owner.clone();
         let read = self
-            .read_secret(&Self::entity_writer(ctx), cred.id, None)
+            .open_found(
+                ctx,
+                found,
+                "credential.read_secret",
+                json!({"entity": entity}),
+            )
             .await?;
         Ok(Some(EntityCredential {
-            id: cred.id,
+            id: read.id,
             entity: entity.to_owned(),
-            owner: cred.meta.owner.clone().unwrap_or(Owner {
+            owner: owner.unwrap_or(Owner {
                 kind: OwnerKind::Group,
                 name: ALL_USERS.into(),
             }),
