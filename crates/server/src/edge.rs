@@ -3,11 +3,14 @@
 //! and how it words a refusal.
 
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use credvault_core::policy::ActorKind;
 use credvault_service::error::ServiceError;
 use credvault_service::Ctx;
@@ -89,5 +92,40 @@ pub async fn caller(
             source: ip.to_string(),
             door,
         }),
+    }
+}
+
+/// Why a body could not be read: too large (413) or broken (400). Each door words it in its own
+/// format through `From<BodyRefusal>`.
+#[derive(Debug)]
+pub struct BodyRefusal {
+    pub status: StatusCode,
+    pub message: &'static str,
+}
+
+/// A request body as bytes; a body over the limit or unreadable is refused in the door's own error
+/// format `E`, never as axum's plain text.
+pub struct Body<E>(pub Bytes, pub PhantomData<fn() -> E>);
+
+impl<S, E> FromRequest<S> for Body<E>
+where
+    S: Send + Sync,
+    E: From<BodyRefusal> + IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request(req: Request, s: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, s).await {
+            Ok(b) => Ok(Body(b, PhantomData)),
+            Err(rej) => {
+                let status = rej.status();
+                let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "the body is too large"
+                } else {
+                    "the body could not be read"
+                };
+                Err(E::from(BodyRefusal { status, message }))
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ use credvault_service::entity::{EntityCredential, DOOR};
 use credvault_service::error::ServiceError;
 use credvault_service::Ctx;
 
-use crate::edge::{self, source_ip, token_from_headers, Refusal, Serves};
+use crate::edge::{self, source_ip, token_from_headers, Body, Refusal, Serves};
 use crate::native::{ApiError, ApiPath, ApiQuery};
 use crate::AppState;
 
@@ -133,7 +133,7 @@ async fn legacy_set(
     KeyCaller(ctx): KeyCaller,
     ApiPath(entity): ApiPath<String>,
     ApiQuery(q): ApiQuery<SetQuery>,
-    body: Bytes,
+    Body(body, _): Body<ApiError>,
 ) -> Result<Response, ApiError> {
     let params = parameters(&json_body(&body)?)?;
     let owner = q.owner.as_deref().map(owner_param).transpose()?;
@@ -249,7 +249,7 @@ async fn public_get(
 async fn public_save(
     State(s): State<AppState>,
     KeyCaller(ctx): KeyCaller,
-    body: Bytes,
+    Body(body, _): Body<ApiError>,
 ) -> Result<Response, ApiError> {
     let b = json_body(&body)?;
     let Value::Object(m) = &b else {

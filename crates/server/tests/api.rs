@@ -1880,3 +1880,34 @@ async fn the_data_directory_and_database_files_are_private() {
     assert!(files >= 2, "the database and its write-ahead log");
     running.shutdown().await;
 }
+
+/// Issue 16.10: a body over the limit is refused with 413 in each door's own error format.
+#[tokio::test]
+async fn oversized_bodies_are_refused_in_each_doors_format() {
+    let s = Server::dev_with(|c| c.max_body_bytes = 1024).await;
+    let big = json!({"data": {"pw": "x".repeat(4096)}});
+    let send = |path: &'static str, auth: &'static str| {
+        let r = s.http.post(s.url(path)).json(&big);
+        match auth {
+            "vault" => r.header("X-Vault-Token", &s.root),
+            _ => r.header("Authorization", &s.root),
+        }
+    };
+    let cases: [(&str, &str, fn(&Value) -> bool); 3] = [
+        ("/v1/secret/data/big", "vault", |v| v["errors"].is_array()),
+        ("/api/credentials/for/BigPkg", "key", |v| {
+            v["error"]["code"] == "payload_too_large"
+        }),
+        ("/api/v1/credentials", "vault", |v| {
+            v["error"]["code"].is_string()
+        }),
+    ];
+    for (path, auth, shaped) in cases {
+        let resp = send(path, auth).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let text = resp.text().await.unwrap();
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+        assert!(shaped(&v), "{path}: {v}");
+    }
+}

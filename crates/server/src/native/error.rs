@@ -17,6 +17,17 @@ pub struct ApiError {
     pub message: String,
 }
 
+impl From<crate::edge::BodyRefusal> for ApiError {
+    fn from(r: crate::edge::BodyRefusal) -> Self {
+        let code = if r.status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(r.status, code, r.message)
+    }
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {

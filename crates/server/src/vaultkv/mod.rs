@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::edge::{self, token_from_headers, Refusal, Serves, Source};
+use crate::edge::{self, token_from_headers, Body, BodyRefusal, Refusal, Serves, Source};
 use crate::AppState;
 use credvault_service::error::ServiceError;
 use credvault_service::kv::{KvRead, VersionOp, DOOR};
@@ -29,6 +29,12 @@ pub struct KvError {
     status: StatusCode,
     errors: Vec<String>,
     data: Option<Value>,
+}
+
+impl From<BodyRefusal> for KvError {
+    fn from(r: BodyRefusal) -> Self {
+        KvError::new(r.status, r.message)
+    }
 }
 
 impl KvError {
@@ -412,7 +418,11 @@ const APPROLE_TTL_SECONDS: i64 = 3600;
 /// AppRole login: `role_id` = the AppID, `secret_id` = the application's client secret
 /// (`credvault app create NAME --client-secret`). The token acts as the application, limited to
 /// the safes it was granted, on this door only.
-async fn approle_login(State(s): State<AppState>, Source(ip): Source, body: Bytes) -> KvResult {
+async fn approle_login(
+    State(s): State<AppState>,
+    Source(ip): Source,
+    Body(body, _): Body<KvError>,
+) -> KvResult {
     if s.vault.is_sealed().await {
         return Err(ServiceError::Sealed.into());
     }
@@ -502,7 +512,7 @@ async fn data(
     Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    Body(body, _): Body<KvError>,
 ) -> KvResult {
     let listing = method == Method::GET && list_flag(q.as_deref())?;
     let q = query(&q)?;
@@ -623,7 +633,7 @@ async fn metadata(
     Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    Body(body, _): Body<KvError>,
 ) -> KvResult {
     let listing = method.as_str() == "LIST" || (method == Method::GET && list_flag(q.as_deref())?);
     query(&q)?;
@@ -725,7 +735,7 @@ async fn delete_versions(
     headers: HeaderMap,
     Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
-    body: Bytes,
+    Body(body, _): Body<KvError>,
 ) -> KvResult {
     versions_call(s, headers, ip, mount, path, body, VersionOp::Delete).await
 }
@@ -735,7 +745,7 @@ async fn undelete_versions(
     headers: HeaderMap,
     Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
-    body: Bytes,
+    Body(body, _): Body<KvError>,
 ) -> KvResult {
     versions_call(s, headers, ip, mount, path, body, VersionOp::Undelete).await
 }
@@ -745,7 +755,7 @@ async fn destroy_versions(
     headers: HeaderMap,
     Source(ip): Source,
     Path((mount, path)): Path<(String, String)>,
-    body: Bytes,
+    Body(body, _): Body<KvError>,
 ) -> KvResult {
     versions_call(s, headers, ip, mount, path, body, VersionOp::Destroy).await
 }
