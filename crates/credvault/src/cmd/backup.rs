@@ -118,9 +118,7 @@ pub async fn restore(fmt: Format, file: &Path, to: &str, key_file: Option<&Path>
     if keys.is_empty() {
         bail!("no unseal keys given (--unseal-key-file or standard input)");
     }
-    let dst = crate::commands::open_spec(to)
-        .await
-        .context("destination")?;
+    let dst = super::migrate::open_spec(to).await.context("destination")?;
     let pb = output::rows_bar(0, "restoring");
     let report = credvault_server::backup::restore(&mut r, &keys, dst, |done, total| {
         pb.set_length(total.max(done));
