@@ -92,6 +92,14 @@ pub(crate) enum Cmd {
     Domain(cmd::domain::DomainCmd),
     /// Log in with a user name and password (read from stdin); prints a token.
     Login { username: String },
+    /// Print a shell completion script. Example: credvault completions bash > /etc/bash_completion.d/credvault
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages, one per command and subcommand, into DIR; without DIR, print the top page.
+    /// Example: credvault man /usr/local/share/man/man1
+    Man { dir: Option<PathBuf> },
 }
 
 #[tokio::main]
@@ -99,6 +107,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Server(args) => serve::run(args).await,
+        Cmd::Completions { shell } => cmd::docs::completions(shell),
+        Cmd::Man { dir } => cmd::docs::man(dir.as_deref()),
         command => {
             match client::Client::new(&cli.address, cli.token.clone(), cli.ca_cert.as_deref()) {
                 Ok(c) => cmd::run(&c, cli.format, command).await,

@@ -1211,3 +1211,45 @@ fn backup_while_serving_then_restore_and_compare() {
     assert!(ws.len() <= attempted);
     assert_eq!(run2(&["audit", "verify"])["ok"], true);
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_commands() {
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    for word in [
+        "credvault",
+        "operator",
+        "cred",
+        "rollback",
+        "--secret-stdin",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef credvault"));
+    assert!(run(&["completions", "fish"]).contains("complete -c credvault"));
+    let o = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+
+    let top = run(&["man"]);
+    assert!(top.contains(".TH credvault"), "{top}");
+    assert!(top.contains("credvault\\-cred"), "{top}");
+    let dir = tempfile::tempdir().unwrap();
+    run(&["man", dir.path().to_str().unwrap()]);
+    let page = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    assert!(page("credvault.1").contains(".TH credvault"));
+    let get = page("credvault-cred-get.1");
+    assert!(get.contains(".TH credvault-cred-get"), "{get}");
+    assert!(
+        get.contains("credvault\\-cred\\-get \\- Show a credential"),
+        "{get}"
+    );
+    assert!(get.contains("\\-\\-secret"), "{get}");
+    assert!(page("credvault-operator-init.1").contains("threshold"));
+}

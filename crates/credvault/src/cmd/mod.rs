@@ -5,6 +5,7 @@ pub mod app;
 pub mod audit;
 pub mod backup;
 pub mod cred;
+pub mod docs;
 pub mod domain;
 pub mod entity;
 pub mod group;
@@ -28,7 +29,9 @@ use crate::Cmd;
 /// Run one client command (everything but `server`).
 pub async fn run(c: &Client, fmt: Format, cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Server(_) => bail!("`server` is handled before connecting"),
+        Cmd::Server(_) | Cmd::Completions { .. } | Cmd::Man { .. } => {
+            bail!("handled before connecting")
+        }
         Cmd::Operator(cmd) => operator::run(c, fmt, cmd).await,
         Cmd::Cred(cmd) => cred::run(c, fmt, cmd).await,
         Cmd::User(cmd) => user::run(c, fmt, cmd).await,
