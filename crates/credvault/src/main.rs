@@ -24,7 +24,7 @@ use crate::output::Format;
 Quick start:\n  credvault server --dev                 # in one terminal: a dev vault on 127.0.0.1:8200\n  \
 export CREDVAULT_TOKEN=<printed root token>\n  \
 credvault cred put db-prod --username app --secret-stdin <<< 's3cret'\n  \
-credvault cred list\n  credvault cred get <ID> --secret\n  credvault audit tail",
+credvault cred list\n  credvault cred get db-prod --secret\n  credvault audit tail",
     after_help = "Environment: CREDVAULT_ADDR (server URL), CREDVAULT_TOKEN (API token), CREDVAULT_CACERT (CA for HTTPS)."
 )]
 struct Cli {

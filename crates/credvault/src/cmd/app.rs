@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::cred_ref::resolve;
 use super::read_stdin_secret;
 use crate::client::{enc, Client};
 use crate::output::{self, Format};
@@ -39,6 +40,7 @@ pub enum AppCmd {
             required_unless_present = "credential"
         )]
         safe: Option<String>,
+        /// The credential: its id, SAFE/NAME, or a NAME unique among the credentials you can see.
         #[arg(long)]
         credential: Option<String>,
         /// Also allow writes to the safe (create, update, deactivate).
@@ -54,6 +56,7 @@ pub enum AppCmd {
             required_unless_present = "credential"
         )]
         safe: Option<String>,
+        /// The credential: its id, SAFE/NAME, or a NAME unique among the credentials you can see.
         #[arg(long)]
         credential: Option<String>,
     },
@@ -151,7 +154,8 @@ async fn grant(
 ) -> Result<()> {
     let body = match (safe, credential) {
         (Some(s), _) => json!({"type": safe_kind, "name": s}),
-        (None, c) => json!({"type": "credential", "name": c.unwrap_or_default()}),
+        (None, Some(cred)) => json!({"type": "credential", "name": resolve(c, &cred).await?}),
+        (None, None) => json!({"type": "credential", "name": ""}),
     };
     let path = format!("/apps/{}/{verb}", enc(app_id));
     output::object(fmt, &c.send(Method::POST, &path, &body).await?);

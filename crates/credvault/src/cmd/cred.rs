@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use super::cred_ref::{resolve, CredRef};
 use super::{member, query, read_stdin_secret};
 use crate::client::{enc, Client};
 use crate::output::{self, Format};
@@ -17,8 +18,9 @@ pub enum CredCmd {
     Put {
         /// Display name (required when creating).
         name: Option<String>,
-        /// Update this credential instead of creating one.
-        #[arg(long)]
+        /// Update this credential instead of creating one: its id, SAFE/NAME, or a NAME unique
+        /// among the credentials you can see.
+        #[arg(long, value_name = "CREDENTIAL")]
         id: Option<String>,
         /// Fail unless the credential is still at this version (compare-and-set).
         #[arg(long, requires = "id")]
@@ -28,7 +30,8 @@ pub enum CredCmd {
     },
     /// Show a credential's metadata; with --secret, also its secret (audited).
     Get {
-        id: String,
+        #[command(flatten)]
+        cred: CredRef,
         #[arg(long)]
         secret: bool,
         /// A past version.
@@ -38,11 +41,22 @@ pub enum CredCmd {
     /// List credentials you may see.
     List(ListArgs),
     /// List a credential's versions.
-    History { id: String },
+    History {
+        #[command(flatten)]
+        cred: CredRef,
+    },
     /// Make a new version equal to VERSION.
-    Rollback { id: String, version: i64 },
+    #[command(allow_missing_positional = true)]
+    Rollback {
+        #[command(flatten)]
+        cred: CredRef,
+        version: i64,
+    },
     /// Delete a credential and its history.
-    Rm { id: String },
+    Rm {
+        #[command(flatten)]
+        cred: CredRef,
+    },
     /// Bulk import from JSON Lines (one credential object per line, as for `POST /api/v1/credentials`;
     /// `-` reads stdin), in all-or-nothing batches, with a progress bar.
     ///
@@ -148,14 +162,19 @@ pub async fn run(c: &Client, fmt: Format, cmd: CredCmd) -> Result<()> {
             fields,
         } => put(c, fmt, name, id, expected_version, *fields).await,
         CredCmd::Get {
-            id,
+            cred,
             secret,
             version,
-        } => get(c, fmt, &id, secret, version).await,
+        } => get(c, fmt, &cred.resolve(c).await?, secret, version).await,
         CredCmd::List(args) => list(c, fmt, args).await,
-        CredCmd::History { id } => history(c, fmt, &id).await,
-        CredCmd::Rollback { id, version } => rollback(c, fmt, &id, version).await,
-        CredCmd::Rm { id } => c.delete(&format!("/credentials/{}", enc(&id))).await,
+        CredCmd::History { cred } => history(c, fmt, &cred.resolve(c).await?).await,
+        CredCmd::Rollback { cred, version } => {
+            rollback(c, fmt, &cred.resolve(c).await?, version).await
+        }
+        CredCmd::Rm { cred } => {
+            let id = cred.resolve(c).await?;
+            c.delete(&format!("/credentials/{}", enc(&id))).await
+        }
         CredCmd::Import {
             file,
             batch,
@@ -183,7 +202,7 @@ async fn put(
             if let Some(e) = expected_version {
                 body.insert("expected_version".into(), json!(e));
             }
-            let path = format!("/credentials/{}", enc(&id));
+            let path = format!("/credentials/{}", enc(&resolve(c, &id).await?));
             c.send(Method::PATCH, &path, &Value::Object(body)).await?
         }
         None => {

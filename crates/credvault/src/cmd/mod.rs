@@ -5,6 +5,7 @@ pub mod app;
 pub mod audit;
 pub mod backup;
 pub mod cred;
+pub mod cred_ref;
 pub mod docs;
 pub mod domain;
 pub mod entity;
