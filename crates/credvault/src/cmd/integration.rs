@@ -261,16 +261,22 @@ fn add_body(args: AddArgs) -> Result<Value> {
         b["secret_id"] = json!(read_file(p, "secret_id")?);
     }
     if secret_stdin {
-        let field = match (kind, &role_id) {
-            (Kind::VaultKv, Some(_)) => "secret_id",
-            (Kind::Ccp, _) => "header_secret",
-            _ => "token",
-        };
-        let s = super::read_stdin_secret(field)?;
-        if s.is_empty() {
-            bail!("no {field} on standard input");
-        }
+        let (field, s) = stdin_secret(kind, role_id.is_some())?;
         b[field] = json!(s);
     }
     Ok(b)
+}
+
+/// `--secret-stdin`: the kind's main secret (with `--role-id`, the AppRole secret_id).
+fn stdin_secret(kind: Kind, approle: bool) -> Result<(&'static str, String)> {
+    let field = match (kind, approle) {
+        (Kind::VaultKv, true) => "secret_id",
+        (Kind::Ccp, _) => "header_secret",
+        _ => "token",
+    };
+    let s = super::read_stdin_secret(field)?;
+    if s.is_empty() {
+        bail!("no {field} on standard input");
+    }
+    Ok((field, s))
 }
