@@ -4,12 +4,7 @@
 //! set `CREDVAULT_ADDR` (default http://127.0.0.1:8200) and `CREDVAULT_TOKEN`.
 
 mod client;
-mod cmd_backup;
-mod cmd_domain;
-mod cmd_entity;
-mod cmd_import;
-mod cmd_integration;
-mod commands;
+mod cmd;
 mod output;
 mod serve;
 
@@ -29,7 +24,7 @@ use crate::output::Format;
 Quick start:\n  credvault server --dev                 # in one terminal: a dev vault on 127.0.0.1:8200\n  \
 export CREDVAULT_TOKEN=<printed root token>\n  \
 credvault cred put db-prod --username app --secret-stdin <<< 's3cret'\n  \
-credvault cred list\n  credvault cred get <ID> --secret\n  credvault audit tail",
+credvault cred list\n  credvault cred get db-prod --secret\n  credvault audit tail",
     after_help = "Environment: CREDVAULT_ADDR (server URL), CREDVAULT_TOKEN (API token), CREDVAULT_CACERT (CA for HTTPS)."
 )]
 struct Cli {
@@ -60,43 +55,51 @@ pub(crate) enum Cmd {
     Server(serve::ServerArgs),
     /// Initialise, unseal, seal, rotate keys, show status.
     #[command(subcommand)]
-    Operator(commands::Operator),
+    Operator(cmd::operator::OperatorCmd),
     /// Credentials: put, get, list, history, rollback, rm.
     #[command(subcommand)]
-    Cred(commands::Cred),
+    Cred(cmd::cred::CredCmd),
     /// Users (human and service).
     #[command(subcommand)]
-    User(commands::UserCmd),
+    User(cmd::user::UserCmd),
     /// Groups and their members.
     #[command(subcommand)]
-    Group(commands::GroupCmd),
+    Group(cmd::group::GroupCmd),
     /// Safes and who may do what in them.
     #[command(subcommand)]
-    Safe(commands::SafeCmd),
+    Safe(cmd::safe::SafeCmd),
     /// API tokens.
     #[command(subcommand)]
-    Token(commands::TokenCmd),
+    Token(cmd::token::TokenCmd),
     /// Applications: AppID readers (GET /AIMWebService/api/Accounts), Vault AppRole and OAuth
     /// client-credentials clients (the PAM A2A door, client_id = AppID).
     #[command(subcommand)]
-    App(commands::AppCmd),
+    App(cmd::app::AppCmd),
     /// The audit log.
     #[command(subcommand)]
-    Audit(commands::AuditCmd),
+    Audit(cmd::audit::AuditCmd),
     /// Credentials bound to packages and connections (PACKAGE or PACKAGE.CONNECTION).
     #[command(subcommand)]
-    Entity(cmd_entity::EntityCmd),
+    Entity(cmd::entity::EntityCmd),
     /// API keys for service users and scripts (`Authorization: <key>`).
     #[command(subcommand)]
-    Apikey(cmd_entity::ApiKeyCmd),
+    Apikey(cmd::entity::ApiKeyCmd),
     /// External vaults credentials are pulled from, read-only (Vault KV v2, CCP, credvault).
     #[command(subcommand)]
-    Integration(cmd_integration::IntegrationCmd),
+    Integration(cmd::integration::IntegrationCmd),
     /// Domains that PAM A2A requests may name (`domain`, `device_domain`).
     #[command(subcommand)]
-    Domain(cmd_domain::DomainCmd),
+    Domain(cmd::domain::DomainCmd),
     /// Log in with a user name and password (read from stdin); prints a token.
     Login { username: String },
+    /// Print a shell completion script. Example: credvault completions bash > /etc/bash_completion.d/credvault
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages, one per command and subcommand, into DIR; without DIR, print the top page.
+    /// Example: credvault man /usr/local/share/man/man1
+    Man { dir: Option<PathBuf> },
 }
 
 #[tokio::main]
@@ -104,10 +107,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Server(args) => serve::run(args).await,
-        cmd => match client::Client::new(&cli.address, cli.token.clone(), cli.ca_cert.as_deref()) {
-            Ok(c) => commands::run(&c, cli.format, cmd).await,
-            Err(e) => Err(e),
-        },
+        Cmd::Completions { shell } => cmd::docs::completions(shell),
+        Cmd::Man { dir } => cmd::docs::man(dir.as_deref()),
+        command => {
+            match client::Client::new(&cli.address, cli.token.clone(), cli.ca_cert.as_deref()) {
+                Ok(c) => cmd::run(&c, cli.format, command).await,
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

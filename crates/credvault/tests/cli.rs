@@ -1211,3 +1211,164 @@ fn backup_while_serving_then_restore_and_compare() {
     assert!(ws.len() <= attempted);
     assert_eq!(run2(&["audit", "verify"])["ok"], true);
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_commands() {
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    for word in [
+        "credvault",
+        "operator",
+        "cred",
+        "rollback",
+        "--secret-stdin",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef credvault"));
+    assert!(run(&["completions", "fish"]).contains("complete -c credvault"));
+    let o = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+
+    let top = run(&["man"]);
+    assert!(top.contains(".TH credvault"), "{top}");
+    assert!(top.contains("credvault\\-cred"), "{top}");
+    let dir = tempfile::tempdir().unwrap();
+    run(&["man", dir.path().to_str().unwrap()]);
+    let page = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    assert!(page("credvault.1").contains(".TH credvault"));
+    let get = page("credvault-cred-get.1");
+    assert!(get.contains(".TH credvault-cred-get"), "{get}");
+    assert!(
+        get.contains("credvault\\-cred\\-get \\- Show a credential"),
+        "{get}"
+    );
+    assert!(get.contains("\\-\\-secret"), "{get}");
+    assert!(page("credvault-operator-init.1").contains("threshold"));
+}
+
+#[test]
+fn credentials_by_name_identifier_or_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_srv, addr, root) = dev_server(tmp.path());
+    let as_user = |token: &str, args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        cli(&addr, Some(token), &a, None)
+    };
+    let run = |args: &[&str]| ok_json(as_user(&root, args));
+    let fails = |args: &[&str]| {
+        let o = as_user(&root, args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        String::from_utf8(o.stderr).unwrap()
+    };
+    for safe in ["prod", "staging"] {
+        run(&["safe", "add", safe]);
+    }
+    let put = |name: &str, safe: &str, secret: &str| {
+        run(&["cred", "put", name, "--safe", safe, "--secret", secret])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let main = put("db-prod", "prod", "p-main");
+    run(&["cred", "put", "--id", &main, "--identifier", "db-main"]);
+    let prod_db = put("db", "prod", "p-db");
+    let staging_db = put("db", "staging", "s-db");
+    let secret = |target: &[&str]| {
+        let mut a = vec!["cred", "get"];
+        a.extend(target);
+        a.push("--secret");
+        run(&a)["secret"].as_str().unwrap().to_owned()
+    };
+
+    // SAFE/NAME, a NAME unique among what the caller sees, --identifier, and the id itself.
+    assert_eq!(secret(&["prod/db"]), "p-db");
+    assert_eq!(secret(&["staging/db"]), "s-db");
+    assert_eq!(secret(&["db-prod"]), "p-main");
+    assert_eq!(secret(&["--identifier", "db-main"]), "p-main");
+    assert_eq!(secret(&[&prod_db]), "p-db");
+    assert_eq!(run(&["cred", "get", "db-prod"])["id"], main.as_str());
+
+    // Ambiguous: the candidates, as SAFE/NAME and id; nothing is read.
+    let e = fails(&["cred", "get", "db", "--secret"]);
+    for part in [
+        "2 credentials are named db",
+        "prod/db",
+        "staging/db",
+        &prod_db,
+        &staging_db,
+    ] {
+        assert!(e.contains(part), "{part} missing from: {e}");
+    }
+    // Missing: said in the user's terms, not as a UUID parse error.
+    let e = fails(&["cred", "get", "prod/nope"]);
+    assert!(e.contains("no credential named nope in safe prod"), "{e}");
+    let e = fails(&["cred", "get", "nope"]);
+    assert!(e.contains("no credential named nope visible to you"), "{e}");
+    let e = fails(&["cred", "get", "--identifier", "nope"]);
+    assert!(
+        e.contains("no credential with identifier nope visible to you"),
+        "{e}"
+    );
+    let e = fails(&["cred", "get", "db-prod", "--identifier", "db-main"]);
+    assert!(e.contains("cannot be used with"), "{e}");
+
+    // Every command that takes a credential takes a name too.
+    run(&["cred", "put", "--id", "prod/db", "--secret", "p-db-2"]);
+    let h = run(&["cred", "history", "prod/db"]);
+    assert_eq!(h["items"].as_array().unwrap().len(), 2);
+    let r = run(&["cred", "rollback", "prod/db", "1"]);
+    assert_eq!(
+        (r["id"].as_str(), r["version"].as_i64()),
+        (Some(prod_db.as_str()), Some(3))
+    );
+    let h = run(&["cred", "history", "--identifier", "db-main"]);
+    assert_eq!(h["items"].as_array().unwrap().len(), 2);
+    let r = run(&["cred", "rollback", "--identifier", "db-main", "1"]);
+    assert_eq!(
+        (r["id"].as_str(), r["version"].as_i64()),
+        (Some(main.as_str()), Some(3))
+    );
+    // Version 1 had no identifier yet: the rollback took it away again.
+    let h = run(&["cred", "history", &main]);
+    assert_eq!(h["items"].as_array().unwrap().len(), 3);
+    let e = fails(&["cred", "history", "--identifier", "db-main"]);
+    assert!(e.contains("no credential with identifier db-main"), "{e}");
+    run(&["app", "create", "Billing", "--source", "127.0.0.1/32"]);
+    let a = run(&["app", "allow", "Billing", "--credential", "db-prod"]);
+    assert_eq!(a["grants"][0]["name"], main.as_str());
+    let a = run(&["app", "deny", "Billing", "--credential", "prod/db-prod"]);
+    assert!(a["grants"].as_array().unwrap().is_empty(), "{a}");
+
+    // "Unique" means among what the caller can see: alice sees only staging.
+    run(&["user", "add", "alice"]);
+    run(&[
+        "safe",
+        "grant",
+        "staging",
+        "user:alice",
+        "--permissions",
+        "list,read",
+    ]);
+    let alice = run(&["token", "create", "--user", "alice"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let g = ok_json(as_user(&alice, &["cred", "get", "db", "--secret"]));
+    assert_eq!(g["secret"], "s-db");
+    let o = as_user(&alice, &["cred", "get", "db-prod"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no credential named db-prod visible to you")
+    );
+
+    ok_json(cli(&addr, Some(&root), &["cred", "rm", "staging/db"], None).pipe_ok());
+    assert_eq!(secret(&["db"]), "p-db");
+}

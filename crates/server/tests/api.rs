@@ -844,9 +844,21 @@ async fn bad_input_gets_clear_4xx_never_500() {
             "{e}"
         );
     }
+    // A malformed id or version: 400 in the native format, in plain words (not the router's).
     let (st, e) = s.get("/api/v1/credentials/not-a-uuid", r).await;
     assert_eq!((st, code(&e)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(e["error"]["message"], "the id in the path must be a UUID");
     let unknown = uuid::Uuid::now_v7();
+    let (st, e) = s
+        .get(&format!("/api/v1/credentials/{unknown}/versions/x"), r)
+        .await;
+    assert_eq!(
+        (st, e["error"]["message"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("path parameter 2 must be a whole number")
+        )
+    );
     for p in [
         format!("/api/v1/credentials/{unknown}"),
         format!("/api/v1/credentials/{unknown}/secret"),

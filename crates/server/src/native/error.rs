@@ -155,8 +155,39 @@ impl From<JsonRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
+        use axum::extract::path::ErrorKind;
+        if let PathRejection::FailedToDeserializePathParams(e) = &r {
+            // Say what the segment should be, in plain words (not the parser's own message).
+            match e.kind() {
+                ErrorKind::DeserializeError { key, message, .. } if message.starts_with("UUID") => {
+                    return Self::bad_request(format!("the {key} in the path must be a UUID"));
+                }
+                ErrorKind::ParseErrorAtKey {
+                    key, expected_type, ..
+                } if is_integer(expected_type) => {
+                    return Self::bad_request(format!(
+                        "the {key} in the path must be a whole number"
+                    ));
+                }
+                ErrorKind::ParseErrorAtIndex {
+                    index,
+                    expected_type,
+                    ..
+                } if is_integer(expected_type) => {
+                    return Self::bad_request(format!(
+                        "path parameter {} must be a whole number",
+                        index + 1
+                    ));
+                }
+                _ => {}
+            }
+        }
         Self::bad_request(format!("invalid path parameter: {}", scrub(&r.body_text())))
     }
+}
+
+fn is_integer(type_name: &str) -> bool {
+    matches!(type_name, "i32" | "i64" | "u32" | "u64")
 }
 
 impl From<QueryRejection> for ApiError {

@@ -96,31 +96,8 @@ pub async fn restore(fmt: Format, file: &Path, to: &str, key_file: Option<&Path>
     let mut r = BufReader::new(
         std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
     );
-    let keys_text = match key_file {
-        Some(k) => {
-            std::fs::read_to_string(k).with_context(|| format!("reading {}", k.display()))?
-        }
-        None => {
-            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                eprintln!("unseal keys, one per line, then end of input (Ctrl-D):");
-            }
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s)?;
-            s
-        }
-    };
-    let keys: Vec<String> = keys_text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if keys.is_empty() {
-        bail!("no unseal keys given (--unseal-key-file or standard input)");
-    }
-    let dst = crate::commands::open_spec(to)
-        .await
-        .context("destination")?;
+    let keys = unseal_keys(key_file)?;
+    let dst = super::migrate::open_spec(to).await.context("destination")?;
     let pb = output::rows_bar(0, "restoring");
     let report = credvault_service::backup::restore(&mut r, &keys, dst, |done, total| {
         pb.set_length(total.max(done));
@@ -150,4 +127,31 @@ pub async fn restore(fmt: Format, file: &Path, to: &str, key_file: Option<&Path>
             "Start a server on it and unseal it with the same unseal keys.".into(),
         ],
     )
+}
+
+/// The unseal keys, one per line, from `key_file` or standard input.
+fn unseal_keys(key_file: Option<&Path>) -> Result<Vec<String>> {
+    let keys_text = match key_file {
+        Some(k) => {
+            std::fs::read_to_string(k).with_context(|| format!("reading {}", k.display()))?
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("unseal keys, one per line, then end of input (Ctrl-D):");
+            }
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s
+        }
+    };
+    let keys: Vec<String> = keys_text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if keys.is_empty() {
+        bail!("no unseal keys given (--unseal-key-file or standard input)");
+    }
+    Ok(keys)
 }

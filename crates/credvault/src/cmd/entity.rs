@@ -1,7 +1,7 @@
 //! `credvault entity ...` (credentials bound to packages and connections) and `credvault apikey ...`
 //! (API keys: tokens meant for service users and scripts, shown once, stored hashed).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -66,7 +66,7 @@ fn read_object(file: Option<&PathBuf>) -> Result<Value> {
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
         }
-        None => crate::commands::read_stdin_secret("parameters (JSON)")?,
+        None => super::read_stdin_secret("parameters (JSON)")?,
     };
     let v: Value = serde_json::from_str(&text).context("the parameters are not valid JSON")?;
     if !v.is_object() {
@@ -116,47 +116,62 @@ pub async fn run(c: &Client, fmt: Format, cmd: EntityCmd) -> Result<()> {
             entity,
             package,
             owner,
-        } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let mut doc: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not valid JSON", file.display()))?;
-            let entity = match (entity, package) {
-                (Some(e), _) => e,
-                (None, Some(p)) => {
-                    let name = doc
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .context("the file has no \"name\"; give --entity")?;
-                    format!("{p}.{name}")
-                }
-                (None, None) => bail!("give --entity PACKAGE.CONNECTION or --package PACKAGE"),
-            };
-            let params = doc
-                .pointer("/credentials/parameters")
-                .cloned()
-                .context("the file has no credentials.parameters block")?;
-            let v = c
-                .send_raw(Method::POST, &set_path(&entity, owner.as_deref()), &params)
-                .await?;
-            // Only once the vault has them: write the file back without them.
-            if let Some(Value::Object(creds)) = doc.get_mut("credentials") {
-                creds.remove("parameters");
-                if creds.is_empty() {
-                    if let Value::Object(top) = &mut doc {
-                        top.remove("credentials");
-                    }
-                }
+        } => import(c, fmt, &file, entity, package, owner.as_deref()).await,
+    }
+}
+
+/// `entity import`: store the file's `credentials.parameters`, then write the file back without.
+async fn import(
+    c: &Client,
+    fmt: Format,
+    file: &Path,
+    entity: Option<String>,
+    package: Option<String>,
+    owner: Option<&str>,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut doc: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", file.display()))?;
+    let entity = match (entity, package) {
+        (Some(e), _) => e,
+        (None, Some(p)) => {
+            let name = doc
+                .get("name")
+                .and_then(Value::as_str)
+                .context("the file has no \"name\"; give --entity")?;
+            format!("{p}.{name}")
+        }
+        (None, None) => bail!("give --entity PACKAGE.CONNECTION or --package PACKAGE"),
+    };
+    let params = doc
+        .pointer("/credentials/parameters")
+        .cloned()
+        .context("the file has no credentials.parameters block")?;
+    let v = c
+        .send_raw(Method::POST, &set_path(&entity, owner), &params)
+        .await?;
+    // Only once the vault has them: write the file back without them.
+    strip_parameters(&mut doc);
+    let out = serde_json::to_string_pretty(&doc)? + "\n";
+    std::fs::write(file, out).with_context(|| format!("writing {}", file.display()))?;
+    eprintln!(
+        "stored {} parameter(s) for {entity}; removed them from {}",
+        params.as_object().map_or(0, Map::len),
+        file.display()
+    );
+    output::object(fmt, &v);
+    Ok(())
+}
+
+/// Remove `credentials.parameters`, and `credentials` when nothing else is left in it.
+fn strip_parameters(doc: &mut Value) {
+    if let Some(Value::Object(creds)) = doc.get_mut("credentials") {
+        creds.remove("parameters");
+        if creds.is_empty() {
+            if let Value::Object(top) = doc {
+                top.remove("credentials");
             }
-            let out = serde_json::to_string_pretty(&doc)? + "\n";
-            std::fs::write(&file, out).with_context(|| format!("writing {}", file.display()))?;
-            eprintln!(
-                "stored {} parameter(s) for {entity}; removed them from {}",
-                params.as_object().map_or(0, Map::len),
-                file.display()
-            );
-            output::object(fmt, &v);
-            Ok(())
         }
     }
 }

@@ -130,83 +130,7 @@ async fn with_spinner<T>(msg: &str, f: impl std::future::Future<Output = Result<
 pub async fn run(c: &Client, fmt: Format, cmd: IntegrationCmd) -> Result<()> {
     let path = |name: &str, verb: &str| format!("/integrations/{}{verb}", enc(name));
     match cmd {
-        IntegrationCmd::Add(args) => {
-            let AddArgs {
-                name,
-                kind,
-                url,
-                safe,
-                names,
-                cache_expiry,
-                mount,
-                folder,
-                role_id,
-                app_id,
-                remote_safe,
-                remote_ca,
-                client_cert,
-                client_key,
-                secret_stdin,
-                remote_token_file,
-                secret_id_file,
-                timeout,
-                disabled,
-            } = *args;
-            let kind_name = match kind {
-                Kind::VaultKv => "vault-kv",
-                Kind::Ccp => "ccp",
-                Kind::Credvault => "credvault",
-            };
-            let mut b = json!({
-                "name": name, "kind": kind_name, "url": url, "safe": safe,
-                "credential_names": names.into_iter().filter(|n| !n.trim().is_empty()).collect::<Vec<_>>(),
-                "cache_expiry_seconds": cache_expiry, "enabled": !disabled,
-                "mount": mount, "folder": folder, "app_id": app_id, "remote_safe": remote_safe,
-                "timeout_seconds": timeout,
-            });
-            if let Some(r) = &role_id {
-                b["role_id"] = json!(r);
-            }
-            if let Some(p) = &remote_ca {
-                b["ca_cert"] = json!(read_file(p, "CA certificate")?);
-            }
-            if let (Some(cert), Some(key)) = (&client_cert, &client_key) {
-                let identity = format!(
-                    "{}\n{}\n",
-                    read_file(cert, "client certificate")?,
-                    read_file(key, "client key")?
-                );
-                b["client_identity"] = json!(identity);
-            }
-            if let Some(p) = &remote_token_file {
-                b["token"] = json!(read_file(p, "token")?);
-            }
-            if let Some(p) = &secret_id_file {
-                b["secret_id"] = json!(read_file(p, "secret_id")?);
-            }
-            if secret_stdin {
-                let field = match (kind, &role_id) {
-                    (Kind::VaultKv, Some(_)) => "secret_id",
-                    (Kind::Ccp, _) => "header_secret",
-                    _ => "token",
-                };
-                let s = crate::commands::read_stdin_secret(field)?;
-                if s.is_empty() {
-                    bail!("no {field} on standard input");
-                }
-                b[field] = json!(s);
-            }
-            let v: Value = with_spinner(
-                "adding the integration and fetching its credentials",
-                c.send(Method::POST, "/integrations", &b),
-            )
-            .await?;
-            output::object(fmt, &v);
-            if let Some(e) = v.pointer("/status/last_error").and_then(Value::as_str) {
-                eprintln!("warning: the first fetch failed: {e}");
-            }
-            Ok(())
-        }
+        IntegrationCmd::Add(args) => add(c, fmt, *args).await,
         IntegrationCmd::List => {
             output::list(fmt, &c.get("/integrations").await?, &COLS);
             Ok(())
@@ -265,4 +189,94 @@ pub async fn run(c: &Client, fmt: Format, cmd: IntegrationCmd) -> Result<()> {
         }
         IntegrationCmd::Rm { name } => c.delete(&path(&name, "")).await,
     }
+}
+
+/// `integration add`: the body from the flags and files, then one request that also fetches.
+async fn add(c: &Client, fmt: Format, args: AddArgs) -> Result<()> {
+    let b = add_body(args)?;
+    let v: Value = with_spinner(
+        "adding the integration and fetching its credentials",
+        c.send(Method::POST, "/integrations", &b),
+    )
+    .await?;
+    output::object(fmt, &v);
+    if let Some(e) = v.pointer("/status/last_error").and_then(Value::as_str) {
+        eprintln!("warning: the first fetch failed: {e}");
+    }
+    Ok(())
+}
+
+fn add_body(args: AddArgs) -> Result<Value> {
+    let AddArgs {
+        name,
+        kind,
+        url,
+        safe,
+        names,
+        cache_expiry,
+        mount,
+        folder,
+        role_id,
+        app_id,
+        remote_safe,
+        remote_ca,
+        client_cert,
+        client_key,
+        secret_stdin,
+        remote_token_file,
+        secret_id_file,
+        timeout,
+        disabled,
+    } = args;
+    let kind_name = match kind {
+        Kind::VaultKv => "vault-kv",
+        Kind::Ccp => "ccp",
+        Kind::Credvault => "credvault",
+    };
+    let mut b = json!({
+        "name": name, "kind": kind_name, "url": url, "safe": safe,
+        "credential_names": names.into_iter().filter(|n| !n.trim().is_empty()).collect::<Vec<_>>(),
+        "cache_expiry_seconds": cache_expiry, "enabled": !disabled,
+        "mount": mount, "folder": folder, "app_id": app_id, "remote_safe": remote_safe,
+        "timeout_seconds": timeout,
+    });
+    if let Some(r) = &role_id {
+        b["role_id"] = json!(r);
+    }
+    if let Some(p) = &remote_ca {
+        b["ca_cert"] = json!(read_file(p, "CA certificate")?);
+    }
+    if let (Some(cert), Some(key)) = (&client_cert, &client_key) {
+        let identity = format!(
+            "{}\n{}\n",
+            read_file(cert, "client certificate")?,
+            read_file(key, "client key")?
+        );
+        b["client_identity"] = json!(identity);
+    }
+    if let Some(p) = &remote_token_file {
+        b["token"] = json!(read_file(p, "token")?);
+    }
+    if let Some(p) = &secret_id_file {
+        b["secret_id"] = json!(read_file(p, "secret_id")?);
+    }
+    if secret_stdin {
+        let (field, s) = stdin_secret(kind, role_id.is_some())?;
+        b[field] = json!(s);
+    }
+    Ok(b)
+}
+
+/// `--secret-stdin`: the kind's main secret (with `--role-id`, the AppRole secret_id).
+fn stdin_secret(kind: Kind, approle: bool) -> Result<(&'static str, String)> {
+    let field = match (kind, approle) {
+        (Kind::VaultKv, true) => "secret_id",
+        (Kind::Ccp, _) => "header_secret",
+        _ => "token",
+    };
+    let s = super::read_stdin_secret(field)?;
+    if s.is_empty() {
+        bail!("no {field} on standard input");
+    }
+    Ok((field, s))
 }
