@@ -1797,8 +1797,8 @@ async fn the_leak_check_catches_a_stored_secret_in_the_logs() {
 #[should_panic(expected = "came back in an error body")]
 async fn the_leak_check_catches_a_sent_secret_in_an_error_body() {
     let s = Server::dev().await;
-    // A body whose error message would quote the value, if messages were not scrubbed: simulate
-    // the mistake by sending the secret where the server echoes it (an unknown path segment).
+    // Simulate the mistake by sending the secret where the server rightly echoes a name: as the
+    // name of a safe that does not exist ("no safe '...'").
     s.req(
         Method::POST,
         "/api/v1/credentials",
@@ -1806,13 +1806,15 @@ async fn the_leak_check_catches_a_sent_secret_in_an_error_body() {
         Some(json!({"name": "x", "secret": "echo-me-secret-77"})),
     )
     .await;
-    s.req(
-        Method::GET,
-        "/api/v1/credentials/echo-me-secret-77",
-        Some(&s.root),
-        None,
-    )
-    .await;
+    let (st, _) = s
+        .req(
+            Method::POST,
+            "/api/v1/credentials",
+            Some(&s.root),
+            Some(json!({"name": "y", "safe": "echo-me-secret-77"})),
+        )
+        .await;
+    assert!(st.is_client_error(), "{st}");
 }
 
 /// Issue 16.4: the metrics' labels are bounded whatever a client sends: invented methods all count
