@@ -1,7 +1,9 @@
 //! What every area's SQL shares, compiled once per backend (see `sql/mod.rs`): row mapping, write
 //! transactions, the credential insert and the audit append inside a write transaction.
 
-use credvault_core::model::{Credential, CredentialMeta, Domain, TokenInfo, User, UserKind};
+use credvault_core::model::{
+    Credential, CredentialMeta, Domain, TokenInfo, User, UserKind, VersionInfo,
+};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -12,7 +14,6 @@ use crate::{
     audit_head_mac, format_time, parse_time, AppRecord, AuditAppend, AuditRow, DeviceRecord,
     IntegrationRecord, NewVersion, Result, StoreError,
 };
-use credvault_core::model::VersionInfo;
 
 pub(super) type DbRow = <Db as sqlx::Database>::Row;
 pub(super) type Conn = <Db as sqlx::Database>::Connection;

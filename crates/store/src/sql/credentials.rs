@@ -151,7 +151,7 @@ impl CredentialStore for Backend {
     }
 
     async fn credential_with_payload(&self, id: Uuid) -> Result<Option<CredentialWithPayload>> {
-        sqlx::query(&format!("{CRED_WITH_PAYLOAD}\n     WHERE c.id = $1"))
+        sqlx::query(&format!("{CRED_WITH_PAYLOAD} WHERE c.id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await
@@ -233,10 +233,8 @@ impl CredentialStore for Backend {
         // The current version's payload comes with the row: one round trip for the CCP read.
         // … WHERE c.<key> = $1 AND (1=0 [OR c.safe IN (…)] [OR c.id IN (…)])
         // ORDER BY c.id LIMIT $n
-        let mut q: QueryBuilder<Db> = QueryBuilder::new(format!(
-            "{CRED_WITH_PAYLOAD}\n     WHERE c.{} = ",
-            key.column()
-        ));
+        let mut q: QueryBuilder<Db> =
+            QueryBuilder::new(format!("{CRED_WITH_PAYLOAD} WHERE c.{} = ", key.column()));
         q.push_bind(value.to_owned()).push(" AND (1=0");
         if !safes.is_empty() {
             q.push(" OR c.safe");
