@@ -10,7 +10,7 @@ use credvault_core::model::Credential;
 use credvault_core::policy::{Actor, ActorKind};
 use credvault_core::{validate, DomainError};
 use credvault_crypto::SecretString;
-use credvault_store::{AppRecord, CredentialFilter, LookupKey};
+use credvault_store::{AppGrant, AppRecord, CredentialFilter, CredentialWithPayload, LookupKey};
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -96,10 +96,10 @@ impl Vault {
         let rules = rules_of(&app)?;
         let rows = self.store.app_grants(&app.app_id).await?;
         // A write grant is stored as two rows ("safe" for every read path, "safe-write"): show one.
-        let writable = |t: &str| rows.iter().any(|(k, w)| k == "safe-write" && w == t);
+        let writable = |t: &str| rows.iter().any(|g| g.kind == "safe-write" && g.target == t);
         let grants = rows
             .iter()
-            .filter_map(|(k, t)| match k.as_str() {
+            .filter_map(|AppGrant { kind: k, target: t }| match k.as_str() {
                 "safe" if !writable(t) => Some(Grant::Safe(t.clone())),
                 "safe-write" => Some(Grant::SafeWrite(t.clone())),
                 "credential" => Some(Grant::Credential(t.clone())),
@@ -272,7 +272,10 @@ impl Vault {
             return Ok(credvault_core::model::Perms::NONE);
         };
         Ok(credvault_core::policy::app_safe_perms(
-            entry.grants.iter().map(|(k, t)| (k.as_str(), t.as_str())),
+            entry
+                .grants
+                .iter()
+                .map(|g| (g.kind.as_str(), g.target.as_str())),
             safe,
         ))
     }
@@ -464,14 +467,14 @@ impl Vault {
     async fn indexed_candidates(
         &self,
         req: &ccp::Request,
-        grants: &[(String, String)],
+        grants: &[AppGrant],
         (prop, value): (&'static str, String),
-    ) -> Result<Vec<(Credential, Vec<u8>)>, GetPasswordError> {
+    ) -> Result<Vec<CredentialWithPayload>, GetPasswordError> {
         let pick = |kind: &str| {
             grants
                 .iter()
-                .filter(|(k, _)| k == kind)
-                .map(|(_, t)| t.clone())
+                .filter(|g| g.kind == kind)
+                .map(|g| g.target.clone())
                 .collect::<Vec<_>>()
         };
         let (safes, ids) = (pick("safe"), pick("credential"));
@@ -487,7 +490,10 @@ impl Vault {
                 .find_by_key(*key, &value, &safes, &ids, 1000)
                 .await
                 .map_err(ServiceError::from)?;
-            out.extend(rows.into_iter().filter(|(c, _)| ccp::matches(req, &c.meta)));
+            out.extend(
+                rows.into_iter()
+                    .filter(|r| ccp::matches(req, &r.credential.meta)),
+            );
         }
         Ok(out)
     }
@@ -497,10 +503,10 @@ impl Vault {
     async fn scanned_candidates(
         &self,
         req: &ccp::Request,
-        grants: &[(String, String)],
+        grants: &[AppGrant],
     ) -> Result<Vec<Credential>, GetPasswordError> {
         let mut found: Vec<Credential> = Vec::new();
-        for (kind, target) in grants {
+        for AppGrant { kind, target } in grants {
             match kind.as_str() {
                 "safe" => {
                     let mut after = None;
@@ -584,7 +590,7 @@ impl Vault {
                 .indexed_candidates(req, grants, hint)
                 .await?
                 .into_iter()
-                .map(|(c, p)| (c, Some(p)))
+                .map(|r| (r.credential, Some(r.payload)))
                 .collect(),
             None => self
                 .scanned_candidates(req, grants)
@@ -613,6 +619,7 @@ impl Vault {
                 .credential_with_payload(cred.id)
                 .await
                 .map_err(ServiceError::from)?
+                .map(|r| (r.credential, r.payload))
                 .ok_or_else(|| GetPasswordError::Ccp(CcpError::not_found(&req.query_text)))?,
         };
         Ok(Found {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use base64::Engine;
 use credvault_crypto::{shamir, DataKey, Keyring, RootKey};
 use credvault_store::migrate::{Cell, Kind, TABLES};
-use credvault_store::{CredentialFilter, Store};
+use credvault_store::{CredentialFilter, CredentialWithPayload, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -248,7 +248,11 @@ impl Vault {
                 })
                 .await?;
             for c in &page {
-                if let Some((cur, blob)) = self.store.credential_with_payload(c.id).await? {
+                if let Some(CredentialWithPayload {
+                    credential: cur,
+                    payload: blob,
+                }) = self.store.credential_with_payload(c.id).await?
+                {
                     if !blob.is_empty() {
                         self.decrypt_payload(cur.id, cur.version, &blob).await?;
                     }

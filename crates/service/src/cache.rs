@@ -16,17 +16,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use credvault_store::{AppRecord, Store};
+use credvault_store::{AppGrant, AppRecord, Store};
 
 pub const POLL: Duration = Duration::from_millis(200);
 pub const STALE_AFTER: Duration = Duration::from_secs(2);
 const MAX_ENTRIES: usize = 10_000;
 
-/// An application and its grants `(kind, target)`, as the store had them.
+/// An application and its grants, as the store had them.
 #[derive(Debug, Clone)]
 pub struct AppEntry {
     pub app: AppRecord,
-    pub grants: Vec<(String, String)>,
+    pub grants: Vec<AppGrant>,
 }
 
 struct Inner {

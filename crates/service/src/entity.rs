@@ -181,15 +181,15 @@ impl Vault {
             return Ok(None);
         }
         // The entity rules decided above; the one read path does the rest, as the caller.
-        let (cred, blob) = self
+        let stored = self
             .store
             .credential_with_payload(cred.id)
             .await?
             .ok_or_else(|| DomainError::NotFound("credential".into()))?;
         let found = Found {
-            version: cred.version,
-            cred,
-            blob,
+            version: stored.credential.version,
+            cred: stored.credential,
+            blob: stored.payload,
             latest: true,
         };
         let owner = found.cred.meta.owner.clone();

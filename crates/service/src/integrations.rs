@@ -22,7 +22,7 @@ use credvault_core::model::{Credential, CredentialMeta, SecretPayload};
 use credvault_core::policy::{Actor, ActorKind};
 use credvault_core::validate::{self, Reserved};
 use credvault_core::DomainError;
-use credvault_store::{CredentialFilter, IntegrationRecord};
+use credvault_store::{CredentialFilter, CredentialWithPayload, IntegrationRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -493,13 +493,12 @@ impl Vault {
         // Two rounds at most: a create that loses a race with another server updates the winner's.
         for _ in 0..2 {
             if let Some(cur) = self.store.credential_by_identifier(&identifier).await? {
-                let (_, blob) = self
+                let blob = self
                     .store
                     .credential_with_payload(cur.id)
                     .await?
-                    .ok_or_else(|| {
-                        ServiceError::from(DomainError::NotFound("credential".into()))
-                    })?;
+                    .ok_or_else(|| ServiceError::from(DomainError::NotFound("credential".into())))?
+                    .payload;
                 let old = self.decrypt_payload(cur.id, cur.version, &blob).await?;
                 if old.secret != payload.secret {
                     self.update_credential(&ctx, cur.id, None, "mirror", |_, p| {
@@ -625,7 +624,10 @@ impl Vault {
             return Err(DomainError::NotFound("credential".into()).into());
         };
         self.upsert_mirror(&l, source, &f).await?;
-        let (fresh, blob) = self
+        let CredentialWithPayload {
+            credential: fresh,
+            payload: blob,
+        } = self
             .store
             .credential_with_payload(cred.id)
             .await?

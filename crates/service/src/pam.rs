@@ -302,8 +302,8 @@ impl Vault {
         let mut safes: Vec<&String> = entry
             .iter()
             .flat_map(|e| e.grants.iter())
-            .filter(|(k, _)| k == "safe-write")
-            .map(|(_, t)| t)
+            .filter(|g| g.kind == "safe-write")
+            .map(|g| &g.target)
             .collect();
         safes.sort();
         safes
@@ -319,8 +319,8 @@ impl Vault {
             .await?
             .iter()
             .flat_map(|e| e.grants.iter())
-            .filter(|(k, _)| k == "safe")
-            .map(|(_, t)| t.clone())
+            .filter(|g| g.kind == "safe")
+            .map(|g| g.target.clone())
             .collect())
     }
 

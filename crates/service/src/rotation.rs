@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use credvault_store::{IntegrationCiphertext, VersionCiphertext};
 use serde_json::json;
 
 use crate::error::{ServiceError, ServiceResult};
@@ -55,7 +56,12 @@ impl Vault {
         let mut after = None;
         loop {
             let page = self.store.versions_not_of_term(term, after, PAGE).await?;
-            for (id, version, old) in &page {
+            for VersionCiphertext {
+                id,
+                version,
+                payload: old,
+            } in &page
+            {
                 let binding = format!("credvault:cred:{id}:v{version}");
                 let plain = keys.keyring.decrypt(old, &binding).map_err(|e| {
                     tracing::error!(credential = %id, version, error = %e, "rewrap: value failed to decrypt");
@@ -69,9 +75,11 @@ impl Vault {
             if page.len() < PAGE as usize {
                 break;
             }
-            after = page.last().map(|(id, v, _)| (*id, *v));
+            after = page.last().map(|r| (r.id, r.version));
         }
-        for (name, old) in self.store.integration_secrets_not_of_term(term).await? {
+        for IntegrationCiphertext { name, secrets: old } in
+            self.store.integration_secrets_not_of_term(term).await?
+        {
             let binding = crate::integrations::binding(&name);
             let plain = keys.keyring.decrypt(&old, &binding)?;
             let new = keys.keyring.encrypt(plain.expose(), &binding)?;

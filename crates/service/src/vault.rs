@@ -12,7 +12,9 @@ use credvault_core::model::{
 use credvault_core::policy::{self, Actor, Membership};
 use credvault_core::{validate, DomainError};
 use credvault_crypto::{password, token, SecretString};
-use credvault_store::{CredentialFilter, NewVersion, Store, StoreError, Visibility};
+use credvault_store::{
+    CredentialFilter, CredentialWithPayload, NewVersion, Store, StoreError, Visibility,
+};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -193,11 +195,11 @@ impl Vault {
             .safe_members(safe)
             .await?
             .into_iter()
-            .filter_map(|(kind, name, perms)| {
-                OwnerKind::parse(&kind).map(|kind| Membership {
+            .filter_map(|m| {
+                OwnerKind::parse(&m.kind).map(|kind| Membership {
                     kind,
-                    name,
-                    perms: Perms(perms),
+                    name: m.name,
+                    perms: Perms(m.perms),
                 })
             })
             .collect())
@@ -485,7 +487,10 @@ impl Vault {
             None => None,
         };
         for _ in 0..MAX_RETRIES {
-            let (cur, blob) = self
+            let CredentialWithPayload {
+                credential: cur,
+                payload: blob,
+            } = self
                 .store
                 .credential_with_payload(id)
                 .await?
@@ -607,7 +612,12 @@ impl Vault {
         let Some(entry) = self.app_entry(app_id).await? else {
             return Ok(vec![]);
         };
-        let grants = || entry.grants.iter().map(|(k, t)| (k.as_str(), t.as_str()));
+        let grants = || {
+            entry
+                .grants
+                .iter()
+                .map(|g| (g.kind.as_str(), g.target.as_str()))
+        };
         let mut safes: Vec<String> = grants()
             .map(|(_, t)| t)
             .filter(|t| policy::app_safe_perms(grants(), t).contains(Perms::LIST))
@@ -666,7 +676,10 @@ impl Vault {
     ) -> ServiceResult<SecretRead> {
         let (cred, ver, blob) = match version {
             None => {
-                let (c, blob) = self
+                let CredentialWithPayload {
+                    credential: c,
+                    payload: blob,
+                } = self
                     .store
                     .credential_with_payload(id)
                     .await?

@@ -4,13 +4,17 @@
 //! * [`FaultStore::fail`] / [`FaultStore::delay`]: by method name (`"update_credential"`, …); the
 //!   call fails before it reaches the wrapped store.
 //! * [`FaultStore::fail_audit`]: every audit append fails *where the audit rows are inserted*: the
-//!   group-committed [`Store::append_audit`], and inside the transaction of every write that carries
+//!   group-committed [`AuditStore::append_audit`], and inside the transaction of every write that carries
 //!   its audit records ([`AuditAppend`]), after the write's own statements ran, so the test sees what
 //!   a real audit-insert failure leaves behind (the whole transaction rolled back).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use credvault_core::model::{Credential, Group, Safe, SafeMember, TokenInfo, User, VersionInfo};
+
+use async_trait::async_trait;
 
 use super::*;
 
@@ -98,21 +102,14 @@ impl FaultStore {
     }
 }
 
-#[async_trait]
-impl Store for FaultStore {
+impl BackendStore for FaultStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+}
 
-    async fn insert_credential_unless_on_device(
-        &self,
-        cred: &Credential,
-        v: &NewVersion,
-    ) -> Result<Option<Uuid>> {
-        self.hit("insert_credential_unless_on_device").await?;
-        self.inner.insert_credential_unless_on_device(cred, v).await
-    }
-
+#[async_trait]
+impl KeyringStore for FaultStore {
     async fn seal_config(&self) -> Result<Option<SealConfig>> {
         self.hit("seal_config").await?;
         self.inner.seal_config().await
@@ -148,7 +145,7 @@ impl Store for FaultStore {
         term: u32,
         after: Option<(Uuid, i64)>,
         limit: i64,
-    ) -> Result<Vec<(Uuid, i64, Vec<u8>)>> {
+    ) -> Result<Vec<VersionCiphertext>> {
         self.hit("versions_not_of_term").await?;
         self.inner.versions_not_of_term(term, after, limit).await
     }
@@ -158,7 +155,10 @@ impl Store for FaultStore {
         self.inner.rewrap_version(id, version, old, new).await
     }
 
-    async fn integration_secrets_not_of_term(&self, term: u32) -> Result<Vec<(String, Vec<u8>)>> {
+    async fn integration_secrets_not_of_term(
+        &self,
+        term: u32,
+    ) -> Result<Vec<IntegrationCiphertext>> {
         self.hit("integration_secrets_not_of_term").await?;
         self.inner.integration_secrets_not_of_term(term).await
     }
@@ -172,7 +172,10 @@ impl Store for FaultStore {
         self.hit("retire_data_keys_below").await?;
         self.inner.retire_data_keys_below(term).await
     }
+}
 
+#[async_trait]
+impl IdentityStore for FaultStore {
     async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
         self.hit("create_user").await?;
         self.inner.create_user(user, password_hash).await
@@ -288,7 +291,7 @@ impl Store for FaultStore {
         self.inner.remove_safe_member(safe, kind, name).await
     }
 
-    async fn safe_members(&self, safe: &str) -> Result<Vec<(String, String, u8)>> {
+    async fn safe_members(&self, safe: &str) -> Result<Vec<SafeMemberRow>> {
         self.hit("safe_members").await?;
         self.inner.safe_members(safe).await
     }
@@ -297,7 +300,10 @@ impl Store for FaultStore {
         self.hit("safes_with").await?;
         self.inner.safes_with(user, groups, perms).await
     }
+}
 
+#[async_trait]
+impl CredentialStore for FaultStore {
     async fn insert_credential(
         &self,
         cred: &Credential,
@@ -349,7 +355,7 @@ impl Store for FaultStore {
         self.inner.credential_by_identifier(identifier).await
     }
 
-    async fn credential_with_payload(&self, id: Uuid) -> Result<Option<(Credential, Vec<u8>)>> {
+    async fn credential_with_payload(&self, id: Uuid) -> Result<Option<CredentialWithPayload>> {
         self.hit("credential_with_payload").await?;
         self.inner.credential_with_payload(id).await
     }
@@ -366,7 +372,7 @@ impl Store for FaultStore {
         safes: &[String],
         ids: &[String],
         limit: i64,
-    ) -> Result<Vec<(Credential, Vec<u8>)>> {
+    ) -> Result<Vec<CredentialWithPayload>> {
         self.hit("find_by_key").await?;
         self.inner.find_by_key(key, value, safes, ids, limit).await
     }
@@ -389,29 +395,24 @@ impl Store for FaultStore {
         self.inner.get_version(id, version).await
     }
 
-    async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>> {
-        self.hit("append_audit").await?;
-        if let Some(e) = self.audit_fault() {
-            return Err(e);
-        }
-        self.inner.append_audit(records, chain).await
+    async fn kv_meta(&self, id: Uuid) -> Result<Option<String>> {
+        self.hit("kv_meta").await?;
+        self.inner.kv_meta(id).await
     }
 
-    async fn audit_head(&self) -> Result<Option<AuditHead>> {
-        self.hit("audit_head").await?;
-        self.inner.audit_head().await
+    async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()> {
+        self.hit("set_kv_meta").await?;
+        self.inner.set_kv_meta(id, meta).await
     }
 
-    async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
-        self.hit("audit_rows").await?;
-        self.inner.audit_rows(after, limit).await
+    async fn destroy_version(&self, id: Uuid, version: i64) -> Result<()> {
+        self.hit("destroy_version").await?;
+        self.inner.destroy_version(id, version).await
     }
+}
 
-    async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>> {
-        self.hit("audit_tail").await?;
-        self.inner.audit_tail(n).await
-    }
-
+#[async_trait]
+impl AppStore for FaultStore {
     async fn create_app(&self, app: &AppRecord) -> Result<()> {
         self.hit("create_app").await?;
         self.inner.create_app(app).await
@@ -447,7 +448,7 @@ impl Store for FaultStore {
         self.inner.revoke_app(app_id, kind, target).await
     }
 
-    async fn app_grants(&self, app_id: &str) -> Result<Vec<(String, String)>> {
+    async fn app_grants(&self, app_id: &str) -> Result<Vec<AppGrant>> {
         self.hit("app_grants").await?;
         self.inner.app_grants(app_id).await
     }
@@ -456,52 +457,36 @@ impl Store for FaultStore {
         self.hit("change_epoch").await?;
         self.inner.change_epoch().await
     }
+}
 
-    async fn kv_meta(&self, id: Uuid) -> Result<Option<String>> {
-        self.hit("kv_meta").await?;
-        self.inner.kv_meta(id).await
+#[async_trait]
+impl AuditStore for FaultStore {
+    async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>> {
+        self.hit("append_audit").await?;
+        if let Some(e) = self.audit_fault() {
+            return Err(e);
+        }
+        self.inner.append_audit(records, chain).await
     }
 
-    async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()> {
-        self.hit("set_kv_meta").await?;
-        self.inner.set_kv_meta(id, meta).await
+    async fn audit_head(&self) -> Result<Option<AuditHead>> {
+        self.hit("audit_head").await?;
+        self.inner.audit_head().await
     }
 
-    async fn destroy_version(&self, id: Uuid, version: i64) -> Result<()> {
-        self.hit("destroy_version").await?;
-        self.inner.destroy_version(id, version).await
+    async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        self.hit("audit_rows").await?;
+        self.inner.audit_rows(after, limit).await
     }
 
-    async fn create_integration(&self, rec: &IntegrationRecord) -> Result<()> {
-        self.hit("create_integration").await?;
-        self.inner.create_integration(rec).await
+    async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>> {
+        self.hit("audit_tail").await?;
+        self.inner.audit_tail(n).await
     }
+}
 
-    async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>> {
-        self.hit("get_integration").await?;
-        self.inner.get_integration(name).await
-    }
-
-    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>> {
-        self.hit("list_integrations").await?;
-        self.inner.list_integrations().await
-    }
-
-    async fn update_integration(&self, rec: &IntegrationRecord) -> Result<()> {
-        self.hit("update_integration").await?;
-        self.inner.update_integration(rec).await
-    }
-
-    async fn set_integration_status(&self, name: &str, status: &str) -> Result<()> {
-        self.hit("set_integration_status").await?;
-        self.inner.set_integration_status(name, status).await
-    }
-
-    async fn delete_integration(&self, name: &str) -> Result<()> {
-        self.hit("delete_integration").await?;
-        self.inner.delete_integration(name).await
-    }
-
+#[async_trait]
+impl PamStore for FaultStore {
     async fn create_domain(&self, d: &credvault_core::model::Domain) -> Result<()> {
         self.hit("create_domain").await?;
         self.inner.create_domain(d).await
@@ -565,6 +550,15 @@ impl Store for FaultStore {
             .await
     }
 
+    async fn insert_credential_unless_on_device(
+        &self,
+        cred: &Credential,
+        v: &NewVersion,
+    ) -> Result<Option<Uuid>> {
+        self.hit("insert_credential_unless_on_device").await?;
+        self.inner.insert_credential_unless_on_device(cred, v).await
+    }
+
     async fn take_custody(&self, id: Uuid, holder: &str, since: OffsetDateTime) -> Result<()> {
         self.hit("take_custody").await?;
         self.inner.take_custody(id, holder, since).await
@@ -574,7 +568,43 @@ impl Store for FaultStore {
         self.hit("release_custody").await?;
         self.inner.release_custody(id, holder).await
     }
+}
 
+#[async_trait]
+impl IntegrationStore for FaultStore {
+    async fn create_integration(&self, rec: &IntegrationRecord) -> Result<()> {
+        self.hit("create_integration").await?;
+        self.inner.create_integration(rec).await
+    }
+
+    async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>> {
+        self.hit("get_integration").await?;
+        self.inner.get_integration(name).await
+    }
+
+    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>> {
+        self.hit("list_integrations").await?;
+        self.inner.list_integrations().await
+    }
+
+    async fn update_integration(&self, rec: &IntegrationRecord) -> Result<()> {
+        self.hit("update_integration").await?;
+        self.inner.update_integration(rec).await
+    }
+
+    async fn set_integration_status(&self, name: &str, status: &str) -> Result<()> {
+        self.hit("set_integration_status").await?;
+        self.inner.set_integration_status(name, status).await
+    }
+
+    async fn delete_integration(&self, name: &str) -> Result<()> {
+        self.hit("delete_integration").await?;
+        self.inner.delete_integration(name).await
+    }
+}
+
+#[async_trait]
+impl BackupStore for FaultStore {
     async fn count_rows(&self, table: &migrate::TableSpec) -> Result<i64> {
         self.hit("count_rows").await?;
         self.inner.count_rows(table).await

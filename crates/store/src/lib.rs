@@ -1,21 +1,37 @@
 //! The storage layer: one [`Store`] trait, implemented by SQL backends.
 //!
+//! [`Store`] is the sum of one sub-trait per area ([`area`]): keyring, identities, credentials,
+//! applications, audit, the PAM A2A door, integrations, backup. Bring them into scope with
+//! `use credvault_store::prelude::*;`.
+//!
 //! The store sees only ciphertext for secrets: encryption happens above it, in the server's service
 //! layer. Every backend must pass the same conformance tests (`tests/conformance.rs`).
 //!
 //! Backends: [`sqlite::SqliteStore`] (embedded default). PostgreSQL is the next backend.
 
+pub mod area;
 pub mod fault;
 pub mod migrate;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 
-use async_trait::async_trait;
-use credvault_core::model::{
-    AuditRecord, Credential, CredentialMeta, Group, Owner, Safe, SafeMember, TokenInfo, User,
-    VersionInfo,
+pub use area::{
+    AppStore, AuditStore, BackendStore, BackupStore, CredentialStore, IdentityStore,
+    IntegrationStore, KeyringStore, PamStore,
 };
+
+/// Everything a caller of the store needs in scope: [`Store`] and its sub-traits (a sub-trait's
+/// methods are callable only with the sub-trait in scope, except through `dyn Store`).
+pub mod prelude {
+    pub use crate::area::{
+        AppStore, AuditStore, BackendStore, BackupStore, CredentialStore, IdentityStore,
+        IntegrationStore, KeyringStore, PamStore,
+    };
+    pub use crate::Store;
+}
+
+use credvault_core::model::{AuditRecord, Credential, CredentialMeta, Owner, VersionInfo};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -134,6 +150,43 @@ pub struct DeviceRecord {
     pub version: i64,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+/// A secret version's ciphertext, as listed for a rewrap after a key rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionCiphertext {
+    pub id: Uuid,
+    pub version: i64,
+    pub payload: Vec<u8>,
+}
+
+/// An integration's sealed secret settings, as listed for a rewrap after a key rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationCiphertext {
+    pub name: String,
+    pub secrets: Vec<u8>,
+}
+
+/// A member of a safe as stored: `kind` is `user` or `group`, `perms` the permission bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeMemberRow {
+    pub kind: String,
+    pub name: String,
+    pub perms: u8,
+}
+
+/// A credential with the encrypted payload of its current version.
+#[derive(Debug, Clone)]
+pub struct CredentialWithPayload {
+    pub credential: Credential,
+    pub payload: Vec<u8>,
+}
+
+/// One grant of an application: `kind` (`safe`, `safe-write`, `credential`, ...) and its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppGrant {
+    pub kind: String,
+    pub target: String,
 }
 
 /// Where `Store::export_snapshot` sends each batch: (table index in `migrate::TABLES`, rows).
@@ -295,218 +348,37 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime> {
         .map_err(|_| StoreError::Corrupt(format!("bad timestamp '{s}'")))
 }
 
-/// The storage interface. All methods are atomic; writes are durable when they return.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Which backend this is, for health output (`sqlite`, `postgres`).
-    fn backend(&self) -> &'static str;
+/// The storage interface: every area's sub-trait. All methods are atomic; writes are durable when
+/// they return. Implemented for every type that implements all the sub-traits, so a backend
+/// implements the sub-traits and `Arc<dyn Store>` works as before.
+pub trait Store:
+    BackendStore
+    + KeyringStore
+    + IdentityStore
+    + CredentialStore
+    + AppStore
+    + AuditStore
+    + PamStore
+    + IntegrationStore
+    + BackupStore
+    + Send
+    + Sync
+    + 'static
+{
+}
 
-    // --- seal and keys
-    async fn seal_config(&self) -> Result<Option<SealConfig>>;
-    /// Write the seal config and the first keys in one transaction; Conflict if already initialised.
-    async fn initialize(&self, cfg: &SealConfig, keys: &[WrappedKey]) -> Result<()>;
-    async fn keys(&self) -> Result<Vec<WrappedKey>>;
-    async fn add_key(&self, key: &WrappedKey) -> Result<()>;
-    /// The newest data key term (another server may have rotated since this one loaded the keyring).
-    async fn newest_data_term(&self) -> Result<u32>;
-    /// When the data key of `term` was added (rotation time), if it exists.
-    async fn data_key_created(&self, term: u32) -> Result<Option<OffsetDateTime>>;
-    /// Secret versions (non-empty ciphertexts) not encrypted under `term`, in (id, version) order
-    /// after `after`: what a rewrap after rotation has left to do.
-    async fn versions_not_of_term(
-        &self,
-        term: u32,
-        after: Option<(Uuid, i64)>,
-        limit: i64,
-    ) -> Result<Vec<(Uuid, i64, Vec<u8>)>>;
-    /// Replace one version's ciphertext if it is still `old` (a concurrent destroy wins).
-    async fn rewrap_version(&self, id: Uuid, version: i64, old: &[u8], new: &[u8]) -> Result<bool>;
-    /// Integrations' sealed secrets not under `term` (name, ciphertext).
-    async fn integration_secrets_not_of_term(&self, term: u32) -> Result<Vec<(String, Vec<u8>)>>;
-    /// Replace an integration's sealed secrets if they are still `old`.
-    async fn rewrap_integration(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool>;
-    /// In one transaction: if no credential version and no integration secret is under a data key
-    /// older than `term`, delete those keys and return their terms; otherwise delete nothing.
-    async fn retire_data_keys_below(&self, term: u32) -> Result<Vec<u32>>;
-
-    // --- users, groups
-    async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;
-    async fn get_user(&self, name: &str) -> Result<Option<User>>;
-    async fn user_password_hash(&self, name: &str) -> Result<Option<String>>;
-    async fn list_users(&self) -> Result<Vec<User>>;
-    async fn delete_user(&self, name: &str) -> Result<()>;
-    async fn create_group(&self, name: &str) -> Result<()>;
-    async fn get_group(&self, name: &str) -> Result<Option<Group>>;
-    async fn list_groups(&self) -> Result<Vec<Group>>;
-    async fn delete_group(&self, name: &str) -> Result<()>;
-    async fn add_group_member(&self, group: &str, user: &str) -> Result<()>;
-    async fn remove_group_member(&self, group: &str, user: &str) -> Result<()>;
-    async fn groups_of(&self, user: &str) -> Result<Vec<String>>;
-
-    // --- tokens
-    async fn insert_token(&self, info: &TokenInfo, hash: &str) -> Result<()>;
-    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
-    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>>;
-    async fn get_token(&self, id: Uuid) -> Result<Option<TokenInfo>>;
-    async fn revoke_token(&self, id: Uuid) -> Result<()>;
-
-    // --- safes
-    async fn create_safe(&self, safe: &Safe) -> Result<()>;
-    async fn get_safe(&self, name: &str) -> Result<Option<Safe>>;
-    async fn list_safes(&self) -> Result<Vec<Safe>>;
-    async fn delete_safe(&self, name: &str) -> Result<()>;
-    async fn set_safe_member(&self, safe: &str, member: &SafeMember, perms: u8) -> Result<()>;
-    async fn remove_safe_member(&self, safe: &str, kind: &str, name: &str) -> Result<()>;
-    /// (kind, name, perms bits) of every member.
-    async fn safe_members(&self, safe: &str) -> Result<Vec<(String, String, u8)>>;
-    /// Safes in which the user (directly or through the groups) holds all of `perms`.
-    async fn safes_with(&self, user: &str, groups: &[String], perms: u8) -> Result<Vec<String>>;
-
-    // --- credentials
-    //
-    // Every credential write takes the audit records it commits with (`AuditAppend`): the change
-    // and its records are one transaction (issue 14.5).
-    async fn insert_credential(
-        &self,
-        cred: &Credential,
-        v: &NewVersion,
-        audit: &AuditAppend<'_>,
-    ) -> Result<()>;
-    /// Insert many new credentials in one transaction: all or nothing (bulk import).
-    async fn insert_credentials(
-        &self,
-        batch: &[(Credential, NewVersion)],
-        audit: &AuditAppend<'_>,
-    ) -> Result<()>;
-    /// Replace the current state when it is still at `expected_version`; `cred.version` is the new one.
-    async fn update_credential(
-        &self,
-        cred: &Credential,
-        expected_version: i64,
-        v: &NewVersion,
-        audit: &AuditAppend<'_>,
-    ) -> Result<()>;
-    async fn get_credential(&self, id: Uuid) -> Result<Option<Credential>>;
-    async fn credential_by_identifier(&self, identifier: &str) -> Result<Option<Credential>>;
-    /// The current credential and its current encrypted payload, in one read.
-    async fn credential_with_payload(&self, id: Uuid) -> Result<Option<(Credential, Vec<u8>)>>;
-    async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<Credential>>;
-    /// Credentials whose case-folded lookup key equals `value` (already folded), inside the given safes
-    /// or among the given ids, each with its current version's payload: the indexed path of
-    /// application reads (one round trip).
-    async fn find_by_key(
-        &self,
-        key: LookupKey,
-        value: &str,
-        safes: &[String],
-        ids: &[String],
-        limit: i64,
-    ) -> Result<Vec<(Credential, Vec<u8>)>>;
-    async fn delete_credential(&self, id: Uuid, audit: &AuditAppend<'_>) -> Result<()>;
-    async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>>;
-    async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<StoredVersion>>;
-
-    // --- audit
-    /// Append records in one transaction, chaining each to the previous hash and moving the keyed
-    /// checkpoint (`audit_head`) to the new head. Returns their seqs.
-    async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>>;
-    /// The keyed checkpoint of the chain's head; `None` before the first append.
-    async fn audit_head(&self) -> Result<Option<AuditHead>>;
-    /// Rows with seq > after, oldest first.
-    async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>>;
-    /// The newest `n` rows, oldest first.
-    async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>>;
-
-    // --- applications (AppID callers)
-    async fn create_app(&self, app: &AppRecord) -> Result<()>;
-    async fn get_app(&self, app_id: &str) -> Result<Option<AppRecord>>;
-    async fn list_apps(&self) -> Result<Vec<AppRecord>>;
-    async fn delete_app(&self, app_id: &str) -> Result<()>;
-    async fn set_app_rules(&self, app_id: &str, rules: &str) -> Result<()>;
-    /// Grant (`allow`) or revoke an application's access to a safe or a credential.
-    async fn grant_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()>;
-    async fn revoke_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()>;
-    /// (kind, target) pairs.
-    async fn app_grants(&self, app_id: &str) -> Result<Vec<(String, String)>>;
-
-    // --- caches (issue 4)
-    /// A counter bumped by triggers whenever an application's rules or grants change (any server).
-    async fn change_epoch(&self) -> Result<i64>;
-
-    // --- Vault KV door (issue 7): per-secret KV state, version destruction
-    async fn kv_meta(&self, id: Uuid) -> Result<Option<String>>;
-    async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()>;
-    /// Overwrite one version's ciphertext with an empty payload (KV `destroy`); its row stays.
-    async fn destroy_version(&self, id: Uuid, version: i64) -> Result<()>;
-
-    // --- integrations (issue 7): external vaults pulled from
-    async fn create_integration(&self, rec: &IntegrationRecord) -> Result<()>;
-    async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>>;
-    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>>;
-    /// Replace settings, secrets, safe and enabled (not the status).
-    async fn update_integration(&self, rec: &IntegrationRecord) -> Result<()>;
-    async fn set_integration_status(&self, name: &str, status: &str) -> Result<()>;
-    async fn delete_integration(&self, name: &str) -> Result<()>;
-
-    // --- PAM A2A door (issue 5): domains, devices, device lookup, custody
-    async fn create_domain(&self, d: &credvault_core::model::Domain) -> Result<()>;
-    async fn list_domains(&self) -> Result<Vec<credvault_core::model::Domain>>;
-    /// A domain by its name or abbreviation, ignoring case.
-    async fn find_domain(&self, name: &str) -> Result<Option<credvault_core::model::Domain>>;
-    async fn delete_domain(&self, name: &str) -> Result<()>;
-    /// The device with this folded host name and IP.
-    async fn get_device(&self, hostname_key: &str, ip: &str) -> Result<Option<DeviceRecord>>;
-    /// Insert a new device; `Conflict` when one with the same host name + IP exists.
-    async fn insert_device(&self, d: &DeviceRecord) -> Result<()>;
-    /// Replace a device's attributes when it is still at `expected_version` (else `VersionMismatch`).
-    async fn update_device(&self, d: &DeviceRecord, expected_version: i64) -> Result<()>;
-    /// Credentials on a device (folded host name + IP) with this folded user name, oldest first.
-    async fn credentials_on_device(
-        &self,
-        hostname_key: &str,
-        ip: &str,
-        username_key: &str,
-    ) -> Result<Vec<Credential>>;
-    /// Insert a credential unless one with the same device and user name exists, atomically
-    /// (across servers too); returns the existing credential's id instead of inserting. The audit
-    /// records are appended in the same transaction, only when it inserts.
-    async fn insert_credential_unless_on_device_audited(
-        &self,
-        cred: &Credential,
-        v: &NewVersion,
-        audit: &AuditAppend<'_>,
-    ) -> Result<Option<Uuid>>;
-    /// [`Store::insert_credential_unless_on_device_audited`] with no audit record (the caller audits
-    /// afterwards: not atomic with the write).
-    async fn insert_credential_unless_on_device(
-        &self,
-        cred: &Credential,
-        v: &NewVersion,
-    ) -> Result<Option<Uuid>> {
-        self.insert_credential_unless_on_device_audited(cred, v, &AuditAppend::none())
-            .await
-    }
-    /// Record that `holder` holds the credential (replacing any earlier holder).
-    async fn take_custody(&self, id: Uuid, holder: &str, since: OffsetDateTime) -> Result<()>;
-    /// Release the credential if `holder` holds it; false when it does not.
-    async fn release_custody(&self, id: Uuid, holder: &str) -> Result<bool>;
-
-    // --- whole-vault copy (see `migrate`)
-    async fn count_rows(&self, table: &migrate::TableSpec) -> Result<i64>;
-    async fn export_rows(
-        &self,
-        table: &migrate::TableSpec,
-        offset: i64,
-        limit: i64,
-    ) -> Result<Vec<Vec<migrate::Cell>>>;
-    /// Every row of every table (`migrate::TABLES` order) as of one instant, in one read
-    /// transaction (PostgreSQL: repeatable read), handed to `sink` in batches with the table's
-    /// index while the vault keeps serving. `sink` returning false stops the export.
-    async fn export_snapshot(&self, sink: SnapshotSink<'_>) -> Result<()>;
-    /// Insert rows as they are, in one transaction.
-    async fn import_rows(
-        &self,
-        table: &migrate::TableSpec,
-        rows: &[Vec<migrate::Cell>],
-    ) -> Result<()>;
+impl<T> Store for T where
+    T: BackendStore
+        + KeyringStore
+        + IdentityStore
+        + CredentialStore
+        + AppStore
+        + AuditStore
+        + PamStore
+        + IntegrationStore
+        + BackupStore
+        + Send
+        + Sync
+        + 'static
+{
 }

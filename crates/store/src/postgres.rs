@@ -5,11 +5,17 @@
 //!   unique `identifier` constraint prevents duplicates, exactly as on SQLite.
 //! * Audit appends take a transaction-scoped advisory lock so concurrent servers extend one chain.
 
+// The same SQL files are compiled as modules of both backends (`sql/mod.rs`).
+#![allow(clippy::duplicate_mod)]
+
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+
+use crate::sql::db_err;
+use crate::{Result, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -57,4 +63,33 @@ mod dialect {
         Some("SELECT pg_advisory_xact_lock(7263002, hashtext($1))");
 }
 
-crate::sql::sql_store!(PgStore, sqlx::Postgres);
+// The SQL of every area, written once in `sql/` and compiled here for this backend (see
+// `sql/mod.rs`): each file is a child module of this one, over `Db`, `Backend` and `dialect`.
+type Db = sqlx::Postgres;
+type Backend = PgStore;
+
+#[path = "sql/common.rs"]
+mod common;
+
+#[path = "sql/apps.rs"]
+mod apps;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/backup.rs"]
+mod backup;
+#[path = "sql/credentials.rs"]
+mod credentials;
+#[path = "sql/identity.rs"]
+mod identity;
+#[path = "sql/integrations.rs"]
+mod integrations;
+#[path = "sql/keyring.rs"]
+mod keyring;
+#[path = "sql/pam.rs"]
+mod pam;
+
+impl crate::BackendStore for PgStore {
+    fn backend(&self) -> &'static str {
+        dialect::NAME
+    }
+}

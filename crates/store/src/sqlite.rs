@@ -2,12 +2,18 @@
 //! loss), one writer connection (SQLite has one writer anyway; a single pool connection turns
 //! read-modify-write transactions into serialised ones) and a pool of read-only readers.
 
+// The same SQL files are compiled as modules of both backends (`sql/mod.rs`).
+#![allow(clippy::duplicate_mod)]
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+
+use crate::sql::db_err;
+use crate::{Result, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -65,4 +71,33 @@ mod dialect {
     pub const DEVICE_USER_LOCK: Option<&str> = None;
 }
 
-crate::sql::sql_store!(SqliteStore, sqlx::Sqlite);
+// The SQL of every area, written once in `sql/` and compiled here for this backend (see
+// `sql/mod.rs`): each file is a child module of this one, over `Db`, `Backend` and `dialect`.
+type Db = sqlx::Sqlite;
+type Backend = SqliteStore;
+
+#[path = "sql/common.rs"]
+mod common;
+
+#[path = "sql/apps.rs"]
+mod apps;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/backup.rs"]
+mod backup;
+#[path = "sql/credentials.rs"]
+mod credentials;
+#[path = "sql/identity.rs"]
+mod identity;
+#[path = "sql/integrations.rs"]
+mod integrations;
+#[path = "sql/keyring.rs"]
+mod keyring;
+#[path = "sql/pam.rs"]
+mod pam;
+
+impl crate::BackendStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        dialect::NAME
+    }
+}

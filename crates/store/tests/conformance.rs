@@ -10,8 +10,8 @@ use credvault_core::model::{
 use credvault_store::postgres::PgStore;
 use credvault_store::sqlite::SqliteStore;
 use credvault_store::{
-    migrate, AuditAppend, CredentialFilter, NewAudit, NewVersion, SealConfig, Store, StoreError,
-    Visibility, WrappedKey,
+    migrate, AuditAppend, CredentialFilter, CredentialWithPayload, NewAudit, NewVersion,
+    SealConfig, Store, StoreError, Visibility, WrappedKey,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -164,8 +164,8 @@ async fn credentials_versions_optimistic_updates_and_filters() {
             .await,
         Err(StoreError::VersionMismatch { current: 2 })
     );
-    let (cur, payload) = s.credential_with_payload(c.id).await.unwrap().unwrap();
-    assert_eq!((cur.version, payload), (2, b"ct2".to_vec()));
+    let cur = s.credential_with_payload(c.id).await.unwrap().unwrap();
+    assert_eq!((cur.credential.version, cur.payload), (2, b"ct2".to_vec()));
     assert_eq!(
         s.get_version(c.id, 1).await.unwrap().unwrap().payload,
         b"ct1".to_vec()
@@ -430,13 +430,13 @@ async fn export_and_import_round_trip_every_table() {
         .unwrap();
     assert_eq!(seen, migrate::total_rows(a.store.as_ref()).await.unwrap());
     assert_eq!(report.audit_records, 2);
-    let (got, payload) = b
+    let got = b
         .store
         .credential_with_payload(c.id)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((got.version, payload), (2, vec![7]));
+    assert_eq!((got.credential.version, got.payload), (2, vec![7]));
     assert!(b.store.get_user("u").await.unwrap().unwrap().admin);
     // A second copy into a vault is refused.
     assert!(matches!(
@@ -469,7 +469,8 @@ async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
         .await
         .unwrap();
     let pay = vec!["Pay".to_owned()];
-    let ids = |v: Vec<(Credential, Vec<u8>)>| v.into_iter().map(|(c, _)| c.id).collect::<Vec<_>>();
+    let ids =
+        |v: Vec<CredentialWithPayload>| v.into_iter().map(|c| c.credential.id).collect::<Vec<_>>();
     assert_eq!(
         ids(s
             .find_by_key(LookupKey::Name, "pay-db", &pay, &[], 10)
@@ -532,8 +533,8 @@ async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
         .await
         .unwrap();
     assert_eq!(ids(found.clone()), vec![c.id]);
-    assert_eq!(found[0].1, b"z".to_vec());
-    assert_eq!(found[0].0.version, 2);
+    assert_eq!(found[0].payload, b"z".to_vec());
+    assert_eq!(found[0].credential.version, 2);
 }
 
 fn on_device(user: &str, host: &str, ip: &str) -> CredentialMeta {
@@ -809,8 +810,8 @@ async fn a_write_and_its_audit_commit_together_or_not_at_all() {
     f.clear();
     assert!(s.get_credential(other.id).await.unwrap().is_none());
     assert!(s.get_credential(dev.id).await.unwrap().is_none());
-    let (cur, payload) = s.credential_with_payload(c.id).await.unwrap().unwrap();
-    assert_eq!((cur.version, payload), (1, b"v1".to_vec()));
+    let cur = s.credential_with_payload(c.id).await.unwrap().unwrap();
+    assert_eq!((cur.credential.version, cur.payload), (1, b"v1".to_vec()));
     assert_eq!(s.list_versions(c.id).await.unwrap().len(), 1);
     assert_eq!(s.audit_rows(0, 100).await.unwrap().len(), 1);
     assert_eq!(s.audit_head().await.unwrap().unwrap(), head);
@@ -868,4 +869,104 @@ async fn identifiers_are_unique_per_safe() {
         .await
         .unwrap();
     assert_eq!(found.len(), 3);
+}
+
+#[tokio::test]
+async fn listings_return_named_rows() {
+    use credvault_store::{
+        AppGrant, AppRecord, IntegrationCiphertext, IntegrationRecord, SafeMemberRow,
+        VersionCiphertext,
+    };
+    let b = backend().await;
+    let s = &b.store;
+    s.create_safe(&credvault_core::model::Safe {
+        name: "prod".into(),
+        description: None,
+    })
+    .await
+    .unwrap();
+    for (kind, name, perms) in [(OwnerKind::User, "bob", 5), (OwnerKind::Group, "ops", 3)] {
+        let member = SafeMember {
+            kind,
+            name: name.into(),
+            permissions: vec![],
+        };
+        s.set_safe_member("prod", &member, perms).await.unwrap();
+    }
+    assert_eq!(
+        s.safe_members("prod").await.unwrap(),
+        vec![
+            SafeMemberRow {
+                kind: "group".into(),
+                name: "ops".into(),
+                perms: 3
+            },
+            SafeMemberRow {
+                kind: "user".into(),
+                name: "bob".into(),
+                perms: 5
+            },
+        ]
+    );
+
+    s.create_app(&AppRecord {
+        app_id: "A".into(),
+        owner: "root".into(),
+        description: None,
+        rules: "{}".into(),
+        created_at: OffsetDateTime::now_utc(),
+    })
+    .await
+    .unwrap();
+    s.grant_app("A", "safe", "prod").await.unwrap();
+    s.grant_app("A", "credential", "c1").await.unwrap();
+    assert_eq!(
+        s.app_grants("A").await.unwrap(),
+        vec![
+            AppGrant {
+                kind: "credential".into(),
+                target: "c1".into()
+            },
+            AppGrant {
+                kind: "safe".into(),
+                target: "prod".into()
+            },
+        ]
+    );
+
+    // A value is 0x01 ‖ term (u32 BE) ‖ …: one under term 1, one under term 2.
+    let old = cred(meta("old"));
+    s.insert_credential(&old, &v(&[1, 0, 0, 0, 1, 9]), &AuditAppend::none())
+        .await
+        .unwrap();
+    let new = cred(meta("new"));
+    s.insert_credential(&new, &v(&[1, 0, 0, 0, 2, 9]), &AuditAppend::none())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.versions_not_of_term(2, None, 10).await.unwrap(),
+        vec![VersionCiphertext {
+            id: old.id,
+            version: 1,
+            payload: vec![1, 0, 0, 0, 1, 9]
+        }]
+    );
+    s.create_integration(&IntegrationRecord {
+        name: "ext".into(),
+        settings: "{}".into(),
+        secrets: vec![1, 0, 0, 0, 1, 7],
+        safe: "prod".into(),
+        enabled: true,
+        status: "{}".into(),
+        created_at: OffsetDateTime::now_utc(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.integration_secrets_not_of_term(2).await.unwrap(),
+        vec![IntegrationCiphertext {
+            name: "ext".into(),
+            secrets: vec![1, 0, 0, 0, 1, 7]
+        }]
+    );
 }

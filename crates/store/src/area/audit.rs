@@ -1,0 +1,18 @@
+use async_trait::async_trait;
+
+use crate::{AuditHead, AuditRow, ChainFn, NewAudit, Result};
+
+/// The hash-chained audit log and its keyed checkpoint. (Credential writes append their records
+/// inside their own transaction: see [`AuditAppend`](crate::AuditAppend).)
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Append records in one transaction, chaining each to the previous hash and moving the keyed
+    /// checkpoint (`audit_head`) to the new head. Returns their seqs.
+    async fn append_audit(&self, records: &[NewAudit], chain: ChainFn<'_>) -> Result<Vec<i64>>;
+    /// The keyed checkpoint of the chain's head; `None` before the first append.
+    async fn audit_head(&self) -> Result<Option<AuditHead>>;
+    /// Rows with seq > after, oldest first.
+    async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>>;
+    /// The newest `n` rows, oldest first.
+    async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>>;
+}
