@@ -168,11 +168,12 @@ impl Vault {
             rules: serde_json::to_string(&rules).map_err(|_| ServiceError::Integrity)?,
             created_at: self.clock.now(),
         };
-        self.store.create_app(&rec).await?;
-        self.app_cache.invalidate();
         let detail = json!({"sources": rules.sources, "certificates": rules.certificates.len(), "header_secret": rules.header_secret_hash.is_some(), "client_secret": rules.client_secret_hash.is_some()});
-        self.app_audit(ctx, "app.create", &rec.app_id, detail)
+        let audit = self
+            .write_audit(ctx, "app.create", &rec.app_id, detail)
             .await?;
+        self.store.create_app(&rec, &audit.append()).await?;
+        self.app_cache.invalidate();
         Ok((self.app_view(rec).await?, client_secret))
     }
 
@@ -239,23 +240,39 @@ impl Vault {
         ttl: time::Duration,
     ) -> ServiceResult<(credvault_core::model::TokenInfo, SecretString)> {
         let result = self.authenticate_app_client(app_id, secret, source).await;
-        let outcome = if result.is_ok() { "ok" } else { "denied" };
-        self.auditor
-            .record(Event {
-                actor: format!("app:{app_id}"),
-                door,
-                action: "app.login",
-                target: app_id.to_owned(),
-                source: source.to_string(),
-                outcome,
-                detail: json!({}),
-            })
-            .await?;
+        if result.is_err() {
+            // A refusal leaves its own record (best effort: refused either way); a login's record
+            // commits with its token.
+            let _ = self
+                .auditor
+                .record(Event {
+                    actor: format!("app:{app_id}"),
+                    door,
+                    action: "app.login",
+                    target: app_id.to_owned(),
+                    source: source.to_string(),
+                    outcome: "denied",
+                    detail: json!({}),
+                })
+                .await;
+        }
         let app = result?;
+        let ctx = Ctx {
+            actor: Actor {
+                name: format!("app:{app_id}"),
+                kind: ActorKind::App,
+                groups: vec![],
+            },
+            source: source.to_string(),
+            door,
+        };
         self.issue_token(
+            &ctx,
+            "app.login",
             &format!("app:{}", app.app_id),
             Some(self.clock.now() + ttl),
             Some(format!("{door} login")),
+            |_| (app_id.to_owned(), json!({})),
         )
         .await
     }
@@ -309,19 +326,25 @@ impl Vault {
         rules.client_secret_hash =
             Some(credvault_crypto::password::hash_password(secret.expose())?);
         let json = serde_json::to_string(&rules).map_err(|_| ServiceError::Integrity)?;
-        self.store.set_app_rules(app_id, &json).await?;
-        self.app_cache.invalidate();
-        self.app_audit(ctx, "app.client_secret", app_id, json!({}))
+        let audit = self
+            .write_audit(ctx, "app.client_secret", app_id, json!({}))
             .await?;
+        self.store
+            .set_app_rules(app_id, &json, &audit.append())
+            .await?;
+        self.app_cache.invalidate();
         let app = self.load_app(app_id).await?;
         Ok((self.app_view(app).await?, secret))
     }
 
     pub async fn delete_app(&self, ctx: &Ctx, app_id: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
-        self.store.delete_app(app_id).await?;
+        let audit = self
+            .write_audit(ctx, "app.delete", app_id, json!({}))
+            .await?;
+        self.store.delete_app(app_id, &audit.append()).await?;
         self.app_cache.invalidate();
-        self.app_audit(ctx, "app.delete", app_id, json!({})).await
+        Ok(())
     }
 
     /// Allow (`true`) or deny an application a safe or a credential.
@@ -346,47 +369,38 @@ impl Vault {
             if !exists {
                 return Err(DomainError::invalid("name", format!("no {kind} '{target}'")).into());
             }
-            self.store.grant_app(app_id, kind, target).await?;
-            if let Grant::SafeWrite(s) = grant {
-                // Writing implies reading: every read path looks for the "safe" row.
-                self.store.grant_app(app_id, "safe", s).await?;
+        }
+        let action = if allow { "app.allow" } else { "app.deny" };
+        let audit = self
+            .write_audit(ctx, action, app_id, json!({"type": kind, "name": target}))
+            .await?;
+        let audit = audit.append();
+        match (allow, grant) {
+            // Writing implies reading: every read path looks for the "safe" row.
+            (true, Grant::SafeWrite(_)) => {
+                self.store
+                    .grant_app(app_id, &[kind, "safe"], target, &audit)
+                    .await?
             }
-        } else {
-            self.store.revoke_app(app_id, kind, target).await?;
-            if let Grant::Safe(s) = grant {
-                // Taking a safe away takes writing too (if it was given).
-                match self.store.revoke_app(app_id, "safe-write", s).await {
-                    Ok(()) | Err(credvault_store::StoreError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
+            (true, _) => {
+                self.store
+                    .grant_app(app_id, &[kind], target, &audit)
+                    .await?
+            }
+            // Taking a safe away takes writing too (if it was given).
+            (false, Grant::Safe(_)) => {
+                self.store
+                    .revoke_app(app_id, kind, target, &["safe-write"], &audit)
+                    .await?
+            }
+            (false, _) => {
+                self.store
+                    .revoke_app(app_id, kind, target, &[], &audit)
+                    .await?
             }
         }
         self.app_cache.invalidate();
-        let action = if allow { "app.allow" } else { "app.deny" };
-        self.app_audit(ctx, action, app_id, json!({"type": kind, "name": target}))
-            .await?;
         self.app_view(app).await
-    }
-
-    async fn app_audit(
-        &self,
-        ctx: &Ctx,
-        action: &'static str,
-        app_id: &str,
-        detail: serde_json::Value,
-    ) -> ServiceResult<()> {
-        self.auditor
-            .record(Event {
-                actor: ctx.actor.name.clone(),
-                door: ctx.door,
-                action,
-                target: app_id.to_owned(),
-                source: ctx.source.clone(),
-                outcome: "ok",
-                detail,
-            })
-            .await
-            .map(|_| ())
     }
 
     /// Audit a CCP call refused before it could be parsed (no AppID, malformed query). Best effort:

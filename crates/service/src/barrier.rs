@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use credvault_core::DomainError;
 use credvault_crypto::token::Hasher;
 use credvault_crypto::{shamir, DataKey, Keyring, RootKey};
-use credvault_store::{SealConfig, Store, WrappedKey};
+use credvault_store::{AuditAppend, SealConfig, Store, WrappedKey};
 use tokio::sync::{Mutex, RwLock};
 use zeroize::Zeroizing;
 
@@ -196,18 +197,31 @@ impl Barrier {
         metrics::gauge!("credvault_sealed").set(1.0);
     }
 
-    /// Add a new data key term; new writes use it, old values stay readable.
-    pub async fn rotate(&self) -> ServiceResult<u32> {
+    /// The term the next rotation makes.
+    pub async fn next_data_term(&self) -> ServiceResult<u32> {
+        Ok(self.keys().await?.keyring.active_term().unwrap_or(0) + 1)
+    }
+
+    /// Add the data key term `next` ([`Self::next_data_term`]) with the call's audit record; new
+    /// writes use it, old values stay readable.
+    pub async fn rotate(&self, next: u32, audit: &AuditAppend<'_>) -> ServiceResult<u32> {
         let keys = self.keys().await?;
-        let next = keys.keyring.active_term().unwrap_or(0) + 1;
+        if next != keys.keyring.active_term().unwrap_or(0) + 1 {
+            return Err(
+                DomainError::Conflict("another rotation came first; try again".into()).into(),
+            );
+        }
         let dk = DataKey::generate();
         let w = keys.root.wrap(&dk, &binding(PURPOSE_DATA, next))?;
         self.store
-            .add_key(&WrappedKey {
-                purpose: PURPOSE_DATA.into(),
-                term: next,
-                wrapped: w,
-            })
+            .add_key(
+                &WrappedKey {
+                    purpose: PURPOSE_DATA.into(),
+                    term: next,
+                    wrapped: w,
+                },
+                audit,
+            )
             .await?;
         self.refresh().await?;
         Ok(next)

@@ -267,14 +267,14 @@ impl Vault {
             status: "{}".into(),
             created_at: self.clock.now(),
         };
-        self.store.create_integration(&rec).await?;
-        self.audit_integration(
+        let audit = self.write_audit(
             ctx,
             "integration.create",
             &rec.name,
             json!({"kind": new.settings.kind.as_str(), "url": new.settings.url, "safe": rec.safe, "enabled": rec.enabled}),
         )
         .await?;
+        self.store.create_integration(&rec, &audit.append()).await?;
         if rec.enabled {
             // A failing first sync is recorded in the status; the integration exists either way.
             let _ = self.sync_integration(ctx, &rec.name).await;
@@ -302,9 +302,11 @@ impl Vault {
         self.require_admin(ctx)?;
         let l = self.load_integration(name).await?;
         self.remove_mirrors(&l, &ctx.source, &[]).await?;
-        self.store.delete_integration(name).await?;
-        self.audit_integration(ctx, "integration.delete", name, json!({}))
-            .await
+        let audit = self
+            .write_audit(ctx, "integration.delete", name, json!({}))
+            .await?;
+        self.store.delete_integration(name, &audit.append()).await?;
+        Ok(())
     }
 
     /// Enable (and sync) or disable (and remove the mirrors of) an integration.
@@ -317,13 +319,15 @@ impl Vault {
         self.require_admin(ctx)?;
         let mut l = self.load_integration(name).await?;
         l.rec.enabled = enabled;
-        self.store.update_integration(&l.rec).await?;
         let action = if enabled {
             "integration.enable"
         } else {
             "integration.disable"
         };
-        self.audit_integration(ctx, action, name, json!({})).await?;
+        let audit = self.write_audit(ctx, action, name, json!({})).await?;
+        self.store
+            .update_integration(&l.rec, &audit.append())
+            .await?;
         if enabled {
             let _ = self.sync_integration(ctx, name).await;
         } else {

@@ -10,7 +10,7 @@ use credvault_core::model::{Credential, CredentialMeta, Perms, SecretPayload, Ve
 use credvault_core::validate::Reserved;
 use credvault_core::DomainError;
 use credvault_crypto::SecretString;
-use credvault_store::CredentialFilter;
+use credvault_store::{CredentialFilter, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -105,11 +105,13 @@ impl Vault {
         }
     }
 
+    /// The secret at `path`, its KV state, and that state's stored text (to replace it only if
+    /// nobody changed it meanwhile).
     async fn kv_find(
         &self,
         mount: &str,
         path: &str,
-    ) -> ServiceResult<Option<(Credential, KvMeta)>> {
+    ) -> ServiceResult<Option<(Credential, KvMeta, Option<String>)>> {
         check_path(path)?;
         let Some(cred) = self
             .store
@@ -118,16 +120,48 @@ impl Vault {
         else {
             return Ok(None);
         };
-        let meta = match self.store.kv_meta(cred.id).await? {
-            Some(m) => serde_json::from_str(&m).map_err(|_| ServiceError::Integrity)?,
+        let raw = self.store.kv_meta(cred.id).await?;
+        let meta = match &raw {
+            Some(m) => serde_json::from_str(m).map_err(|_| ServiceError::Integrity)?,
             None => KvMeta::default(),
         };
-        Ok(Some((cred, meta)))
+        Ok(Some((cred, meta, raw)))
     }
 
-    async fn kv_save_meta(&self, cred: &Credential, meta: &KvMeta) -> ServiceResult<()> {
-        let text = serde_json::to_string(meta).map_err(|_| ServiceError::Integrity)?;
-        Ok(self.store.set_kv_meta(cred.id, &text).await?)
+    /// A read-modify-write of a secret's KV state with its audit record: `change` edits the state
+    /// (and names versions to destroy); the store replaces it only if nobody changed it since it
+    /// was read, else it is read and changed again. `None` when the path holds no secret.
+    async fn kv_change(
+        &self,
+        ctx: &Ctx,
+        mount: &str,
+        path: &str,
+        action: &'static str,
+        change: impl Fn(&Credential, &mut KvMeta) -> ServiceResult<Vec<i64>>,
+    ) -> ServiceResult<Option<()>> {
+        for _ in 0..16 {
+            let Some((cred, mut meta, raw)) = self.kv_find(mount, path).await? else {
+                return Ok(None);
+            };
+            let destroy = change(&cred, &mut meta)?;
+            let text = serde_json::to_string(&meta).map_err(|_| ServiceError::Integrity)?;
+            let audit = self
+                .write_audit(ctx, action, cred.id.to_string(), json!({"path": path}))
+                .await?;
+            match self
+                .store
+                .set_kv_meta(cred.id, raw.as_deref(), &text, &destroy, &audit.append())
+                .await
+            {
+                Ok(()) => return Ok(Some(())),
+                Err(StoreError::VersionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DomainError::Conflict(
+            "the secret's metadata is being changed concurrently; try again".into(),
+        )
+        .into())
     }
 
     /// Read the latest or a given version. Deleted and destroyed versions come back without data.
@@ -139,7 +173,7 @@ impl Vault {
         version: Option<i64>,
     ) -> ServiceResult<KvRead> {
         self.kv_require(ctx, mount, Perms::READ).await?;
-        let (cred, meta) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
+        let (cred, meta, _) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
         let v = match version {
             Some(v) if v > 0 => v,
             _ => cred.version,
@@ -183,7 +217,7 @@ impl Vault {
         // Two rounds at most: a create that loses a race with another writer becomes an update.
         let mut written = None;
         for _ in 0..2 {
-            if let Some((cur, meta)) = self.kv_find(mount, path).await? {
+            if let Some((cur, meta, _)) = self.kv_find(mount, path).await? {
                 if meta.cas_required && cas.is_none() {
                     return Err(invalid(CAS_REQUIRED));
                 }
@@ -312,7 +346,7 @@ impl Vault {
         path: &str,
     ) -> ServiceResult<KvMetadata> {
         self.kv_require(ctx, mount, Perms::LIST).await?;
-        let (cred, meta) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
+        let (cred, meta, _) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
         let versions = self.store.list_versions(cred.id).await?;
         Ok(KvMetadata {
             cred,
@@ -332,31 +366,27 @@ impl Vault {
         custom_metadata: Option<BTreeMap<String, String>>,
     ) -> ServiceResult<()> {
         self.kv_require(ctx, mount, Perms::WRITE).await?;
-        let (cred, mut meta) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
-        if let Some(m) = max_versions {
-            meta.max_versions = m;
-        }
-        if let Some(c) = cas_required {
-            meta.cas_required = c;
-        }
-        if let Some(cm) = custom_metadata {
+        if let Some(cm) = &custom_metadata {
             if cm.len() > 64 || cm.iter().any(|(k, v)| k.len() > 128 || v.len() > 512) {
                 return Err(invalid(
                     "custom_metadata: at most 64 keys of 128 bytes, values of 512",
                 ));
             }
-            meta.custom_metadata = Some(cm);
         }
-        self.kv_save_meta(&cred, &meta).await?;
-        self.audit(
-            ctx,
-            "kv.metadata",
-            cred.id.to_string(),
-            "ok",
-            json!({"path": path}),
-        )
-        .await
-        .map(|_| ())
+        self.kv_change(ctx, mount, path, "kv.metadata", |_, meta| {
+            if let Some(m) = max_versions {
+                meta.max_versions = m;
+            }
+            if let Some(c) = cas_required {
+                meta.cas_required = c;
+            }
+            if let Some(cm) = &custom_metadata {
+                meta.custom_metadata = Some(cm.clone());
+            }
+            Ok(vec![])
+        })
+        .await?
+        .ok_or_else(not_found)
     }
 
     /// Soft-delete (`Delete`), undelete or destroy versions; `None` = the latest version.
@@ -369,11 +399,10 @@ impl Vault {
         versions: Option<Vec<i64>>,
     ) -> ServiceResult<()> {
         self.kv_require(ctx, mount, Perms::WRITE).await?;
-        let Some((cred, mut meta)) = self.kv_find(mount, path).await? else {
+        let Some((cred, _, _)) = self.kv_find(mount, path).await? else {
             // Vault answers 204 for versions of a path that does not exist.
             return Ok(());
         };
-        let versions = versions.unwrap_or_else(|| vec![cred.version]);
         let existing: Vec<i64> = self
             .store
             .list_versions(cred.id)
@@ -381,43 +410,42 @@ impl Vault {
             .iter()
             .map(|v| v.version)
             .collect();
-        for v in versions.into_iter().filter(|v| existing.contains(v)) {
-            match op {
-                VersionOp::Delete => {
-                    meta.deleted
-                        .entry(v)
-                        .or_insert_with(|| credvault_store::format_time(self.clock.now()));
-                }
-                VersionOp::Undelete => {
-                    if !meta.destroyed.contains(&v) {
-                        meta.deleted.remove(&v);
+        let now = credvault_store::format_time(self.clock.now());
+        let changed = self
+            .kv_change(ctx, mount, path, op.action(), |cred, meta| {
+                let asked = versions.clone().unwrap_or_else(|| vec![cred.version]);
+                let mut destroy = vec![];
+                for v in asked.into_iter().filter(|v| existing.contains(v)) {
+                    match op {
+                        VersionOp::Delete => {
+                            meta.deleted.entry(v).or_insert_with(|| now.clone());
+                        }
+                        VersionOp::Undelete => {
+                            if !meta.destroyed.contains(&v) {
+                                meta.deleted.remove(&v);
+                            }
+                        }
+                        VersionOp::Destroy => {
+                            destroy.push(v);
+                            if !meta.destroyed.contains(&v) {
+                                meta.destroyed.push(v);
+                            }
+                        }
                     }
                 }
-                VersionOp::Destroy => {
-                    self.store.destroy_version(cred.id, v).await?;
-                    if !meta.destroyed.contains(&v) {
-                        meta.destroyed.push(v);
-                    }
-                }
-            }
-        }
-        self.kv_save_meta(&cred, &meta).await?;
-        self.audit(
-            ctx,
-            op.action(),
-            cred.id.to_string(),
-            "ok",
-            json!({"path": path}),
-        )
-        .await
-        .map(|_| ())
+                Ok(destroy)
+            })
+            .await?;
+        // Removed meanwhile: as for a path that does not exist.
+        let _ = changed;
+        Ok(())
     }
 
     /// Remove the secret with every version and its metadata.
     pub async fn kv_delete_all(&self, ctx: &Ctx, mount: &str, path: &str) -> ServiceResult<()> {
         self.kv_require(ctx, mount, Perms::WRITE).await?;
         match self.kv_find(mount, path).await? {
-            Some((cred, _)) => self.delete_credential(ctx, cred.id).await,
+            Some((cred, _, _)) => self.delete_credential(ctx, cred.id).await,
             None => Ok(()),
         }
     }

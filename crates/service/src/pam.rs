@@ -248,6 +248,29 @@ impl Vault {
     }
 
     /// Find or create the device (host name + IP) and apply the request's device attributes.
+    /// The device as the registry will hold it after this call (read and merged, not written):
+    /// the credential is written with it first, with the call's one audit record, and the
+    /// registry follows (`pam_device`), so a call whose audit fails leaves the registry as it was.
+    async fn pam_device_preview(
+        &self,
+        input: &DeviceInput,
+        domain: &Option<String>,
+    ) -> PamResult<Device> {
+        let key = ccp::fold(&input.hostname);
+        let mut device = match self.store.get_device(&key, &input.ip).await? {
+            Some(rec) => rec.device,
+            None => Device {
+                hostname: input.hostname.clone(),
+                ip: input.ip.clone(),
+                ..Default::default()
+            },
+        };
+        merge_device(&mut device, input, domain);
+        Ok(device)
+    }
+
+    /// Record the device in the registry (created on the fly, attributes merged with optimistic
+    /// versions), after the credential that names it was written.
     async fn pam_device(&self, input: &DeviceInput, domain: &Option<String>) -> PamResult<Device> {
         let key = ccp::fold(&input.hostname);
         for _ in 0..16 {
@@ -440,8 +463,8 @@ impl Vault {
                         .await;
                     return Err(no_access("the application may not write this credential"));
                 }
-                // The device registry changes only for a write that is allowed.
-                let device = self.pam_device(&up.device, &device_domain).await?;
+                // The device registry changes only for a write that is allowed, after it.
+                let device = self.pam_device_preview(&up.device, &device_domain).await?;
                 let tag = tag_of(&cur.meta);
                 let (up2, dom, dev) = (up.clone(), domain.clone(), device);
                 let res = self
@@ -452,11 +475,12 @@ impl Vault {
                     .await;
                 match res {
                     Ok(c) => {
+                        self.pam_device(&up.device, &device_domain).await?;
                         return Ok(Upserted {
                             id: c.id,
                             outcome: Outcome::Updated,
                             tag,
-                        })
+                        });
                     }
                     // Deleted in between: look again.
                     Err(ServiceError::Domain(DomainError::NotFound(_))) => continue,
@@ -482,7 +506,7 @@ impl Vault {
             }
             // Create.
             let safe = self.pam_creation_safe(&app_id).await?;
-            let device = self.pam_device(&up.device, &device_domain).await?;
+            let device = self.pam_device_preview(&up.device, &device_domain).await?;
             let mut meta = CredentialMeta {
                 credential_type: Some(pam::DEFAULT_CREDENTIAL_TYPE.to_owned()),
                 safe: Some(safe),
@@ -500,11 +524,12 @@ impl Vault {
             meta.settings = Value::Object(s);
             match self.pam_create(ctx, &safes, meta, payload).await {
                 Ok(Some(id)) => {
+                    self.pam_device(&up.device, &device_domain).await?;
                     return Ok(Upserted {
                         id,
                         outcome: Outcome::Created,
                         tag: None,
-                    })
+                    });
                 }
                 // Someone created it first (same device and user, or same identifier): update it.
                 Ok(None) => continue,
@@ -758,17 +783,21 @@ impl Vault {
     /// Release the caller's custody of a credential (1018 when it does not hold it).
     pub async fn pam_release(&self, ctx: &Ctx, key: &str) -> PamResult<Credential> {
         let (cred, _) = self.pam_find(ctx, key).await?;
-        if !self.store.release_custody(cred.id, &ctx.actor.name).await? {
+        let audit = self
+            .write_audit(
+                ctx,
+                "credential.custody_release",
+                cred.id.to_string(),
+                json!({}),
+            )
+            .await?;
+        let released = self
+            .store
+            .release_custody(cred.id, &ctx.actor.name, &audit.append())
+            .await?;
+        if !released {
             return Err(PamError::not_in_custody().into());
         }
-        self.audit(
-            ctx,
-            "credential.custody_release",
-            cred.id.to_string(),
-            "ok",
-            json!({}),
-        )
-        .await?;
         Ok(cred)
     }
 
@@ -813,15 +842,15 @@ impl Vault {
             abbreviation,
             created_at: self.clock.now(),
         };
-        self.store.create_domain(&d).await?;
-        self.audit(
-            ctx,
-            "domain.create",
-            name,
-            "ok",
-            json!({"abbreviation": d.abbreviation}),
-        )
-        .await?;
+        let audit = self
+            .write_audit(
+                ctx,
+                "domain.create",
+                name,
+                json!({"abbreviation": d.abbreviation}),
+            )
+            .await?;
+        self.store.create_domain(&d, &audit.append()).await?;
         Ok(d)
     }
 
@@ -835,9 +864,10 @@ impl Vault {
 
     pub async fn delete_domain(&self, ctx: &Ctx, name: &str) -> Result<(), ServiceError> {
         self.require_admin(ctx)?;
-        self.store.delete_domain(name).await?;
-        self.audit(ctx, "domain.delete", name, "ok", json!({}))
+        let audit = self
+            .write_audit(ctx, "domain.delete", name, json!({}))
             .await?;
+        self.store.delete_domain(name, &audit.append()).await?;
         Ok(())
     }
 }

@@ -834,9 +834,11 @@ impl Vault {
     pub async fn create_safe(&self, ctx: &Ctx, safe: Safe) -> ServiceResult<Safe> {
         self.require_admin(ctx)?;
         validate::principal_name("name", &safe.name)?;
-        self.store.create_safe(&safe).await?;
-        self.audit(ctx, "safe.create", &safe.name, "ok", json!({}))
+        let audit = self
+            .write_audit(ctx, "safe.create", &safe.name, json!({}))
             .await?;
+        self.store.create_safe(&safe, &audit.append()).await?;
+
         Ok(safe)
     }
 
@@ -854,9 +856,11 @@ impl Vault {
 
     pub async fn delete_safe(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
-        self.store.delete_safe(name).await?;
-        self.audit(ctx, "safe.delete", name, "ok", json!({}))
+        let audit = self
+            .write_audit(ctx, "safe.delete", name, json!({}))
             .await?;
+        self.store.delete_safe(name, &audit.append()).await?;
+
         Ok(())
     }
 
@@ -902,8 +906,11 @@ impl Vault {
             )
             .into());
         }
-        self.store.set_safe_member(safe, &member, perms.0).await?;
-        self.audit(ctx, "safe.member.set", safe, "ok", json!({"member": member.name, "type": member.kind.as_str(), "permissions": perms.names()})).await?;
+        let audit = self.write_audit(ctx, "safe.member.set", safe, json!({"member": member.name, "type": member.kind.as_str(), "permissions": perms.names()})).await?;
+        self.store
+            .set_safe_member(safe, &member, perms.0, &audit.append())
+            .await?;
+
         Ok(SafeMember {
             permissions: perms.names(),
             ..member
@@ -924,17 +931,18 @@ impl Vault {
         {
             return Err(forbidden());
         }
-        self.store
-            .remove_safe_member(safe, kind.as_str(), name)
+        let audit = self
+            .write_audit(
+                ctx,
+                "safe.member.remove",
+                safe,
+                json!({"member": name, "type": kind.as_str()}),
+            )
             .await?;
-        self.audit(
-            ctx,
-            "safe.member.remove",
-            safe,
-            "ok",
-            json!({"member": name, "type": kind.as_str()}),
-        )
-        .await?;
+        self.store
+            .remove_safe_member(safe, kind.as_str(), name, &audit.append())
+            .await?;
+
         Ok(())
     }
 
@@ -972,15 +980,18 @@ impl Vault {
             admin,
             created_at: self.clock.now(),
         };
-        self.store.create_user(&user, hash.as_deref()).await?;
-        self.audit(
-            ctx,
-            "user.create",
-            name,
-            "ok",
-            json!({"kind": kind.as_str(), "admin": admin}),
-        )
-        .await?;
+        let audit = self
+            .write_audit(
+                ctx,
+                "user.create",
+                name,
+                json!({"kind": kind.as_str(), "admin": admin}),
+            )
+            .await?;
+        self.store
+            .create_user(&user, hash.as_deref(), &audit.append())
+            .await?;
+
         Ok(user)
     }
 
@@ -1001,9 +1012,11 @@ impl Vault {
 
     pub async fn delete_user(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
-        self.store.delete_user(name).await?;
-        self.audit(ctx, "user.delete", name, "ok", json!({}))
+        let audit = self
+            .write_audit(ctx, "user.delete", name, json!({}))
             .await?;
+        self.store.delete_user(name, &audit.append()).await?;
+
         Ok(())
     }
 
@@ -1017,9 +1030,11 @@ impl Vault {
             )
             .into());
         }
-        self.store.create_group(name).await?;
-        self.audit(ctx, "group.create", name, "ok", json!({}))
+        let audit = self
+            .write_audit(ctx, "group.create", name, json!({}))
             .await?;
+        self.store.create_group(name, &audit.append()).await?;
+
         Ok(Group {
             name: name.to_owned(),
             members: vec![],
@@ -1049,9 +1064,11 @@ impl Vault {
 
     pub async fn delete_group(&self, ctx: &Ctx, name: &str) -> ServiceResult<()> {
         self.require_admin(ctx)?;
-        self.store.delete_group(name).await?;
-        self.audit(ctx, "group.delete", name, "ok", json!({}))
+        let audit = self
+            .write_audit(ctx, "group.delete", name, json!({}))
             .await?;
+        self.store.delete_group(name, &audit.append()).await?;
+
         Ok(())
     }
 
@@ -1068,9 +1085,13 @@ impl Vault {
         if self.store.get_user(user).await?.is_none() {
             return Err(DomainError::invalid("user", format!("no user '{user}'")).into());
         }
-        self.store.add_group_member(group, user).await?;
-        self.audit(ctx, "group.member.add", group, "ok", json!({"user": user}))
+        let audit = self
+            .write_audit(ctx, "group.member.add", group, json!({"user": user}))
             .await?;
+        self.store
+            .add_group_member(group, user, &audit.append())
+            .await?;
+
         self.get_group(ctx, group).await
     }
 
@@ -1081,15 +1102,13 @@ impl Vault {
         user: &str,
     ) -> ServiceResult<()> {
         self.require_admin(ctx)?;
-        self.store.remove_group_member(group, user).await?;
-        self.audit(
-            ctx,
-            "group.member.remove",
-            group,
-            "ok",
-            json!({"user": user}),
-        )
-        .await?;
+        let audit = self
+            .write_audit(ctx, "group.member.remove", group, json!({"user": user}))
+            .await?;
+        self.store
+            .remove_group_member(group, user, &audit.append())
+            .await?;
+
         Ok(())
     }
 
@@ -1127,24 +1146,23 @@ impl Vault {
             Some(s) => Some(self.clock.now() + time::Duration::seconds(s)),
             None => None,
         };
-        let (info, secret) = self.issue_token(&user, expires_at, description).await?;
-        self.audit(
-            ctx,
-            "token.create",
-            info.id.to_string(),
-            "ok",
-            json!({"user": user}),
-        )
-        .await?;
-        Ok((info, secret))
+        let detail = json!({"user": user});
+        self.issue_token(ctx, "token.create", &user, expires_at, description, |i| {
+            (i.id.to_string(), detail)
+        })
+        .await
     }
 
-    /// Mint and store a token without authorisation checks (init, login).
-    pub async fn issue_token(
+    /// Mint and store a token without authorisation checks (init, login), with the call's audit
+    /// record (`action` by `ctx`; `describe` gives its target and detail) in the same transaction.
+    pub(crate) async fn issue_token(
         &self,
+        ctx: &Ctx,
+        action: &'static str,
         user: &str,
         expires_at: Option<OffsetDateTime>,
         description: Option<String>,
+        describe: impl FnOnce(&TokenInfo) -> (String, serde_json::Value),
     ) -> ServiceResult<(TokenInfo, SecretString)> {
         let keys = self.barrier.keys().await?;
         let secret = token::generate_token();
@@ -1156,8 +1174,14 @@ impl Vault {
             expires_at,
             revoked: false,
         };
+        let (target, detail) = describe(&info);
+        let audit = self.write_audit(ctx, action, target, detail).await?;
         self.store
-            .insert_token(&info, &keys.tokens.token_hash(secret.expose()))
+            .insert_token(
+                &info,
+                &keys.tokens.token_hash(secret.expose()),
+                &audit.append(),
+            )
             .await?;
         Ok((info, secret))
     }
@@ -1176,15 +1200,11 @@ impl Vault {
         if t.user != ctx.actor.name && !ctx.actor.is_admin() {
             return Err(DomainError::NotFound("token".into()).into());
         }
-        self.store.revoke_token(id).await?;
-        self.audit(
-            ctx,
-            "token.revoke",
-            id.to_string(),
-            "ok",
-            json!({"user": t.user}),
-        )
-        .await?;
+        let audit = self
+            .write_audit(ctx, "token.revoke", id.to_string(), json!({"user": t.user}))
+            .await?;
+        self.store.revoke_token(id, &audit.append()).await?;
+
         Ok(())
     }
 
@@ -1220,16 +1240,15 @@ impl Vault {
             self.audit_denied(&ctx, "auth.login", user).await;
             return Err(DomainError::Unauthenticated.into());
         }
-        let out = self
-            .issue_token(
-                user,
-                Some(self.clock.now() + time::Duration::hours(8)),
-                Some("login".into()),
-            )
-            .await?;
-        self.audit(&ctx, "auth.login", user, "ok", json!({"token": out.0.id}))
-            .await?;
-        Ok(out)
+        self.issue_token(
+            &ctx,
+            "auth.login",
+            user,
+            Some(self.clock.now() + time::Duration::hours(8)),
+            Some("login".into()),
+            |i| (user.to_owned(), json!({"token": i.id})),
+        )
+        .await
     }
 
     // ---------------------------------------------------------------- sys
@@ -1249,22 +1268,26 @@ impl Vault {
             .collect::<Result<_, _>>()?;
         let root = credvault_crypto::shamir::combine(&decoded)?;
         self.barrier.unseal_with(&root).await?;
-        let (_, token) = self
-            .issue_token("root", None, Some("initial root token".into()))
-            .await?;
         let ctx = Ctx {
             actor: Actor::root(),
             source: "local".into(),
             door: "sys",
         };
-        self.audit(
-            &ctx,
-            "sys.init",
-            "vault",
-            "ok",
-            json!({"shares": shares, "threshold": threshold}),
-        )
-        .await?;
+        let (_, token) = self
+            .issue_token(
+                &ctx,
+                "sys.init",
+                "root",
+                None,
+                Some("initial root token".into()),
+                |_| {
+                    (
+                        "vault".into(),
+                        json!({"shares": shares, "threshold": threshold}),
+                    )
+                },
+            )
+            .await?;
         self.barrier.seal().await;
         Ok((printed, token))
     }
@@ -1281,9 +1304,11 @@ impl Vault {
     /// (`rotation.rs`).
     pub async fn rotate(self: &Arc<Self>, ctx: &Ctx) -> ServiceResult<u32> {
         self.require_admin(ctx)?;
-        let term = self.barrier.rotate().await?;
-        self.audit(ctx, "sys.rotate", "keyring", "ok", json!({"term": term}))
+        let term = self.barrier.next_data_term().await?;
+        let audit = self
+            .write_audit(ctx, "sys.rotate", "keyring", json!({"term": term}))
             .await?;
+        self.barrier.rotate(term, &audit.append()).await?;
         self.spawn_rewrap(ctx.clone());
         Ok(term)
     }

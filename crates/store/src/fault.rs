@@ -125,9 +125,12 @@ impl KeyringStore for FaultStore {
         self.inner.keys().await
     }
 
-    async fn add_key(&self, key: &WrappedKey) -> Result<()> {
+    async fn add_key(&self, key: &WrappedKey, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("add_key").await?;
-        self.inner.add_key(key).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.add_key(key, &audit).await
     }
 
     async fn newest_data_term(&self) -> Result<u32> {
@@ -176,9 +179,17 @@ impl KeyringStore for FaultStore {
 
 #[async_trait]
 impl IdentityStore for FaultStore {
-    async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+    async fn create_user(
+        &self,
+        user: &User,
+        password_hash: Option<&str>,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("create_user").await?;
-        self.inner.create_user(user, password_hash).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.create_user(user, password_hash, &audit).await
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<User>> {
@@ -196,14 +207,20 @@ impl IdentityStore for FaultStore {
         self.inner.list_users().await
     }
 
-    async fn delete_user(&self, name: &str) -> Result<()> {
+    async fn delete_user(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("delete_user").await?;
-        self.inner.delete_user(name).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.delete_user(name, &audit).await
     }
 
-    async fn create_group(&self, name: &str) -> Result<()> {
+    async fn create_group(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("create_group").await?;
-        self.inner.create_group(name).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.create_group(name, &audit).await
     }
 
     async fn get_group(&self, name: &str) -> Result<Option<Group>> {
@@ -216,19 +233,38 @@ impl IdentityStore for FaultStore {
         self.inner.list_groups().await
     }
 
-    async fn delete_group(&self, name: &str) -> Result<()> {
+    async fn delete_group(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("delete_group").await?;
-        self.inner.delete_group(name).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.delete_group(name, &audit).await
     }
 
-    async fn add_group_member(&self, group: &str, user: &str) -> Result<()> {
+    async fn add_group_member(
+        &self,
+        group: &str,
+        user: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("add_group_member").await?;
-        self.inner.add_group_member(group, user).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.add_group_member(group, user, &audit).await
     }
 
-    async fn remove_group_member(&self, group: &str, user: &str) -> Result<()> {
+    async fn remove_group_member(
+        &self,
+        group: &str,
+        user: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("remove_group_member").await?;
-        self.inner.remove_group_member(group, user).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.remove_group_member(group, user, &audit).await
     }
 
     async fn groups_of(&self, user: &str) -> Result<Vec<String>> {
@@ -236,9 +272,17 @@ impl IdentityStore for FaultStore {
         self.inner.groups_of(user).await
     }
 
-    async fn insert_token(&self, info: &TokenInfo, hash: &str) -> Result<()> {
+    async fn insert_token(
+        &self,
+        info: &TokenInfo,
+        hash: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("insert_token").await?;
-        self.inner.insert_token(info, hash).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.insert_token(info, hash, &audit).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
@@ -256,14 +300,20 @@ impl IdentityStore for FaultStore {
         self.inner.get_token(id).await
     }
 
-    async fn revoke_token(&self, id: Uuid) -> Result<()> {
+    async fn revoke_token(&self, id: Uuid, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("revoke_token").await?;
-        self.inner.revoke_token(id).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.revoke_token(id, &audit).await
     }
 
-    async fn create_safe(&self, safe: &Safe) -> Result<()> {
+    async fn create_safe(&self, safe: &Safe, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("create_safe").await?;
-        self.inner.create_safe(safe).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.create_safe(safe, &audit).await
     }
 
     async fn get_safe(&self, name: &str) -> Result<Option<Safe>> {
@@ -276,19 +326,44 @@ impl IdentityStore for FaultStore {
         self.inner.list_safes().await
     }
 
-    async fn delete_safe(&self, name: &str) -> Result<()> {
+    async fn delete_safe(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("delete_safe").await?;
-        self.inner.delete_safe(name).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.delete_safe(name, &audit).await
     }
 
-    async fn set_safe_member(&self, safe: &str, member: &SafeMember, perms: u8) -> Result<()> {
+    async fn set_safe_member(
+        &self,
+        safe: &str,
+        member: &SafeMember,
+        perms: u8,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("set_safe_member").await?;
-        self.inner.set_safe_member(safe, member, perms).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner
+            .set_safe_member(safe, member, perms, &audit)
+            .await
     }
 
-    async fn remove_safe_member(&self, safe: &str, kind: &str, name: &str) -> Result<()> {
+    async fn remove_safe_member(
+        &self,
+        safe: &str,
+        kind: &str,
+        name: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("remove_safe_member").await?;
-        self.inner.remove_safe_member(safe, kind, name).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner
+            .remove_safe_member(safe, kind, name, &audit)
+            .await
     }
 
     async fn safe_members(&self, safe: &str) -> Result<Vec<SafeMemberRow>> {
@@ -400,22 +475,32 @@ impl CredentialStore for FaultStore {
         self.inner.kv_meta(id).await
     }
 
-    async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()> {
+    async fn set_kv_meta(
+        &self,
+        id: Uuid,
+        expected: Option<&str>,
+        meta: &str,
+        destroy: &[i64],
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("set_kv_meta").await?;
-        self.inner.set_kv_meta(id, meta).await
-    }
-
-    async fn destroy_version(&self, id: Uuid, version: i64) -> Result<()> {
-        self.hit("destroy_version").await?;
-        self.inner.destroy_version(id, version).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner
+            .set_kv_meta(id, expected, meta, destroy, &audit)
+            .await
     }
 }
 
 #[async_trait]
 impl AppStore for FaultStore {
-    async fn create_app(&self, app: &AppRecord) -> Result<()> {
+    async fn create_app(&self, app: &AppRecord, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("create_app").await?;
-        self.inner.create_app(app).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.create_app(app, &audit).await
     }
 
     async fn get_app(&self, app_id: &str) -> Result<Option<AppRecord>> {
@@ -428,24 +513,56 @@ impl AppStore for FaultStore {
         self.inner.list_apps().await
     }
 
-    async fn delete_app(&self, app_id: &str) -> Result<()> {
+    async fn delete_app(&self, app_id: &str, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("delete_app").await?;
-        self.inner.delete_app(app_id).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.delete_app(app_id, &audit).await
     }
 
-    async fn set_app_rules(&self, app_id: &str, rules: &str) -> Result<()> {
+    async fn set_app_rules(
+        &self,
+        app_id: &str,
+        rules: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("set_app_rules").await?;
-        self.inner.set_app_rules(app_id, rules).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.set_app_rules(app_id, rules, &audit).await
     }
 
-    async fn grant_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()> {
+    async fn grant_app(
+        &self,
+        app_id: &str,
+        kinds: &[&str],
+        target: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("grant_app").await?;
-        self.inner.grant_app(app_id, kind, target).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.grant_app(app_id, kinds, target, &audit).await
     }
 
-    async fn revoke_app(&self, app_id: &str, kind: &str, target: &str) -> Result<()> {
+    async fn revoke_app(
+        &self,
+        app_id: &str,
+        kind: &str,
+        target: &str,
+        and_if_present: &[&str],
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("revoke_app").await?;
-        self.inner.revoke_app(app_id, kind, target).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner
+            .revoke_app(app_id, kind, target, and_if_present, &audit)
+            .await
     }
 
     async fn app_grants(&self, app_id: &str) -> Result<Vec<AppGrant>> {
@@ -487,9 +604,16 @@ impl AuditStore for FaultStore {
 
 #[async_trait]
 impl PamStore for FaultStore {
-    async fn create_domain(&self, d: &credvault_core::model::Domain) -> Result<()> {
+    async fn create_domain(
+        &self,
+        d: &credvault_core::model::Domain,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("create_domain").await?;
-        self.inner.create_domain(d).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.create_domain(d, &audit).await
     }
 
     async fn list_domains(&self) -> Result<Vec<credvault_core::model::Domain>> {
@@ -502,9 +626,12 @@ impl PamStore for FaultStore {
         self.inner.find_domain(name).await
     }
 
-    async fn delete_domain(&self, name: &str) -> Result<()> {
+    async fn delete_domain(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("delete_domain").await?;
-        self.inner.delete_domain(name).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.delete_domain(name, &audit).await
     }
 
     async fn get_device(&self, hostname_key: &str, ip: &str) -> Result<Option<DeviceRecord>> {
@@ -564,17 +691,32 @@ impl PamStore for FaultStore {
         self.inner.take_custody(id, holder, since).await
     }
 
-    async fn release_custody(&self, id: Uuid, holder: &str) -> Result<bool> {
+    async fn release_custody(
+        &self,
+        id: Uuid,
+        holder: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<bool> {
         self.hit("release_custody").await?;
-        self.inner.release_custody(id, holder).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.release_custody(id, holder, &audit).await
     }
 }
 
 #[async_trait]
 impl IntegrationStore for FaultStore {
-    async fn create_integration(&self, rec: &IntegrationRecord) -> Result<()> {
+    async fn create_integration(
+        &self,
+        rec: &IntegrationRecord,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("create_integration").await?;
-        self.inner.create_integration(rec).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.create_integration(rec, &audit).await
     }
 
     async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>> {
@@ -587,9 +729,16 @@ impl IntegrationStore for FaultStore {
         self.inner.list_integrations().await
     }
 
-    async fn update_integration(&self, rec: &IntegrationRecord) -> Result<()> {
+    async fn update_integration(
+        &self,
+        rec: &IntegrationRecord,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
         self.hit("update_integration").await?;
-        self.inner.update_integration(rec).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.update_integration(rec, &audit).await
     }
 
     async fn set_integration_status(&self, name: &str, status: &str) -> Result<()> {
@@ -597,9 +746,12 @@ impl IntegrationStore for FaultStore {
         self.inner.set_integration_status(name, status).await
     }
 
-    async fn delete_integration(&self, name: &str) -> Result<()> {
+    async fn delete_integration(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         self.hit("delete_integration").await?;
-        self.inner.delete_integration(name).await
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.delete_integration(name, &audit).await
     }
 }
 

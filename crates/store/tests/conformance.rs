@@ -119,11 +119,14 @@ async fn seal_config_and_keys_initialise_once() {
         .await,
         Err(StoreError::Conflict(_))
     ));
-    s.add_key(&WrappedKey {
-        purpose: "data".into(),
-        term: 2,
-        wrapped: vec![4],
-    })
+    s.add_key(
+        &WrappedKey {
+            purpose: "data".into(),
+            term: 2,
+            wrapped: vec![4],
+        },
+        &AuditAppend::none(),
+    )
     .await
     .unwrap();
     assert_eq!(s.keys().await.unwrap().len(), 2);
@@ -250,21 +253,28 @@ async fn identities_tokens_and_safes() {
         admin: false,
         created_at: OffsetDateTime::now_utc(),
     };
-    s.create_user(&u, Some("$argon2id$x")).await.unwrap();
+    s.create_user(&u, Some("$argon2id$x"), &AuditAppend::none())
+        .await
+        .unwrap();
     assert!(matches!(
-        s.create_user(&u, None).await,
+        s.create_user(&u, None, &AuditAppend::none()).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
         s.user_password_hash("alice").await.unwrap().as_deref(),
         Some("$argon2id$x")
     );
-    s.create_group("ops").await.unwrap();
-    s.add_group_member("ops", "alice").await.unwrap();
-    s.add_group_member("ops", "alice").await.unwrap(); // idempotent
+    s.create_group("ops", &AuditAppend::none()).await.unwrap();
+    s.add_group_member("ops", "alice", &AuditAppend::none())
+        .await
+        .unwrap();
+    s.add_group_member("ops", "alice", &AuditAppend::none())
+        .await
+        .unwrap(); // idempotent
     assert_eq!(s.groups_of("alice").await.unwrap(), vec!["ops".to_owned()]);
     assert!(matches!(
-        s.add_group_member("ops", "ghost").await,
+        s.add_group_member("ops", "ghost", &AuditAppend::none())
+            .await,
         Err(StoreError::NotFound(_))
     ));
 
@@ -276,17 +286,22 @@ async fn identities_tokens_and_safes() {
         expires_at: None,
         revoked: false,
     };
-    s.insert_token(&t, "hash-1").await.unwrap();
+    s.insert_token(&t, "hash-1", &AuditAppend::none())
+        .await
+        .unwrap();
     assert_eq!(s.token_by_hash("hash-1").await.unwrap().unwrap().id, t.id);
-    s.revoke_token(t.id).await.unwrap();
+    s.revoke_token(t.id, &AuditAppend::none()).await.unwrap();
     assert!(s.token_by_hash("hash-1").await.unwrap().unwrap().revoked);
     assert_eq!(s.list_tokens(Some("alice")).await.unwrap().len(), 1);
     assert_eq!(s.list_tokens(Some("bob")).await.unwrap().len(), 0);
 
-    s.create_safe(&credvault_core::model::Safe {
-        name: "prod".into(),
-        description: None,
-    })
+    s.create_safe(
+        &credvault_core::model::Safe {
+            name: "prod".into(),
+            description: None,
+        },
+        &AuditAppend::none(),
+    )
     .await
     .unwrap();
     s.set_safe_member(
@@ -297,6 +312,7 @@ async fn identities_tokens_and_safes() {
             permissions: vec![],
         },
         3,
+        &AuditAppend::none(),
     )
     .await
     .unwrap();
@@ -316,10 +332,13 @@ async fn identities_tokens_and_safes() {
         .await
         .unwrap();
     assert!(
-        matches!(s.delete_safe("prod").await, Err(StoreError::Conflict(_))),
+        matches!(
+            s.delete_safe("prod", &AuditAppend::none()).await,
+            Err(StoreError::Conflict(_))
+        ),
         "a safe with credentials stays"
     );
-    s.delete_user("alice").await.unwrap();
+    s.delete_user("alice", &AuditAppend::none()).await.unwrap();
     assert!(s.groups_of("alice").await.unwrap().is_empty());
     assert!(s.token_by_hash("hash-1").await.unwrap().unwrap().revoked);
 }
@@ -407,6 +426,7 @@ async fn export_and_import_round_trip_every_table() {
                 created_at: OffsetDateTime::now_utc(),
             },
             None,
+            &AuditAppend::none(),
         )
         .await
         .unwrap();
@@ -560,7 +580,7 @@ async fn domains_devices_custody_and_one_credential_per_device_user() {
         abbreviation: Some("CORP".into()),
         created_at: now,
     };
-    s.create_domain(&d).await.unwrap();
+    s.create_domain(&d, &AuditAppend::none()).await.unwrap();
     assert_eq!(
         s.find_domain("corp.example").await.unwrap().unwrap().name,
         "Corp.Example"
@@ -571,13 +591,15 @@ async fn domains_devices_custody_and_one_credential_per_device_user() {
     );
     assert!(s.find_domain("other").await.unwrap().is_none());
     assert!(matches!(
-        s.create_domain(&d).await,
+        s.create_domain(&d, &AuditAppend::none()).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.list_domains().await.unwrap().len(), 1);
-    s.delete_domain("CORP.EXAMPLE").await.unwrap();
+    s.delete_domain("CORP.EXAMPLE", &AuditAppend::none())
+        .await
+        .unwrap();
     assert!(matches!(
-        s.delete_domain("corp.example").await,
+        s.delete_domain("corp.example", &AuditAppend::none()).await,
         Err(StoreError::NotFound(_))
     ));
 
@@ -668,11 +690,23 @@ async fn domains_devices_custody_and_one_credential_per_device_user() {
     // Custody: taken, replaced, released only by its holder.
     let id = inserted[0];
     s.take_custody(id, "app:A", now).await.unwrap();
-    assert!(!s.release_custody(id, "app:B").await.unwrap());
+    assert!(!s
+        .release_custody(id, "app:B", &AuditAppend::none())
+        .await
+        .unwrap());
     s.take_custody(id, "app:B", now).await.unwrap();
-    assert!(!s.release_custody(id, "app:A").await.unwrap());
-    assert!(s.release_custody(id, "app:B").await.unwrap());
-    assert!(!s.release_custody(id, "app:B").await.unwrap());
+    assert!(!s
+        .release_custody(id, "app:A", &AuditAppend::none())
+        .await
+        .unwrap());
+    assert!(s
+        .release_custody(id, "app:B", &AuditAppend::none())
+        .await
+        .unwrap());
+    assert!(!s
+        .release_custody(id, "app:B", &AuditAppend::none())
+        .await
+        .unwrap());
 }
 
 /// A snapshot export sees one instant: while a writer keeps inserting credentials (each with its
@@ -879,10 +913,13 @@ async fn listings_return_named_rows() {
     };
     let b = backend().await;
     let s = &b.store;
-    s.create_safe(&credvault_core::model::Safe {
-        name: "prod".into(),
-        description: None,
-    })
+    s.create_safe(
+        &credvault_core::model::Safe {
+            name: "prod".into(),
+            description: None,
+        },
+        &AuditAppend::none(),
+    )
     .await
     .unwrap();
     for (kind, name, perms) in [(OwnerKind::User, "bob", 5), (OwnerKind::Group, "ops", 3)] {
@@ -891,7 +928,9 @@ async fn listings_return_named_rows() {
             name: name.into(),
             permissions: vec![],
         };
-        s.set_safe_member("prod", &member, perms).await.unwrap();
+        s.set_safe_member("prod", &member, perms, &AuditAppend::none())
+            .await
+            .unwrap();
     }
     assert_eq!(
         s.safe_members("prod").await.unwrap(),
@@ -909,17 +948,24 @@ async fn listings_return_named_rows() {
         ]
     );
 
-    s.create_app(&AppRecord {
-        app_id: "A".into(),
-        owner: "root".into(),
-        description: None,
-        rules: "{}".into(),
-        created_at: OffsetDateTime::now_utc(),
-    })
+    s.create_app(
+        &AppRecord {
+            app_id: "A".into(),
+            owner: "root".into(),
+            description: None,
+            rules: "{}".into(),
+            created_at: OffsetDateTime::now_utc(),
+        },
+        &AuditAppend::none(),
+    )
     .await
     .unwrap();
-    s.grant_app("A", "safe", "prod").await.unwrap();
-    s.grant_app("A", "credential", "c1").await.unwrap();
+    s.grant_app("A", &["safe"], "prod", &AuditAppend::none())
+        .await
+        .unwrap();
+    s.grant_app("A", &["credential"], "c1", &AuditAppend::none())
+        .await
+        .unwrap();
     assert_eq!(
         s.app_grants("A").await.unwrap(),
         vec![
@@ -951,15 +997,18 @@ async fn listings_return_named_rows() {
             payload: vec![1, 0, 0, 0, 1, 9]
         }]
     );
-    s.create_integration(&IntegrationRecord {
-        name: "ext".into(),
-        settings: "{}".into(),
-        secrets: vec![1, 0, 0, 0, 1, 7],
-        safe: "prod".into(),
-        enabled: true,
-        status: "{}".into(),
-        created_at: OffsetDateTime::now_utc(),
-    })
+    s.create_integration(
+        &IntegrationRecord {
+            name: "ext".into(),
+            settings: "{}".into(),
+            secrets: vec![1, 0, 0, 0, 1, 7],
+            safe: "prod".into(),
+            enabled: true,
+            status: "{}".into(),
+            created_at: OffsetDateTime::now_utc(),
+        },
+        &AuditAppend::none(),
+    )
     .await
     .unwrap();
     assert_eq!(

@@ -55,7 +55,16 @@ pub trait CredentialStore: Send + Sync {
 
     // --- Vault KV door (issue 7): per-secret KV state, version destruction
     async fn kv_meta(&self, id: Uuid) -> Result<Option<String>>;
-    async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()>;
-    /// Overwrite one version's ciphertext with an empty payload (KV `destroy`); its row stays.
-    async fn destroy_version(&self, id: Uuid, version: i64) -> Result<()>;
+    /// Replace a KV secret's state (`meta`, JSON) if it is still `expected` (`None`: it has none
+    /// yet), destroying the ciphertext of the `destroy` versions (their rows stay, with an empty
+    /// payload), and append the call's audit record, all in one transaction.
+    /// `VersionMismatch` when another writer changed the state first (read it again and retry).
+    async fn set_kv_meta(
+        &self,
+        id: Uuid,
+        expected: Option<&str>,
+        meta: &str,
+        destroy: &[i64],
+        audit: &AuditAppend<'_>,
+    ) -> Result<()>;
 }

@@ -1,4 +1,6 @@
 use async_trait::async_trait;
+
+use crate::AuditAppend;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -12,7 +14,7 @@ pub trait KeyringStore: Send + Sync {
     /// Write the seal config and the first keys in one transaction; Conflict if already initialised.
     async fn initialize(&self, cfg: &SealConfig, keys: &[WrappedKey]) -> Result<()>;
     async fn keys(&self) -> Result<Vec<WrappedKey>>;
-    async fn add_key(&self, key: &WrappedKey) -> Result<()>;
+    async fn add_key(&self, key: &WrappedKey, audit: &AuditAppend<'_>) -> Result<()>;
     /// The newest data key term (another server may have rotated since this one loaded the keyring).
     async fn newest_data_term(&self) -> Result<u32>;
     /// When the data key of `term` was added (rotation time), if it exists.

@@ -8,11 +8,11 @@ use crate::{AuditAppend, DeviceRecord, NewVersion, Result};
 /// The PAM A2A door (issue 5): domains, the device registry, credentials by device, custody.
 #[async_trait]
 pub trait PamStore: Send + Sync {
-    async fn create_domain(&self, d: &Domain) -> Result<()>;
+    async fn create_domain(&self, d: &Domain, audit: &AuditAppend<'_>) -> Result<()>;
     async fn list_domains(&self) -> Result<Vec<Domain>>;
     /// A domain by its name or abbreviation, ignoring case.
     async fn find_domain(&self, name: &str) -> Result<Option<Domain>>;
-    async fn delete_domain(&self, name: &str) -> Result<()>;
+    async fn delete_domain(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()>;
     /// The device with this folded host name and IP.
     async fn get_device(&self, hostname_key: &str, ip: &str) -> Result<Option<DeviceRecord>>;
     /// Insert a new device; `Conflict` when one with the same host name + IP exists.
@@ -48,5 +48,10 @@ pub trait PamStore: Send + Sync {
     /// Record that `holder` holds the credential (replacing any earlier holder).
     async fn take_custody(&self, id: Uuid, holder: &str, since: OffsetDateTime) -> Result<()>;
     /// Release the credential if `holder` holds it; false when it does not.
-    async fn release_custody(&self, id: Uuid, holder: &str) -> Result<bool>;
+    async fn release_custody(
+        &self,
+        id: Uuid,
+        holder: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<bool>;
 }

@@ -307,34 +307,52 @@ impl CredentialStore for Backend {
             .map_err(db_err)
     }
 
-    async fn set_kv_meta(&self, id: Uuid, meta: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO kv_meta (cred_id, meta)
-             VALUES ($1, $2)
-             ON CONFLICT (cred_id) DO UPDATE
-               SET meta = excluded.meta",
-        )
-        .bind(id.to_string())
-        .bind(meta)
-        .execute(&self.writer)
-        .await
-        .map_err(conflict_as(StoreError::NotFound("credential".into())))?;
-        Ok(())
-    }
-
-    async fn destroy_version(&self, id: Uuid, version: i64) -> Result<()> {
-        let n = sqlx::query(
-            "UPDATE credential_versions
-             SET payload = $1
-             WHERE cred_id = $2 AND version = $3",
-        )
-        .bind(Vec::<u8>::new())
-        .bind(id.to_string())
-        .bind(version)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        not_found_if_zero(n, "version")
+    async fn set_kv_meta(
+        &self,
+        id: Uuid,
+        expected: Option<&str>,
+        meta: &str,
+        destroy: &[i64],
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let changed = match expected {
+            Some(old) => {
+                exec(
+                    &mut *tx,
+                    "UPDATE kv_meta SET meta = $1 WHERE cred_id = $2 AND meta = $3",
+                    &[meta, &id.to_string(), old],
+                )
+                .await?
+            }
+            None => sqlx::query(
+                "INSERT INTO kv_meta (cred_id, meta)
+                 VALUES ($1, $2)",
+            )
+            .bind(id.to_string())
+            .bind(meta)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_as(StoreError::VersionMismatch { current: 0 }))?
+            .rows_affected(),
+        };
+        if changed == 0 {
+            return Err(StoreError::VersionMismatch { current: 0 });
+        }
+        for version in destroy {
+            sqlx::query(
+                "UPDATE credential_versions
+                 SET payload = $1
+                 WHERE cred_id = $2 AND version = $3",
+            )
+            .bind(Vec::<u8>::new())
+            .bind(id.to_string())
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 }

@@ -6,9 +6,11 @@ use sqlx::QueryBuilder;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::common::append_in;
 use super::common::{conflict_as, exec, i, not_found_if_zero, os, s, token_from, user_from, DbRow};
 use super::{Backend, Db};
 use crate::sql::{corrupt, db_err};
+use crate::AuditAppend;
 use crate::{format_time, IdentityStore, Result, SafeMemberRow, StoreError};
 
 const USER_COLS: &str = "name, kind, admin, created_at";
@@ -25,7 +27,13 @@ fn safe_from(r: &DbRow) -> Result<Safe> {
 impl IdentityStore for Backend {
     // --- users, groups
 
-    async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+    async fn create_user(
+        &self,
+        user: &User,
+        password_hash: Option<&str>,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (name, kind, admin, password_hash, created_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -35,13 +43,14 @@ impl IdentityStore for Backend {
         .bind(user.admin)
         .bind(password_hash)
         .bind(format_time(user.created_at))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::Conflict(format!(
             "user '{}' already exists",
             user.name
         ))))?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<User>> {
@@ -72,7 +81,7 @@ impl IdentityStore for Backend {
         rows.iter().map(user_from).collect()
     }
 
-    async fn delete_user(&self, name: &str) -> Result<()> {
+    async fn delete_user(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let n = exec(&mut *tx, "DELETE FROM users WHERE name = $1", &[name]).await?;
         not_found_if_zero(n, "user")?;
@@ -88,19 +97,22 @@ impl IdentityStore for Backend {
             &[name],
         )
         .await?;
+        append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn create_group(&self, name: &str) -> Result<()> {
+    async fn create_group(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO groups (name, created_at) VALUES ($1, $2)")
             .bind(name)
             .bind(format_time(OffsetDateTime::now_utc()))
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(conflict_as(StoreError::Conflict(format!(
                 "group '{name}' already exists"
             ))))?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn get_group(&self, name: &str) -> Result<Option<Group>> {
@@ -156,7 +168,7 @@ impl IdentityStore for Backend {
         Ok(out)
     }
 
-    async fn delete_group(&self, name: &str) -> Result<()> {
+    async fn delete_group(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let n = exec(&mut *tx, "DELETE FROM groups WHERE name = $1", &[name]).await?;
         not_found_if_zero(n, "group")?;
@@ -166,10 +178,17 @@ impl IdentityStore for Backend {
             &[name],
         )
         .await?;
+        append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn add_group_member(&self, group: &str, user: &str) -> Result<()> {
+    async fn add_group_member(
+        &self,
+        group: &str,
+        user: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO group_members (group_name, user_name)
              VALUES ($1, $2)
@@ -177,20 +196,29 @@ impl IdentityStore for Backend {
         )
         .bind(group)
         .bind(user)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::NotFound("group or user".into())))?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
-    async fn remove_group_member(&self, group: &str, user: &str) -> Result<()> {
+    async fn remove_group_member(
+        &self,
+        group: &str,
+        user: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let n = exec(
-            &self.writer,
+            &mut *tx,
             "DELETE FROM group_members WHERE group_name = $1 AND user_name = $2",
             &[group, user],
         )
         .await?;
-        not_found_if_zero(n, "group member")
+        not_found_if_zero(n, "group member")?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn groups_of(&self, user: &str) -> Result<Vec<String>> {
@@ -211,7 +239,13 @@ impl IdentityStore for Backend {
 
     // --- tokens
 
-    async fn insert_token(&self, info: &TokenInfo, hash: &str) -> Result<()> {
+    async fn insert_token(
+        &self,
+        info: &TokenInfo,
+        hash: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO tokens
                (id, hash, user_name, description, created_at, expires_at, revoked)
@@ -223,10 +257,11 @@ impl IdentityStore for Backend {
         .bind(&info.description)
         .bind(format_time(info.created_at))
         .bind(info.expires_at.map(format_time))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
@@ -265,19 +300,23 @@ impl IdentityStore for Backend {
             .transpose()
     }
 
-    async fn revoke_token(&self, id: Uuid) -> Result<()> {
+    async fn revoke_token(&self, id: Uuid, audit: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let n = exec(
-            &self.writer,
+            &mut *tx,
             "UPDATE tokens SET revoked = TRUE WHERE id = $1",
             &[&id.to_string()],
         )
         .await?;
-        not_found_if_zero(n, "token")
+        not_found_if_zero(n, "token")?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     // --- safes
 
-    async fn create_safe(&self, safe: &Safe) -> Result<()> {
+    async fn create_safe(&self, safe: &Safe, audit: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO safes (name, description, created_at)
              VALUES ($1, $2, $3)",
@@ -285,13 +324,14 @@ impl IdentityStore for Backend {
         .bind(&safe.name)
         .bind(&safe.description)
         .bind(format_time(OffsetDateTime::now_utc()))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::Conflict(format!(
             "safe '{}' already exists",
             safe.name
         ))))?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn get_safe(&self, name: &str) -> Result<Option<Safe>> {
@@ -313,7 +353,7 @@ impl IdentityStore for Backend {
         rows.iter().map(safe_from).collect()
     }
 
-    async fn delete_safe(&self, name: &str) -> Result<()> {
+    async fn delete_safe(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE safe = $1")
             .bind(name)
@@ -327,10 +367,18 @@ impl IdentityStore for Backend {
         }
         let n = exec(&mut *tx, "DELETE FROM safes WHERE name = $1", &[name]).await?;
         not_found_if_zero(n, "safe")?;
+        append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn set_safe_member(&self, safe: &str, member: &SafeMember, perms: u8) -> Result<()> {
+    async fn set_safe_member(
+        &self,
+        safe: &str,
+        member: &SafeMember,
+        perms: u8,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO safe_members (safe_name, kind, name, perms)
              VALUES ($1, $2, $3, $4)
@@ -341,20 +389,30 @@ impl IdentityStore for Backend {
         .bind(member.kind.as_str())
         .bind(&member.name)
         .bind(i64::from(perms))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::NotFound("safe".into())))?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
-    async fn remove_safe_member(&self, safe: &str, kind: &str, name: &str) -> Result<()> {
+    async fn remove_safe_member(
+        &self,
+        safe: &str,
+        kind: &str,
+        name: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let n = exec(
-            &self.writer,
+            &mut *tx,
             "DELETE FROM safe_members WHERE safe_name = $1 AND kind = $2 AND name = $3",
             &[safe, kind, name],
         )
         .await?;
-        not_found_if_zero(n, "safe member")
+        not_found_if_zero(n, "safe member")?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn safe_members(&self, safe: &str) -> Result<Vec<SafeMemberRow>> {

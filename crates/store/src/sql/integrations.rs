@@ -2,16 +2,23 @@
 
 use async_trait::async_trait;
 
+use super::common::append_in;
 use super::common::{conflict_as, exec, integration_from, not_found_if_zero};
 use super::Backend;
 use crate::sql::db_err;
+use crate::AuditAppend;
 use crate::{format_time, IntegrationRecord, IntegrationStore, Result, StoreError};
 
 const INTEGRATION_COLS: &str = "name, settings, secrets, safe, enabled, status, created_at";
 
 #[async_trait]
 impl IntegrationStore for Backend {
-    async fn create_integration(&self, rec: &IntegrationRecord) -> Result<()> {
+    async fn create_integration(
+        &self,
+        rec: &IntegrationRecord,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO integrations ({INTEGRATION_COLS})
              VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -23,13 +30,14 @@ impl IntegrationStore for Backend {
         .bind(rec.enabled)
         .bind(&rec.status)
         .bind(format_time(rec.created_at))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::Conflict(format!(
             "integration '{}' already exists",
             rec.name
         ))))?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>> {
@@ -55,7 +63,12 @@ impl IntegrationStore for Backend {
         rows.iter().map(integration_from).collect()
     }
 
-    async fn update_integration(&self, rec: &IntegrationRecord) -> Result<()> {
+    async fn update_integration(
+        &self,
+        rec: &IntegrationRecord,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE integrations
              SET settings = $1, secrets = $2, safe = $3, enabled = $4
@@ -66,11 +79,13 @@ impl IntegrationStore for Backend {
         .bind(&rec.safe)
         .bind(rec.enabled)
         .bind(&rec.name)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?
         .rows_affected();
-        not_found_if_zero(n, "integration")
+        not_found_if_zero(n, "integration")?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn set_integration_status(&self, name: &str, status: &str) -> Result<()> {
@@ -83,13 +98,16 @@ impl IntegrationStore for Backend {
         not_found_if_zero(n, "integration")
     }
 
-    async fn delete_integration(&self, name: &str) -> Result<()> {
+    async fn delete_integration(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let n = exec(
-            &self.writer,
+            &mut *tx,
             "DELETE FROM integrations WHERE name = $1",
             &[name],
         )
         .await?;
-        not_found_if_zero(n, "integration")
+        not_found_if_zero(n, "integration")?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 }

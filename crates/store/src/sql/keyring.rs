@@ -5,9 +5,11 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::common::append_in;
 use super::common::{bytes, conflict_as, i, s, uuid};
 use super::{dialect, Backend};
 use crate::sql::{corrupt, db_err};
+use crate::AuditAppend;
 use crate::{
     format_time, parse_time, IntegrationCiphertext, KeyringStore, Result, SealConfig, StoreError,
     VersionCiphertext, WrappedKey,
@@ -85,7 +87,8 @@ impl KeyringStore for Backend {
             .collect()
     }
 
-    async fn add_key(&self, key: &WrappedKey) -> Result<()> {
+    async fn add_key(&self, key: &WrappedKey, audit: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO keyring (purpose, term, wrapped, created_at)
              VALUES ($1, $2, $3, $4)",
@@ -94,10 +97,11 @@ impl KeyringStore for Backend {
         .bind(i64::from(key.term))
         .bind(&key.wrapped)
         .bind(format_time(OffsetDateTime::now_utc()))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn newest_data_term(&self) -> Result<u32> {

@@ -24,7 +24,8 @@ fn device_json(d: &DeviceRecord) -> Result<String> {
 impl PamStore for Backend {
     // --- domains
 
-    async fn create_domain(&self, d: &Domain) -> Result<()> {
+    async fn create_domain(&self, d: &Domain, audit: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO domains (name, name_key, abbreviation, abbreviation_key, created_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -34,13 +35,14 @@ impl PamStore for Backend {
         .bind(&d.abbreviation)
         .bind(d.abbreviation.as_ref().map(|a| a.to_lowercase()))
         .bind(format_time(d.created_at))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::Conflict(format!(
             "domain '{}' (or its abbreviation) already exists",
             d.name
         ))))?;
-        Ok(())
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn list_domains(&self) -> Result<Vec<Domain>> {
@@ -70,14 +72,17 @@ impl PamStore for Backend {
         .transpose()
     }
 
-    async fn delete_domain(&self, name: &str) -> Result<()> {
+    async fn delete_domain(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         let n = exec(
-            &self.writer,
+            &mut *tx,
             "DELETE FROM domains WHERE name_key = $1",
             &[&name.to_lowercase()],
         )
         .await?;
-        not_found_if_zero(n, "domain")
+        not_found_if_zero(n, "domain")?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     // --- devices
@@ -227,13 +232,24 @@ impl PamStore for Backend {
         Ok(())
     }
 
-    async fn release_custody(&self, id: Uuid, holder: &str) -> Result<bool> {
+    async fn release_custody(
+        &self,
+        id: Uuid,
+        holder: &str,
+        audit: &AuditAppend<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
         let n = exec(
-            &self.writer,
+            &mut *tx,
             "DELETE FROM custody WHERE cred_id = $1 AND holder = $2",
             &[&id.to_string(), holder],
         )
         .await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)?;
         Ok(n > 0)
     }
 }
