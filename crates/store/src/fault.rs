@@ -677,15 +677,6 @@ impl PamStore for FaultStore {
             .await
     }
 
-    async fn insert_credential_unless_on_device(
-        &self,
-        cred: &Credential,
-        v: &NewVersion,
-    ) -> Result<Option<Uuid>> {
-        self.hit("insert_credential_unless_on_device").await?;
-        self.inner.insert_credential_unless_on_device(cred, v).await
-    }
-
     async fn take_custody(&self, id: Uuid, holder: &str, since: OffsetDateTime) -> Result<()> {
         self.hit("take_custody").await?;
         self.inner.take_custody(id, holder, since).await

@@ -649,7 +649,7 @@ async fn domains_devices_custody_and_one_credential_per_device_user() {
             let s = s.clone();
             tokio::spawn(async move {
                 let c = cred(on_device("Admin", "Web01", "10.0.0.1"));
-                s.insert_credential_unless_on_device(&c, &v(&[1]))
+                s.insert_credential_unless_on_device_audited(&c, &v(&[1]), &AuditAppend::none())
                     .await
                     .map(|r| (c.id, r))
             })
@@ -676,13 +676,13 @@ async fn domains_devices_custody_and_one_credential_per_device_user() {
     // Another user on the device, or the same user on another IP, is another credential.
     let c = cred(on_device("other", "Web01", "10.0.0.1"));
     assert!(s
-        .insert_credential_unless_on_device(&c, &v(&[1]))
+        .insert_credential_unless_on_device_audited(&c, &v(&[1]), &AuditAppend::none())
         .await
         .unwrap()
         .is_none());
     let c = cred(on_device("admin", "web01", "10.0.0.2"));
     assert!(s
-        .insert_credential_unless_on_device(&c, &v(&[1]))
+        .insert_credential_unless_on_device_audited(&c, &v(&[1]), &AuditAppend::none())
         .await
         .unwrap()
         .is_none());

@@ -35,16 +35,6 @@ pub trait PamStore: Send + Sync {
         v: &NewVersion,
         audit: &AuditAppend<'_>,
     ) -> Result<Option<Uuid>>;
-    /// [`PamStore::insert_credential_unless_on_device_audited`] with no audit record (the caller
-    /// audits afterwards: not atomic with the write).
-    async fn insert_credential_unless_on_device(
-        &self,
-        cred: &Credential,
-        v: &NewVersion,
-    ) -> Result<Option<Uuid>> {
-        self.insert_credential_unless_on_device_audited(cred, v, &AuditAppend::none())
-            .await
-    }
     /// Record that `holder` holds the credential (replacing any earlier holder).
     async fn take_custody(&self, id: Uuid, holder: &str, since: OffsetDateTime) -> Result<()>;
     /// Release the credential if `holder` holds it; false when it does not.
