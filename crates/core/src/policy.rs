@@ -219,7 +219,8 @@ mod tests {
     fn application_grants_as_safe_permissions() {
         let rw = Perms::LIST.union(Perms::READ).union(Perms::WRITE);
         let r = Perms::LIST.union(Perms::READ);
-        let table: &[(&[(&str, &str)], &str, Perms)] = &[
+        type Grants<'a> = &'a [(&'a str, &'a str)];
+        let table: &[(Grants, &str, Perms)] = &[
             (&[], "s", Perms::NONE),
             (&[("safe", "s")], "s", r),
             (&[("safe", "s")], "other", Perms::NONE),

@@ -1909,7 +1909,8 @@ async fn oversized_bodies_are_refused_in_each_doors_format() {
             _ => r.header("Authorization", &s.root),
         }
     };
-    let cases: [(&str, &str, fn(&Value) -> bool); 3] = [
+    type Shaped = fn(&Value) -> bool;
+    let cases: [(&str, &str, Shaped); 3] = [
         ("/v1/secret/data/big", "vault", |v| v["errors"].is_array()),
         ("/api/credentials/for/BigPkg", "key", |v| {
             v["error"]["code"] == "payload_too_large"
