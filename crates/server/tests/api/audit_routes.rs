@@ -153,183 +153,160 @@ fn j(v: Value) -> Body {
     Body::Json(v)
 }
 
+/// A step with no body, as root.
+fn get(label: &'static str, path: impl Into<String>) -> Call {
+    call(label, Method::GET, path, Body::Empty)
+}
+
+fn delete(label: &'static str, path: impl Into<String>) -> Call {
+    call(label, Method::DELETE, path, Body::Empty)
+}
+
+fn post(label: &'static str, path: impl Into<String>, body: Value) -> Call {
+    call(label, Method::POST, path, j(body))
+}
+
+impl Faulty {
+    /// Walk steps that answer nothing the walk needs later; `secret` must never come back while
+    /// the audit fails.
+    async fn walk_all(&self, steps: Vec<(Call, Option<&str>)>, p: &mut Vec<String>) {
+        for (c, secret) in steps {
+            self.walk(c, secret.as_slice(), p).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_state_change_and_secret_read_leaves_exactly_one_audit_record() {
     let s = Faulty::start().await;
     let mut p = Vec::new();
-    use Method as M;
+    let key = || Auth::Header("Authorization", s.root.clone());
 
     // Identities and safes.
-    s.walk(
-        call(
-            "safe create",
-            M::POST,
-            "/api/v1/safes",
-            j(json!({"name": "walk"})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "user create",
-            M::POST,
-            "/api/v1/users",
-            j(json!({"name": "walker", "password": "walker-password-1"})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "group create",
-            M::POST,
-            "/api/v1/groups",
-            j(json!({"name": "walkers"})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "group member add",
-            M::PUT,
-            "/api/v1/groups/walkers/members/walker",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "safe member set",
-            M::PUT,
-            "/api/v1/safes/walk/members",
-            j(json!({"type": "user", "name": "walker", "permissions": ["list", "read", "write"]})),
-        ),
-        &[],
+    s.walk_all(
+        vec![
+            (post("safe create", "/api/v1/safes", json!({"name": "walk"})), None),
+            (
+                post(
+                    "user create",
+                    "/api/v1/users",
+                    json!({"name": "walker", "password": "walker-password-1"}),
+                ),
+                None,
+            ),
+            (post("group create", "/api/v1/groups", json!({"name": "walkers"})), None),
+            (
+                call(
+                    "group member add",
+                    Method::PUT,
+                    "/api/v1/groups/walkers/members/walker",
+                    Body::Empty,
+                ),
+                None,
+            ),
+            (
+                call(
+                    "safe member set",
+                    Method::PUT,
+                    "/api/v1/safes/walk/members",
+                    j(json!({"type": "user", "name": "walker", "permissions": ["list", "read", "write"]})),
+                ),
+                None,
+            ),
+            (
+                post(
+                    "password login",
+                    "/api/v1/auth/login",
+                    json!({"username": "walker", "password": "walker-password-1"}),
+                )
+                .by(Auth::None),
+                None,
+            ),
+        ],
         &mut p,
     )
     .await;
     let t = s
         .walk(
-            call(
-                "token create",
-                M::POST,
-                "/api/v1/tokens",
-                j(json!({"user": "walker"})),
-            ),
+            post("token create", "/api/v1/tokens", json!({"user": "walker"})),
             &[],
             &mut p,
         )
         .await;
     let token_id = t["id"].as_str().unwrap().to_owned();
-    s.walk(
-        call(
-            "password login",
-            M::POST,
-            "/api/v1/auth/login",
-            j(json!({"username": "walker", "password": "walker-password-1"})),
-        )
-        .by(Auth::None),
-        &[],
-        &mut p,
-    )
-    .await;
 
     // Credentials through the native door.
     let c = s
         .walk(
-            call(
+            post(
                 "credential create",
-                M::POST,
                 "/api/v1/credentials",
-                j(json!({"name": "w1", "identifier": "w1", "secret": "walk-secret-1", "safe": "walk"})),
+                json!({"name": "w1", "identifier": "w1", "secret": "walk-secret-1", "safe": "walk"}),
             ),
             &[],
-        &mut p,
+            &mut p,
         )
         .await;
     let id = c["id"].as_str().unwrap().to_owned();
-    s.walk(
-        call(
-            "credential update",
-            M::PATCH,
-            format!("/api/v1/credentials/{id}"),
-            j(json!({"secret": "walk-secret-2"})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "secret read",
-            M::GET,
-            format!("/api/v1/credentials/{id}/secret"),
-            Body::Empty,
-        ),
-        &["walk-secret-2"],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "rollback",
-            M::POST,
-            format!("/api/v1/credentials/{id}/rollback"),
-            j(json!({"version": 1})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "import",
-            M::POST,
-            "/api/v1/credentials/import",
-            j(json!({"credentials": [{"name": "w-imported", "secret": "walk-imported"}]})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-
-    // Applications: CCP, A2A, AppRole.
-    s.walk(
-        call(
-            "app create",
-            M::POST,
-            "/api/v1/apps",
-            j(json!({"app_id": "WalkApp", "sources": ["127.0.0.1"], "client_secret": true})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "app allow",
-            M::POST,
-            "/api/v1/apps/WalkApp/allow",
-            j(json!({"type": "safe-write", "name": "walk"})),
-        ),
-        &[],
+    let cred = format!("/api/v1/credentials/{id}");
+    s.walk_all(
+        vec![
+            (
+                call(
+                    "credential update",
+                    Method::PATCH,
+                    cred.clone(),
+                    j(json!({"secret": "walk-secret-2"})),
+                ),
+                None,
+            ),
+            (
+                get("secret read", format!("{cred}/secret")),
+                Some("walk-secret-2"),
+            ),
+            (
+                post(
+                    "rollback",
+                    format!("{cred}/rollback"),
+                    json!({"version": 1}),
+                ),
+                None,
+            ),
+            (
+                post(
+                    "import",
+                    "/api/v1/credentials/import",
+                    json!({"credentials": [{"name": "w-imported", "secret": "walk-imported"}]}),
+                ),
+                None,
+            ),
+            // Applications.
+            (
+                post(
+                    "app create",
+                    "/api/v1/apps",
+                    json!({"app_id": "WalkApp", "sources": ["127.0.0.1"], "client_secret": true}),
+                ),
+                None,
+            ),
+            (
+                post(
+                    "app allow",
+                    "/api/v1/apps/WalkApp/allow",
+                    json!({"type": "safe-write", "name": "walk"}),
+                ),
+                None,
+            ),
+        ],
         &mut p,
     )
     .await;
     let cs = s
         .walk(
-            call(
+            post(
                 "app client secret",
-                M::POST,
                 "/api/v1/apps/WalkApp/client-secret",
-                j(json!({})),
+                json!({}),
             ),
             &[],
             &mut p,
@@ -340,31 +317,26 @@ async fn every_state_change_and_secret_read_leaves_exactly_one_audit_record() {
         .or(cs["client_secret"].as_str())
         .unwrap_or_else(|| panic!("client secret in {cs}"))
         .to_owned();
+
+    // CCP, A2A, AppRole.
     s.walk(
-        call(
+        get(
             "ccp get password",
-            M::GET,
             "/AIMWebService/api/Accounts?AppID=WalkApp&Safe=walk&Object=w1",
-            Body::Empty,
         )
         .by(Auth::None),
         &["walk-secret-1"],
         &mut p,
     )
     .await;
+    let form = Body::Form(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", "WalkApp".into()),
+        ("client_secret", secret.clone()),
+    ]);
     let tok = s
         .walk(
-            call(
-                "a2a oauth token",
-                M::POST,
-                "/iso/oauth2/token",
-                Body::Form(vec![
-                    ("grant_type", "client_credentials".into()),
-                    ("client_id", "WalkApp".into()),
-                    ("client_secret", secret.clone()),
-                ]),
-            )
-            .by(Auth::None),
+            call("a2a oauth token", Method::POST, "/iso/oauth2/token", form).by(Auth::None),
             &[],
             &mut p,
         )
@@ -372,191 +344,81 @@ async fn every_state_change_and_secret_read_leaves_exactly_one_audit_record() {
     let a2a = Auth::Bearer(tok["access_token"].as_str().unwrap().to_owned());
     let upsert = json!({"identifier": "a2a-walk", "username": "svc", "hostname": "walk-host",
                         "ip": "10.9.0.1", "content": "walk-a2a-1"});
-    for label in ["a2a create", "a2a update"] {
-        s.walk(
-            call(label, M::POST, "/iso/pam/credential", j(upsert.clone())).by(a2a.clone()),
-            &[],
-            &mut p,
-        )
-        .await;
-    }
-    s.walk(
-        call(
-            "a2a read",
-            M::GET,
-            "/iso/pam/credential/a2a-walk",
-            Body::Empty,
-        )
-        .by(a2a.clone()),
-        &["walk-a2a-1"],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "a2a custody release",
-            M::DELETE,
-            "/iso/pam/credential/custody/a2a-walk",
-            Body::Empty,
-        )
-        .by(a2a.clone()),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "a2a deactivate",
-            M::DELETE,
-            "/iso/pam/credential/a2a-walk",
-            Body::Empty,
-        )
-        .by(a2a.clone()),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "a2a activate",
-            M::PUT,
-            "/iso/pam/credential/a2a-walk",
-            Body::Empty,
-        )
-        .by(a2a.clone()),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "approle login",
-            M::POST,
-            "/v1/auth/approle/login",
-            j(json!({"role_id": "WalkApp", "secret_id": secret})),
-        )
-        .by(Auth::None),
-        &[],
-        &mut p,
-    )
-    .await;
-
-    // Domains.
-    s.walk(
-        call(
-            "domain add",
-            M::POST,
-            "/api/v1/domains",
-            j(json!({"name": "walk.example", "abbreviation": "WALK"})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "domain delete",
-            M::DELETE,
-            "/api/v1/domains/walk.example",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-
-    // The Vault KV door.
-    s.walk(
-        call(
-            "kv write",
-            M::POST,
-            "/v1/walk/data/k",
-            j(json!({"data": {"pw": "walk-kv-1"}})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call("kv read", M::GET, "/v1/walk/data/k", Body::Empty),
-        &["walk-kv-1"],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "kv metadata",
-            M::POST,
-            "/v1/walk/metadata/k",
-            j(json!({"max_versions": 5})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    for (label, op) in [
-        ("kv delete version", "delete"),
-        ("kv undelete version", "undelete"),
-        ("kv destroy version", "destroy"),
-    ] {
-        s.walk(
-            call(
-                label,
-                M::POST,
-                format!("/v1/walk/{op}/k"),
-                j(json!({"versions": [1]})),
+    let one = "/iso/pam/credential/a2a-walk";
+    s.walk_all(
+        vec![
+            (post("a2a create", "/iso/pam/credential", upsert.clone()).by(a2a.clone()), None),
+            (post("a2a update", "/iso/pam/credential", upsert).by(a2a.clone()), None),
+            (get("a2a read", one).by(a2a.clone()), Some("walk-a2a-1")),
+            (
+                delete("a2a custody release", "/iso/pam/credential/custody/a2a-walk").by(a2a.clone()),
+                None,
             ),
-            &[],
-            &mut p,
-        )
-        .await;
-    }
-    s.walk(
-        call(
-            "kv delete all",
-            M::DELETE,
-            "/v1/walk/metadata/k",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-
-    // Entity credentials.
-    s.walk(
-        call(
-            "entity set",
-            M::POST,
-            "/api/credentials/for/WalkPkg",
-            j(json!({"login": "l", "password": "walk-entity-1"})),
-        )
-        .by(Auth::Header("Authorization", s.root.clone())),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "entity get",
-            M::GET,
-            "/api/credentials/for/WalkPkg",
-            Body::Empty,
-        )
-        .by(Auth::Header("Authorization", s.root.clone())),
-        &["walk-entity-1"],
+            (delete("a2a deactivate", one).by(a2a.clone()), None),
+            (call("a2a activate", Method::PUT, one, Body::Empty).by(a2a.clone()), None),
+            (
+                post(
+                    "approle login",
+                    "/v1/auth/approle/login",
+                    json!({"role_id": "WalkApp", "secret_id": secret}),
+                )
+                .by(Auth::None),
+                None,
+            ),
+            // Domains.
+            (
+                post("domain add", "/api/v1/domains", json!({"name": "walk.example", "abbreviation": "WALK"})),
+                None,
+            ),
+            (delete("domain delete", "/api/v1/domains/walk.example"), None),
+            // The Vault KV door.
+            (post("kv write", "/v1/walk/data/k", json!({"data": {"pw": "walk-kv-1"}})), None),
+            (get("kv read", "/v1/walk/data/k"), Some("walk-kv-1")),
+            (post("kv metadata", "/v1/walk/metadata/k", json!({"max_versions": 5})), None),
+            (post("kv delete version", "/v1/walk/delete/k", json!({"versions": [1]})), None),
+            (post("kv undelete version", "/v1/walk/undelete/k", json!({"versions": [1]})), None),
+            (post("kv destroy version", "/v1/walk/destroy/k", json!({"versions": [1]})), None),
+            (delete("kv delete all", "/v1/walk/metadata/k"), None),
+            // Entity credentials.
+            (
+                post(
+                    "entity set",
+                    "/api/credentials/for/WalkPkg",
+                    json!({"login": "l", "password": "walk-entity-1"}),
+                )
+                .by(key()),
+                None,
+            ),
+            (get("entity get", "/api/credentials/for/WalkPkg").by(key()), Some("walk-entity-1")),
+            // fetch-credentials.
+            (get("fetch one", "/api/fetch-credentials?identifier=w1"), Some("walk-secret-1")),
+            (get("fetch all", "/api/fetch-credentials?credential_names=w1"), Some("walk-secret-1")),
+            // Integrations (disabled: nothing is fetched).
+            (
+                post(
+                    "integration create",
+                    "/api/v1/integrations",
+                    json!({"name": "walk-int", "kind": "vault-kv", "url": "http://127.0.0.1:9", "safe": "walk",
+                           "token": "walk-int-token", "credential_names": ["db"], "enabled": false}),
+                ),
+                None,
+            ),
+            (post("integration enable", "/api/v1/integrations/walk-int/enable", json!({})), None),
+            (post("integration disable", "/api/v1/integrations/walk-int/disable", json!({})), None),
+            (delete("integration delete", "/api/v1/integrations/walk-int"), None),
+            // Backup (reads every secret: one record for the whole snapshot).
+            (get("backup", "/api/v1/sys/backup"), None),
+        ],
         &mut p,
     )
     .await;
     let e = s
         .walk(
-            call(
+            get(
                 "entity public get",
-                M::GET,
                 "/api/public/v1/credentials/for/WalkPkg",
-                Body::Empty,
             )
-            .by(Auth::Header("Authorization", s.root.clone())),
+            .by(key()),
             &["walk-entity-1"],
             &mut p,
         )
@@ -566,185 +428,50 @@ async fn every_state_change_and_secret_read_leaves_exactly_one_audit_record() {
         .unwrap_or_else(|| panic!("id in {e}"))
         .to_owned();
 
-    // fetch-credentials.
-    s.walk(
-        call(
-            "fetch one",
-            M::GET,
-            "/api/fetch-credentials?identifier=w1",
-            Body::Empty,
-        ),
-        &["walk-secret-1"],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "fetch all",
-            M::GET,
-            "/api/fetch-credentials?credential_names=w1",
-            Body::Empty,
-        ),
-        &["walk-secret-1"],
-        &mut p,
-    )
-    .await;
-
-    // Integrations (disabled: nothing is fetched).
-    s.walk(
-        call(
-            "integration create",
-            M::POST,
-            "/api/v1/integrations",
-            j(json!({"name": "walk-int", "kind": "vault-kv", "url": "http://127.0.0.1:9", "safe": "walk",
-                     "token": "walk-int-token", "credential_names": ["db"], "enabled": false})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "integration enable",
-            M::POST,
-            "/api/v1/integrations/walk-int/enable",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "integration disable",
-            M::POST,
-            "/api/v1/integrations/walk-int/disable",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "integration delete",
-            M::DELETE,
-            "/api/v1/integrations/walk-int",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-
-    // Backup (reads every secret: one record for the whole snapshot).
-    s.walk(
-        call("backup", M::GET, "/api/v1/sys/backup", Body::Empty),
-        &[],
-        &mut p,
-    )
-    .await;
-
     // Removals.
-    s.walk(
-        call(
-            "entity public delete",
-            M::DELETE,
-            format!("/api/public/v1/credentials/{entity_id}"),
-            Body::Empty,
-        )
-        .by(Auth::Header("Authorization", s.root.clone())),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "credential delete",
-            M::DELETE,
-            format!("/api/v1/credentials/{id}"),
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "app deny",
-            M::POST,
-            "/api/v1/apps/WalkApp/deny",
-            j(json!({"type": "safe-write", "name": "walk"})),
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call("app delete", M::DELETE, "/api/v1/apps/WalkApp", Body::Empty),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "token revoke",
-            M::DELETE,
-            format!("/api/v1/tokens/{token_id}"),
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "safe member remove",
-            M::DELETE,
-            "/api/v1/safes/walk/members/user/walker",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "group member remove",
-            M::DELETE,
-            "/api/v1/groups/walkers/members/walker",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "group delete",
-            M::DELETE,
-            "/api/v1/groups/walkers",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    s.walk(
-        call(
-            "user delete",
-            M::DELETE,
-            "/api/v1/users/walker",
-            Body::Empty,
-        ),
-        &[],
-        &mut p,
-    )
-    .await;
-    // Last: a rotation starts a background rewrap that changes the versions' rows.
-    s.walk(
-        call("key rotate", M::POST, "/api/v1/sys/rotate", Body::Empty),
-        &[],
+    s.walk_all(
+        vec![
+            (
+                delete(
+                    "entity public delete",
+                    format!("/api/public/v1/credentials/{entity_id}"),
+                )
+                .by(key()),
+                None,
+            ),
+            (delete("credential delete", cred), None),
+            (
+                post(
+                    "app deny",
+                    "/api/v1/apps/WalkApp/deny",
+                    json!({"type": "safe-write", "name": "walk"}),
+                ),
+                None,
+            ),
+            (delete("app delete", "/api/v1/apps/WalkApp"), None),
+            (
+                delete("token revoke", format!("/api/v1/tokens/{token_id}")),
+                None,
+            ),
+            (
+                delete(
+                    "safe member remove",
+                    "/api/v1/safes/walk/members/user/walker",
+                ),
+                None,
+            ),
+            (
+                delete(
+                    "group member remove",
+                    "/api/v1/groups/walkers/members/walker",
+                ),
+                None,
+            ),
+            (delete("group delete", "/api/v1/groups/walkers"), None),
+            (delete("user delete", "/api/v1/users/walker"), None),
+            // Last: a rotation starts a background rewrap that changes the versions' rows.
+            (post("key rotate", "/api/v1/sys/rotate", json!({})), None),
+        ],
         &mut p,
     )
     .await;

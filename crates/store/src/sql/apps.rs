@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::common::append_in;
+use super::common::commit_audited;
 use super::common::{app_from, conflict_as, exec, not_found_if_zero, s};
 use super::Backend;
 use crate::sql::db_err;
@@ -30,8 +30,7 @@ impl AppStore for Backend {
             "application '{}' already exists",
             app.app_id
         ))))?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn get_app(&self, app_id: &str) -> Result<Option<AppRecord>> {
@@ -57,8 +56,7 @@ impl AppStore for Backend {
         let mut tx = self.begin_write().await?;
         let n = exec(&mut *tx, "DELETE FROM apps WHERE app_id = $1", &[app_id]).await?;
         not_found_if_zero(n, "application")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn set_app_rules(
@@ -75,8 +73,7 @@ impl AppStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "application")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn grant_app(
@@ -100,8 +97,7 @@ impl AppStore for Backend {
             .await
             .map_err(conflict_as(StoreError::NotFound("application".into())))?;
         }
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn revoke_app(
@@ -119,8 +115,7 @@ impl AppStore for Backend {
         for other in and_if_present {
             exec(&mut *tx, delete, &[app_id, other, target]).await?;
         }
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn app_grants(&self, app_id: &str) -> Result<Vec<AppGrant>> {

@@ -316,6 +316,16 @@ pub(super) async fn insert_one(tx: &mut Conn, cred: &Credential, v: &NewVersion)
 
 // --- audit
 
+/// Append the call's audit record inside `tx` and commit: the write and its record together, or
+/// neither.
+pub(super) async fn commit_audited(
+    mut tx: sqlx::Transaction<'static, Db>,
+    audit: &AuditAppend<'_>,
+) -> Result<()> {
+    append_in(&mut tx, audit).await?;
+    tx.commit().await.map_err(db_err)
+}
+
 /// Append `audit`'s records inside the write transaction `tx`: take the chain lock, read the head,
 /// chain and insert the rows, move the keyed checkpoint (`audit_head`) to the new head. Call it as
 /// the last statement before commit: the chain lock (PostgreSQL) is then held only until the commit

@@ -6,8 +6,9 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::common::{
-    append_in, bytes, conflict_as, cred_from, exec, identifier_taken, insert_one, insert_version,
-    lookup, meta_from, meta_json, not_found_if_zero, s, version_info_from, DbRow, CRED_COLS,
+    bytes, commit_audited, conflict_as, cred_from, exec, identifier_taken, insert_one,
+    insert_version, lookup, meta_from, meta_json, not_found_if_zero, s, version_info_from, DbRow,
+    CRED_COLS,
 };
 use super::{dialect, Backend, Db};
 use crate::sql::db_err;
@@ -50,8 +51,7 @@ impl CredentialStore for Backend {
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         insert_one(&mut tx, cred, v).await?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn insert_credentials(
@@ -63,8 +63,7 @@ impl CredentialStore for Backend {
         for (cred, v) in batch {
             insert_one(&mut tx, cred, v).await?;
         }
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn update_credential(
@@ -120,8 +119,7 @@ impl CredentialStore for Backend {
             });
         }
         insert_version(&mut tx, cred, &meta, v).await?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn get_credential(&self, id: Uuid) -> Result<Option<Credential>> {
@@ -258,8 +256,7 @@ impl CredentialStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "credential")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>> {
@@ -352,7 +349,6 @@ impl CredentialStore for Backend {
             .await
             .map_err(db_err)?;
         }
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 }

@@ -6,7 +6,7 @@ use sqlx::QueryBuilder;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::append_in;
+use super::common::commit_audited;
 use super::common::{conflict_as, exec, i, not_found_if_zero, os, s, token_from, user_from, DbRow};
 use super::{Backend, Db};
 use crate::sql::{corrupt, db_err};
@@ -49,8 +49,7 @@ impl IdentityStore for Backend {
             "user '{}' already exists",
             user.name
         ))))?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<User>> {
@@ -97,8 +96,7 @@ impl IdentityStore for Backend {
             &[name],
         )
         .await?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn create_group(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
@@ -111,8 +109,7 @@ impl IdentityStore for Backend {
             .map_err(conflict_as(StoreError::Conflict(format!(
                 "group '{name}' already exists"
             ))))?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn get_group(&self, name: &str) -> Result<Option<Group>> {
@@ -178,8 +175,7 @@ impl IdentityStore for Backend {
             &[name],
         )
         .await?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn add_group_member(
@@ -199,8 +195,7 @@ impl IdentityStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::NotFound("group or user".into())))?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn remove_group_member(
@@ -217,8 +212,7 @@ impl IdentityStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "group member")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn groups_of(&self, user: &str) -> Result<Vec<String>> {
@@ -260,8 +254,7 @@ impl IdentityStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
@@ -309,8 +302,7 @@ impl IdentityStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "token")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     // --- safes
@@ -330,8 +322,7 @@ impl IdentityStore for Backend {
             "safe '{}' already exists",
             safe.name
         ))))?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn get_safe(&self, name: &str) -> Result<Option<Safe>> {
@@ -367,8 +358,7 @@ impl IdentityStore for Backend {
         }
         let n = exec(&mut *tx, "DELETE FROM safes WHERE name = $1", &[name]).await?;
         not_found_if_zero(n, "safe")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn set_safe_member(
@@ -392,8 +382,7 @@ impl IdentityStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::NotFound("safe".into())))?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn remove_safe_member(
@@ -411,8 +400,7 @@ impl IdentityStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "safe member")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn safe_members(&self, safe: &str) -> Result<Vec<SafeMemberRow>> {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::common::append_in;
+use super::common::commit_audited;
 use super::common::{conflict_as, exec, integration_from, not_found_if_zero};
 use super::Backend;
 use crate::sql::db_err;
@@ -36,8 +36,7 @@ impl IntegrationStore for Backend {
             "integration '{}' already exists",
             rec.name
         ))))?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>> {
@@ -84,8 +83,7 @@ impl IntegrationStore for Backend {
         .map_err(db_err)?
         .rows_affected();
         not_found_if_zero(n, "integration")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn set_integration_status(&self, name: &str, status: &str) -> Result<()> {
@@ -107,7 +105,6 @@ impl IntegrationStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "integration")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 }

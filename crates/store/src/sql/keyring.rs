@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::append_in;
+use super::common::commit_audited;
 use super::common::{bytes, conflict_as, i, s, uuid};
 use super::{dialect, Backend};
 use crate::sql::{corrupt, db_err};
@@ -100,8 +100,7 @@ impl KeyringStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn newest_data_term(&self) -> Result<u32> {

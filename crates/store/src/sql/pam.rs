@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::common::{
-    append_in, conflict_as, cred_from, device_from, domain_from, exec, insert_one, lookup,
-    not_found_if_zero, CRED_COLS,
+    append_in, commit_audited, conflict_as, cred_from, device_from, domain_from, exec, insert_one,
+    lookup, not_found_if_zero, CRED_COLS,
 };
 use super::{dialect, Backend};
 use crate::sql::{corrupt, db_err};
@@ -41,8 +41,7 @@ impl PamStore for Backend {
             "domain '{}' (or its abbreviation) already exists",
             d.name
         ))))?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     async fn list_domains(&self) -> Result<Vec<Domain>> {
@@ -81,8 +80,7 @@ impl PamStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "domain")?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        commit_audited(tx, audit).await
     }
 
     // --- devices
