@@ -26,7 +26,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::vault::Found;
+use crate::vault::{Found, WriteRules};
 use crate::{Ctx, Vault};
 
 pub const DOOR: &str = "entity";
@@ -84,19 +84,6 @@ fn as_package(cred: &Credential) -> policy::EntityPackage<'_> {
 }
 
 impl Vault {
-    /// The same caller with the right to write what the entity rules above allowed: the generic
-    /// policy does not know "creator", so the entity door decides and then writes as admin. The
-    /// audit still names the caller.
-    fn entity_writer(ctx: &Ctx) -> Ctx {
-        Ctx {
-            actor: Actor {
-                kind: ActorKind::Admin,
-                ..ctx.actor.clone()
-            },
-            ..ctx.clone()
-        }
-    }
-
     async fn entity_find(&self, entity: &str) -> ServiceResult<Option<Credential>> {
         check_entity(entity)?;
         Ok(self
@@ -245,7 +232,6 @@ impl Vault {
         for k in parameters.keys() {
             validate::parameter_key(k)?;
         }
-        let writer = Self::entity_writer(ctx);
         let payload = SecretPayload {
             secret: SecretString::default(),
             parameters,
@@ -267,7 +253,7 @@ impl Vault {
                     if let Some(o) = &owner {
                         Self::entity_owner_allowed(ctx, o)?;
                     }
-                    match self.delete_credential(&writer, cur.id).await {
+                    match self.delete_with(ctx, WriteRules::EntityReplace, cur.id).await {
                         Ok(()) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {}
                         Err(e) => return Err(e),
                     }
@@ -297,13 +283,20 @@ impl Vault {
                 let p = payload.clone();
                 let o = owner.clone();
                 return self
-                    .update_credential(&writer, cur.id, None, "entity.set", move |meta, pl| {
-                        *pl = p.clone();
-                        if let Some(o) = &o {
-                            meta.owner = Some(o.clone());
-                        }
-                        Ok(())
-                    })
+                    .update_with(
+                        ctx,
+                        WriteRules::Entity,
+                        cur.id,
+                        None,
+                        "entity.set",
+                        move |meta, pl| {
+                            *pl = p.clone();
+                            if let Some(o) = &o {
+                                meta.owner = Some(o.clone());
+                            }
+                            Ok(())
+                        },
+                    )
                     .await;
             }
             if let Some(o) = &owner {
@@ -317,7 +310,7 @@ impl Vault {
                 })),
                 ..CredentialMeta::named(entity.to_owned())
             };
-            match self.create_credential(&writer, meta, payload.clone()).await {
+            match self.create_credential(ctx, meta, payload.clone()).await {
                 // Another writer created it first: go again as an update (with its rules).
                 Err(ServiceError::Domain(DomainError::Conflict(_))) => continue,
                 other => return other,
@@ -349,6 +342,6 @@ impl Vault {
                 DomainError::NotFound("credential".into()).into()
             });
         }
-        self.delete_credential(&Self::entity_writer(ctx), id).await
+        self.delete_with(ctx, WriteRules::Entity, id).await
     }
 }

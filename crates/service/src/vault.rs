@@ -63,6 +63,20 @@ pub(crate) struct Found {
     pub latest: bool,
 }
 
+/// Whose rules decide a write to an existing credential: the generic policy (safe memberships,
+/// owner), or the entity rules (`policy::entity_may_write`: the creator and the owner group's
+/// members write an entity credential, which the generic policy does not know). The caller stays
+/// the caller either way: nobody writes "as admin".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteRules {
+    Generic,
+    Entity,
+    /// Removing a connection `PKG.CONN` that no longer stands in its package's namespace, by a
+    /// writer of the package: `entity_set` decided it (`policy::entity_connection_allowed` for the
+    /// caller on the package, and not for the connection's creator) just before.
+    EntityReplace,
+}
+
 /// A decrypted secret read.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SecretRead {
@@ -481,6 +495,43 @@ impl Vault {
     where
         F: Fn(&mut CredentialMeta, &mut SecretPayload) -> ServiceResult<()>,
     {
+        self.update_with(ctx, WriteRules::Generic, id, expected, operation, change)
+            .await
+    }
+
+    /// The caller's permissions on a stored credential under `rules`.
+    async fn write_perms(
+        &self,
+        ctx: &Ctx,
+        rules: WriteRules,
+        cur: &Credential,
+    ) -> ServiceResult<Perms> {
+        let allowed = match rules {
+            WriteRules::Generic => false,
+            WriteRules::Entity => {
+                policy::entity_may_write(&ctx.actor, cur.meta.owner.as_ref(), &cur.created_by)
+            }
+            WriteRules::EntityReplace => true,
+        };
+        if allowed {
+            return Ok(Perms::ALL);
+        }
+        self.perms_on(&ctx.actor, &cur.meta).await
+    }
+
+    /// [`Self::update_credential`] under the given rules.
+    pub(crate) async fn update_with<F>(
+        &self,
+        ctx: &Ctx,
+        rules: WriteRules,
+        id: Uuid,
+        expected: Option<i64>,
+        operation: &str,
+        change: F,
+    ) -> ServiceResult<Credential>
+    where
+        F: Fn(&mut CredentialMeta, &mut SecretPayload) -> ServiceResult<()>,
+    {
         let stripe = (id.as_u128() % self.write_locks.len() as u128) as usize;
         let _guard = match self.write_locks.get(stripe) {
             Some(l) => Some(l.lock().await),
@@ -495,7 +546,7 @@ impl Vault {
                 .credential_with_payload(id)
                 .await?
                 .ok_or_else(|| ServiceError::from(DomainError::NotFound("credential".into())))?;
-            let perms = self.perms_on(&ctx.actor, &cur.meta).await?;
+            let perms = self.write_perms(ctx, rules, &cur).await?;
             if !perms.contains(Perms::WRITE) {
                 self.audit_denied(ctx, "credential.update", id.to_string())
                     .await;
@@ -765,9 +816,19 @@ impl Vault {
     }
 
     pub async fn delete_credential(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<()> {
+        self.delete_with(ctx, WriteRules::Generic, id).await
+    }
+
+    /// [`Self::delete_credential`] under the given rules.
+    pub(crate) async fn delete_with(
+        &self,
+        ctx: &Ctx,
+        rules: WriteRules,
+        id: Uuid,
+    ) -> ServiceResult<()> {
         let cred = self.load(id).await?;
         if !self
-            .perms_on(&ctx.actor, &cred.meta)
+            .write_perms(ctx, rules, &cred)
             .await?
             .contains(Perms::WRITE)
         {
