@@ -253,7 +253,10 @@ impl Vault {
                     if let Some(o) = &owner {
                         Self::entity_owner_allowed(ctx, o)?;
                     }
-                    match self.delete_with(ctx, WriteRules::EntityReplace, cur.id).await {
+                    match self
+                        .delete_with(ctx, WriteRules::EntityReplace, cur.id)
+                        .await
+                    {
                         Ok(()) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {}
                         Err(e) => return Err(e),
                     }

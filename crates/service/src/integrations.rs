@@ -28,6 +28,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::vault::WriteRules;
 use crate::{Ctx, Vault};
 
 /// The door name integration writes go through (`Ctx::door`, audit records).
@@ -38,6 +39,18 @@ const MIRROR_TAG: &str = "mirrored";
 
 pub(crate) fn binding(name: &str) -> String {
     format!("credvault:integration:{name}")
+}
+
+/// Whether `ctx` is the integration whose mirror namespace holds this credential.
+pub(crate) fn owns_mirror(ctx: &Ctx, meta: &CredentialMeta) -> bool {
+    let Some(name) = ctx.actor.name.strip_prefix("integration:") else {
+        return false;
+    };
+    ctx.door == DOOR
+        && meta
+            .identifier
+            .as_deref()
+            .is_some_and(|i| i.starts_with(&mirror_prefix(name)))
 }
 
 fn mirror_prefix(integration: &str) -> String {
@@ -157,11 +170,13 @@ impl Loaded {
 }
 
 impl Vault {
+    /// The integration as the writer of its mirrors: no admin, no memberships; what it may write
+    /// is its own mirror namespace (`WriteRules::Mirror`, `owns_mirror`).
     fn integration_ctx(&self, name: &str, source: &str) -> Ctx {
         Ctx {
             actor: Actor {
                 name: format!("integration:{name}"),
-                kind: ActorKind::Admin,
+                kind: ActorKind::User,
                 groups: vec![],
             },
             source: source.to_owned(),
@@ -505,7 +520,7 @@ impl Vault {
                     .payload;
                 let old = self.decrypt_payload(cur.id, cur.version, &blob).await?;
                 if old.secret != payload.secret {
-                    self.update_credential(&ctx, cur.id, None, "mirror", |_, p| {
+                    self.update_with(&ctx, WriteRules::Mirror, cur.id, None, "mirror", |_, p| {
                         *p = payload.clone();
                         Ok(())
                     })
@@ -524,7 +539,10 @@ impl Vault {
                 properties,
                 ..CredentialMeta::named(f.name.clone())
             };
-            match self.create_credential(&ctx, meta, payload.clone()).await {
+            match self
+                .create_with(&ctx, WriteRules::Mirror, meta, payload.clone())
+                .await
+            {
                 Ok(c) => {
                     self.mirror_clock.touch(&identifier);
                     return Ok(c.id);
@@ -578,7 +596,7 @@ impl Vault {
         let ctx = self.integration_ctx(&l.rec.name, source);
         for c in self.mirrors(l).await? {
             if !keep.contains(&c.id) {
-                match self.delete_credential(&ctx, c.id).await {
+                match self.delete_with(&ctx, WriteRules::Mirror, c.id).await {
                     Ok(()) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {}
                     Err(e) => return Err(e),
                 }
@@ -624,7 +642,7 @@ impl Vault {
         let Some(f) = found.into_iter().find(|f| f.user == cred.meta.username) else {
             // Gone from the remote: the mirror goes too.
             let ctx = self.integration_ctx(from, source);
-            self.delete_credential(&ctx, cred.id).await?;
+            self.delete_with(&ctx, WriteRules::Mirror, cred.id).await?;
             return Err(DomainError::NotFound("credential".into()).into());
         };
         self.upsert_mirror(&l, source, &f).await?;

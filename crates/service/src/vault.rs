@@ -75,6 +75,9 @@ pub(crate) enum WriteRules {
     /// writer of the package: `entity_set` decided it (`policy::entity_connection_allowed` for the
     /// caller on the package, and not for the connection's creator) just before.
     EntityReplace,
+    /// An integration writing its own mirrors: the credentials whose identifier lies in its
+    /// `mirror:<integration>/` namespace (`integrations::owns_mirror`), in the safe it was given.
+    Mirror,
 }
 
 /// A decrypted secret read.
@@ -412,11 +415,26 @@ impl Vault {
     pub async fn create_credential(
         &self,
         ctx: &Ctx,
+        meta: CredentialMeta,
+        payload: SecretPayload,
+    ) -> ServiceResult<Credential> {
+        self.create_with(ctx, WriteRules::Generic, meta, payload)
+            .await
+    }
+
+    /// [`Self::create_credential`] under the given rules (a mirror is placed by its integration).
+    pub(crate) async fn create_with(
+        &self,
+        ctx: &Ctx,
+        rules: WriteRules,
         mut meta: CredentialMeta,
         payload: SecretPayload,
     ) -> ServiceResult<Credential> {
         self.prepare_new(ctx, &mut meta, &payload)?;
-        self.check_placement(ctx, &meta).await?;
+        let placed = rules == WriteRules::Mirror && crate::integrations::owns_mirror(ctx, &meta);
+        if !placed {
+            self.check_placement(ctx, &meta).await?;
+        }
         let keys = self.write_keys().await?;
         let (cred, v) = self.new_record(ctx, &keys, self.clock.now(), meta, &payload)?;
         let audit = self.create_audit(ctx, &cred).await?;
@@ -512,6 +530,7 @@ impl Vault {
                 policy::entity_may_write(&ctx.actor, cur.meta.owner.as_ref(), &cur.created_by)
             }
             WriteRules::EntityReplace => true,
+            WriteRules::Mirror => crate::integrations::owns_mirror(ctx, &cur.meta),
         };
         if allowed {
             return Ok(Perms::ALL);
