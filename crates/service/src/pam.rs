@@ -556,51 +556,17 @@ impl Vault {
         let (cred, v) = self.new_record(ctx, &keys, self.clock.now(), meta, &payload)?;
         // The credential and its audit record commit together (or neither does).
         let audit = self.create_audit(ctx, &cred).await?;
+        // Only the application's safes count (see `pam_upsert`): a credential for this device
+        // and user elsewhere is no match, and the store checks and inserts under one lock on the
+        // device + user, so concurrent creators on any server make one credential.
         match self
             .store
-            .insert_credential_unless_on_device_audited(&cred, &v, &audit.append())
+            .insert_credential_unless_on_device_audited(&cred, &v, safes, &audit.append())
             .await
         {
             Ok(None) => {}
-            // The device already has one for this user outside the application's safes: that one
-            // is no match (see `pam_upsert`), so insert beside it. The store's check covers every
-            // safe, so this path serialises creators on this server and checks the application's
-            // safes again under the lock (known gap: two servers racing here can make two).
-            Ok(Some(other))
-                if !self
-                    .store
-                    .get_credential(other)
-                    .await?
-                    .is_some_and(|o| policy::app_scope_contains(safes, o.meta.safe.as_deref())) =>
-            {
-                let _serial = self.pam_create_lock.lock().await;
-                let l = &cred.meta;
-                let (host, user) = (
-                    l.device
-                        .as_ref()
-                        .map(|d| ccp::fold(&d.hostname))
-                        .unwrap_or_default(),
-                    ccp::fold(&l.username),
-                );
-                let ip = l.device.as_ref().map(|d| d.ip.clone()).unwrap_or_default();
-                if !self
-                    .pam_on_device(ctx, safes, &host, &ip, &user)
-                    .await?
-                    .is_empty()
-                {
-                    return Ok(None);
-                }
-                match self
-                    .store
-                    .insert_credential(&cred, &v, &audit.append())
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(StoreError::Conflict(_)) => return Ok(None),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            // The device already has one for this user, or the identifier was just taken.
+            // The device already has one for this user in its safes, or the identifier was
+            // just taken: update that one.
             Ok(Some(_)) | Err(StoreError::Conflict(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         }

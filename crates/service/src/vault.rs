@@ -47,9 +47,6 @@ pub struct Vault {
     pub(crate) app_cache: Arc<crate::cache::AppCache>,
     /// How long after a rotation the old data keys may be retired (see `rotation.rs`).
     pub(crate) retire_grace_ms: std::sync::atomic::AtomicU64,
-    /// Serialises the A2A creations that the store's device check cannot cover (a credential on
-    /// the same device outside the application's safes; see `pam::service::pam_create`).
-    pub(crate) pam_create_lock: tokio::sync::Mutex<()>,
     /// The time the core goes by (see `clock.rs`).
     pub(crate) clock: Clock,
 }
@@ -113,7 +110,6 @@ impl Vault {
             mirror_clock: Default::default(),
             app_cache: Default::default(),
             retire_grace_ms: std::sync::atomic::AtomicU64::new(60_000),
-            pam_create_lock: tokio::sync::Mutex::new(()),
             clock,
         })
     }

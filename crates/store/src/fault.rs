@@ -665,6 +665,7 @@ impl PamStore for FaultStore {
         &self,
         cred: &Credential,
         v: &NewVersion,
+        within: &[String],
         audit: &AuditAppend<'_>,
     ) -> Result<Option<Uuid>> {
         self.hit("insert_credential_unless_on_device_audited")
@@ -673,7 +674,7 @@ impl PamStore for FaultStore {
         let hook = move || injected.clone().map_or(Ok(()), Err);
         let audit = self.with_hook(audit, &hook);
         self.inner
-            .insert_credential_unless_on_device_audited(cred, v, &audit)
+            .insert_credential_unless_on_device_audited(cred, v, within, &audit)
             .await
     }
 

@@ -560,6 +560,7 @@ async fn find_by_key_is_case_folded_and_limited_to_the_grants() {
 fn on_device(user: &str, host: &str, ip: &str) -> CredentialMeta {
     let mut m = meta(&format!("{user}@{host}"));
     m.username = user.into();
+    m.safe = Some("a2a".into());
     m.device = Some(credvault_core::model::Device {
         hostname: host.into(),
         ip: ip.into(),
@@ -649,9 +650,15 @@ async fn domains_devices_custody_and_one_credential_per_device_user() {
             let s = s.clone();
             tokio::spawn(async move {
                 let c = cred(on_device("Admin", "Web01", "10.0.0.1"));
-                s.insert_credential_unless_on_device_audited(&c, &v(&[1]), &AuditAppend::none())
-                    .await
-                    .map(|r| (c.id, r))
+                let within = ["a2a".to_owned()];
+                s.insert_credential_unless_on_device_audited(
+                    &c,
+                    &v(&[1]),
+                    &within,
+                    &AuditAppend::none(),
+                )
+                .await
+                .map(|r| (c.id, r))
             })
         })
         .collect();
@@ -673,16 +680,42 @@ async fn domains_devices_custody_and_one_credential_per_device_user() {
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, inserted[0]);
+    // Only the given safes count: the same device and user in another safe is another credential.
+    let within = ["a2a".to_owned()];
+    let mut elsewhere = cred(on_device("Admin", "Web01", "10.0.0.1"));
+    elsewhere.meta.safe = Some("elsewhere".into());
+    assert!(s
+        .insert_credential_unless_on_device_audited(
+            &elsewhere,
+            &v(&[1]),
+            &["elsewhere".to_owned()],
+            &AuditAppend::none()
+        )
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.insert_credential_unless_on_device_audited(
+            &cred(on_device("admin", "web01", "10.0.0.1")),
+            &v(&[1]),
+            &within,
+            &AuditAppend::none()
+        )
+        .await
+        .unwrap(),
+        Some(inserted[0]),
+        "the one in the given safes, not the one elsewhere"
+    );
     // Another user on the device, or the same user on another IP, is another credential.
     let c = cred(on_device("other", "Web01", "10.0.0.1"));
     assert!(s
-        .insert_credential_unless_on_device_audited(&c, &v(&[1]), &AuditAppend::none())
+        .insert_credential_unless_on_device_audited(&c, &v(&[1]), &within, &AuditAppend::none())
         .await
         .unwrap()
         .is_none());
     let c = cred(on_device("admin", "web01", "10.0.0.2"));
     assert!(s
-        .insert_credential_unless_on_device_audited(&c, &v(&[1]), &AuditAppend::none())
+        .insert_credential_unless_on_device_audited(&c, &v(&[1]), &within, &AuditAppend::none())
         .await
         .unwrap()
         .is_none());
@@ -835,7 +868,7 @@ async fn a_write_and_its_audit_commit_together_or_not_at_all() {
     let mut dev = cred(on_device("root", "h1", "10.0.0.1"));
     dev.meta.name = "dev".into();
     assert!(matches!(
-        s.insert_credential_unless_on_device_audited(&dev, &v(b"x"), &a)
+        s.insert_credential_unless_on_device_audited(&dev, &v(b"x"), &["a2a".to_owned()], &a)
             .await,
         Err(StoreError::AuditFailed(_))
     ));

@@ -26,13 +26,15 @@ pub trait PamStore: Send + Sync {
         ip: &str,
         username_key: &str,
     ) -> Result<Vec<Credential>>;
-    /// Insert a credential unless one with the same device and user name exists, atomically
-    /// (across servers too); returns the existing credential's id instead of inserting. The audit
-    /// records are appended in the same transaction, only when it inserts.
+    /// Insert a credential unless one with the same device and user name exists in one of the
+    /// safes `within` (an application's reach), atomically (across servers too: the check and the
+    /// insert hold a lock on the device + user); returns the existing credential's id instead of
+    /// inserting. The audit records are appended in the same transaction, only when it inserts.
     async fn insert_credential_unless_on_device_audited(
         &self,
         cred: &Credential,
         v: &NewVersion,
+        within: &[String],
         audit: &AuditAppend<'_>,
     ) -> Result<Option<Uuid>>;
     /// Record that `holder` holds the credential (replacing any earlier holder).

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::common::{
     append_in, commit_audited, conflict_as, cred_from, device_from, domain_from, exec, insert_one,
-    lookup, not_found_if_zero, CRED_COLS,
+    lookup, not_found_if_zero, os, s, CRED_COLS,
 };
 use super::{dialect, Backend};
 use crate::sql::{corrupt, db_err};
@@ -179,6 +179,7 @@ impl PamStore for Backend {
         &self,
         cred: &Credential,
         v: &NewVersion,
+        within: &[String],
         audit: &AuditAppend<'_>,
     ) -> Result<Option<Uuid>> {
         let l = lookup(&cred.meta);
@@ -193,21 +194,24 @@ impl PamStore for Backend {
                 .await
                 .map_err(db_err)?;
         }
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT id
+        let on_device = sqlx::query(
+            "SELECT id, safe
              FROM credentials
              WHERE hostname_key = $1 AND ip = $2 AND username_key = $3
-             ORDER BY id
-             LIMIT 1",
+             ORDER BY id",
         )
         .bind(&hostname_key)
         .bind(ip)
         .bind(&l.username_key)
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-        if let Some(id) = existing {
-            return Ok(Some(Uuid::parse_str(&id).map_err(|_| corrupt("bad id"))?));
+        for row in &on_device {
+            let safe: Option<String> = os(row, "safe")?;
+            if safe.is_some_and(|s| within.contains(&s)) {
+                let id: String = s(row, "id")?;
+                return Ok(Some(Uuid::parse_str(&id).map_err(|_| corrupt("bad id"))?));
+            }
         }
         insert_one(&mut tx, cred, v).await?;
         append_in(&mut tx, audit).await?;
