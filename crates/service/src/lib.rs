@@ -24,6 +24,7 @@ mod clock;
 pub mod entity;
 pub mod error;
 pub mod fetch;
+mod identity;
 pub mod integrations;
 pub mod kv;
 pub mod pam;
