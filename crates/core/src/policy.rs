@@ -117,6 +117,13 @@ pub fn owner_allowed_through(owner: &Owner, entity_door: bool) -> bool {
     entity_door || !is_all_users(owner)
 }
 
+/// Whether `actor` may give a credential the owner `owner`: admins anyone; others themselves or a
+/// group they belong to (every user belongs to `all-users`, which `owner_allowed_through` limits
+/// to the entity door).
+pub fn may_give_ownership(actor: &Actor, owner: &Owner) -> bool {
+    actor.is_admin() || is_all_users(owner) || actor.is_principal(owner.kind, &owner.name)
+}
+
 /// Whether a credential takes part when `actor` resolves a name (fetch-credentials): the actor
 /// created it, or may read it for a reason other than the `all-users` ownership (admin, owner,
 /// owner group member, safe member).
@@ -235,6 +242,38 @@ mod tests {
                 app_safe_perms(grants.iter().copied(), safe),
                 *want,
                 "{grants:?} on {safe}"
+            );
+        }
+    }
+
+    #[test]
+    fn who_may_give_ownership_to_whom() {
+        let owner = |kind, name: &str| Owner {
+            kind,
+            name: name.into(),
+        };
+        let alice = user("alice", &["team"]);
+        let admin = Actor {
+            kind: ActorKind::Admin,
+            ..user("root-ish", &[])
+        };
+        let table = [
+            (&alice, owner(OwnerKind::User, "alice"), true),
+            (&alice, owner(OwnerKind::Group, "team"), true),
+            (&alice, owner(OwnerKind::Group, ALL_USERS), true),
+            (&alice, owner(OwnerKind::User, "bob"), false),
+            (&alice, owner(OwnerKind::Group, "others"), false),
+            // a group named like the user is not the user
+            (&alice, owner(OwnerKind::Group, "alice"), false),
+            (&admin, owner(OwnerKind::User, "bob"), true),
+            (&admin, owner(OwnerKind::Group, "others"), true),
+        ];
+        for (actor, o, want) in table {
+            assert_eq!(
+                may_give_ownership(actor, &o),
+                want,
+                "{} -> {o:?}",
+                actor.name
             );
         }
     }

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use credvault_core::model::{Credential, CredentialMeta, Owner, OwnerKind, SecretPayload};
-use credvault_core::policy::{self, is_all_users, Actor, ActorKind, ALL_USERS};
+use credvault_core::policy::{self, Actor, ActorKind, ALL_USERS};
 use credvault_core::validate::{self, Reserved};
 use credvault_core::DomainError;
 use credvault_crypto::SecretString;
@@ -203,10 +203,7 @@ impl Vault {
     /// Check that the caller may give ownership to `owner`: itself, a group it belongs to, or
     /// `all-users`; admins any existing principal.
     fn entity_owner_allowed(ctx: &Ctx, owner: &Owner) -> ServiceResult<()> {
-        if ctx.actor.is_admin()
-            || is_all_users(owner)
-            || ctx.actor.is_principal(owner.kind, &owner.name)
-        {
+        if policy::may_give_ownership(&ctx.actor, owner) {
             Ok(())
         } else {
             Err(DomainError::invalid(

@@ -279,7 +279,7 @@ impl Vault {
                 )
                 .into());
             }
-            if !ctx.actor.is_admin() && !ctx.actor.is_principal(o.kind, &o.name) {
+            if !policy::may_give_ownership(&ctx.actor, o) {
                 return Err(DomainError::invalid(
                     "owner",
                     "you can only give ownership to yourself or a group you belong to",
