@@ -524,7 +524,12 @@ impl Vault {
             WriteRules::Entity => {
                 policy::entity_may_write(&ctx.actor, cur.meta.owner.as_ref(), &cur.created_by)
             }
-            WriteRules::EntityReplace => true,
+            // Only ever an entity credential, whatever id a caller passes.
+            WriteRules::EntityReplace => cur
+                .meta
+                .identifier
+                .as_deref()
+                .is_some_and(|i| validate::Reserved::of(i) == Some(validate::Reserved::Entity)),
             WriteRules::Mirror => crate::integrations::owns_mirror(ctx, &cur.meta),
         };
         if allowed {
