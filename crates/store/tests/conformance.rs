@@ -1052,3 +1052,56 @@ async fn listings_return_named_rows() {
         }]
     );
 }
+
+/// The KV door's state is replaced only if nobody changed it since it was read, and the versions it
+/// destroys are emptied in the same transaction.
+#[tokio::test]
+async fn kv_state_is_replaced_by_compare_and_swap_with_its_destroyed_versions() {
+    let b = backend().await;
+    let s = &b.store;
+    let mut c = cred(meta("kv"));
+    s.insert_credential(&c, &v(b"one"), &AuditAppend::none())
+        .await
+        .unwrap();
+    c.version = 2;
+    s.update_credential(&c, 1, &v(b"two"), &AuditAppend::none())
+        .await
+        .unwrap();
+    let none = AuditAppend::none();
+    s.set_kv_meta(c.id, None, r#"{"a":1}"#, &[], &none)
+        .await
+        .unwrap();
+    // A second "first" state, or a change from a state that is no longer there, loses.
+    for stale in [None, Some(r#"{"b":2}"#)] {
+        assert!(
+            matches!(
+                s.set_kv_meta(c.id, stale, r#"{"c":3}"#, &[1], &none).await,
+                Err(StoreError::VersionMismatch { .. })
+            ),
+            "{stale:?}"
+        );
+    }
+    assert_eq!(
+        s.get_version(c.id, 1).await.unwrap().unwrap().payload,
+        b"one".to_vec(),
+        "a lost change destroys nothing"
+    );
+    s.set_kv_meta(c.id, Some(r#"{"a":1}"#), r#"{"d":4}"#, &[1], &none)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.kv_meta(c.id).await.unwrap().as_deref(),
+        Some(r#"{"d":4}"#)
+    );
+    assert!(s
+        .get_version(c.id, 1)
+        .await
+        .unwrap()
+        .unwrap()
+        .payload
+        .is_empty());
+    assert_eq!(
+        s.get_version(c.id, 2).await.unwrap().unwrap().payload,
+        b"two".to_vec()
+    );
+}

@@ -23,9 +23,21 @@ async fn kv(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut r = s.http.request(
+    kv_at(&s.http, &s.url(""), method, path, token, body).await
+}
+
+/// One request to a Vault-KV server at `base` (credvault's door or OpenBao), as Vault clients send it.
+async fn kv_at(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut r = http.request(
         Method::from_bytes(method.as_bytes()).unwrap(),
-        s.url(&format!("/v1/{path}")),
+        format!("{base}/v1/{path}"),
     );
     if let Some(t) = token {
         r = r
@@ -721,25 +733,16 @@ impl KvTarget<'_> {
         token: bool,
         body: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut r = crate::common::http_client().request(
-            Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{}/v1/{path}", self.base),
-        );
-        if token {
-            r = r.header("X-Vault-Token", &self.token);
-        }
-        if let Some(b) = body {
-            r = r
-                .header("Content-Type", "application/json")
-                .body(b.to_owned());
-        }
-        let resp = r.send().await.unwrap();
-        let st = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            st,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        let token = token.then_some(self.token.as_str());
+        kv_at(
+            &crate::common::http_client(),
+            &self.base,
+            method,
+            path,
+            token,
+            body,
         )
+        .await
     }
 }
 
