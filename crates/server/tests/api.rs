@@ -1538,6 +1538,37 @@ async fn two_servers_on_one_database_behave_as_one_vault() {
     let (st, _) = b.get("/api/v1/auth/self", &tok).await;
     assert_eq!(st, StatusCode::OK);
 
+    // Each server caches what it read (service/src/cache.rs); a change made through the other
+    // server reaches those caches within the change feed's poll (200 ms): a changed secret and a
+    // revoked token, both just read (and cached) by B.
+    let secret = format!("/api/v1/credentials/{id}/secret");
+    let (_, t) = a
+        .post("/api/v1/tokens", r, json!({"user": "shared-user"}))
+        .await;
+    let (tok2, tid) = (t["token"].as_str().unwrap(), t["id"].as_str().unwrap());
+    assert_eq!(b.get("/api/v1/auth/self", tok2).await.0, StatusCode::OK);
+    assert_eq!(b.get(&secret, r).await.1["secret"], "two");
+    a.patch(
+        &format!("/api/v1/credentials/{id}"),
+        r,
+        json!({"secret": "three"}),
+    )
+    .await;
+    a.delete(&format!("/api/v1/tokens/{tid}"), r).await;
+    let since = std::time::Instant::now();
+    loop {
+        let fresh = b.get(&secret, r).await.1["secret"] == "three";
+        let refused = b.get("/api/v1/auth/self", tok2).await.0 == StatusCode::UNAUTHORIZED;
+        if fresh && refused {
+            break;
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(3),
+            "B still serves what A changed 3 s ago (fresh value: {fresh}, token refused: {refused})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     // The seal is per server.
     b.post("/api/v1/sys/seal", r, json!({})).await;
     let (st, _) = b.get("/api/v1/auth/self", r).await;

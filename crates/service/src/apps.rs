@@ -173,7 +173,7 @@ impl Vault {
             .write_audit(ctx, "app.create", &rec.app_id, detail)
             .await?;
         self.store.create_app(&rec, &audit.append()).await?;
-        self.app_cache.invalidate();
+        self.caches.apps.invalidate();
         Ok((self.app_view(rec).await?, client_secret))
     }
 
@@ -182,17 +182,19 @@ impl Vault {
         &self,
         app_id: &str,
     ) -> ServiceResult<Option<std::sync::Arc<crate::cache::AppEntry>>> {
-        if let Some(e) = self.app_cache.get(app_id) {
+        let (feed, cache) = (self.store.feed(), &self.caches.apps);
+        let key = app_id.to_owned();
+        if let Some(e) = cache.get(feed, &key) {
             return Ok(Some(e));
         }
-        let generation = self.app_cache.generation();
+        let ticket = cache.ticket(feed);
         let Some(app) = self.store.get_app(app_id).await? else {
             return Ok(None);
         };
         let grants = self.store.app_grants(app_id).await?;
-        let entry = crate::cache::AppEntry { app, grants };
-        self.app_cache.fill(generation, app_id, entry.clone());
-        Ok(Some(std::sync::Arc::new(entry)))
+        let entry = std::sync::Arc::new(crate::cache::AppEntry { app, grants });
+        cache.fill(feed, ticket, key, entry.clone());
+        Ok(Some(entry))
     }
 
     /// Check an application's client secret and source rules (Vault AppRole login; OAuth client
@@ -332,7 +334,7 @@ impl Vault {
         self.store
             .set_app_rules(app_id, &json, &audit.append())
             .await?;
-        self.app_cache.invalidate();
+        self.caches.apps.invalidate();
         let app = self.load_app(app_id).await?;
         Ok((self.app_view(app).await?, secret))
     }
@@ -343,7 +345,7 @@ impl Vault {
             .write_audit(ctx, "app.delete", app_id, json!({}))
             .await?;
         self.store.delete_app(app_id, &audit.append()).await?;
-        self.app_cache.invalidate();
+        self.caches.apps.invalidate();
         Ok(())
     }
 
@@ -399,7 +401,7 @@ impl Vault {
                     .await?
             }
         }
-        self.app_cache.invalidate();
+        self.caches.apps.invalidate();
         self.app_view(app).await
     }
 
@@ -499,14 +501,17 @@ impl Vault {
         };
         let mut out = Vec::new();
         for key in keys {
-            let rows = self
-                .store
-                .find_by_key(*key, &value, &safes, &ids, 1000)
-                .await
-                .map_err(ServiceError::from)?;
+            let q = crate::cache::LookupQuery {
+                key: *key,
+                value: value.clone(),
+                safes: safes.clone(),
+                ids: ids.clone(),
+            };
+            let rows = self.lookup(q).await?;
             out.extend(
-                rows.into_iter()
-                    .filter(|r| ccp::matches(req, &r.credential.meta)),
+                rows.iter()
+                    .filter(|r| ccp::matches(req, &r.credential.meta))
+                    .cloned(),
             );
         }
         Ok(out)
@@ -629,10 +634,8 @@ impl Vault {
         let (cred, blob) = match payload {
             Some(p) => (cred, p),
             None => self
-                .store
-                .credential_with_payload(cred.id)
-                .await
-                .map_err(ServiceError::from)?
+                .current(cred.id)
+                .await?
                 .map(|r| (r.credential, r.payload))
                 .ok_or_else(|| GetPasswordError::Ccp(CcpError::not_found(&req.query_text)))?,
         };

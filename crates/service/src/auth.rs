@@ -4,16 +4,21 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use credvault_core::model::UserKind;
+use credvault_core::model::{TokenInfo, UserKind};
 use credvault_core::policy::{Actor, ActorKind};
 use credvault_core::DomainError;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::Vault;
+
+/// Not revoked and not expired at `now`.
+fn usable(info: &TokenInfo, now: time::OffsetDateTime) -> bool {
+    !info.revoked && info.expires_at.is_none_or(|e| e > now)
+}
 
 /// Limits failed authentications per source address. Once a source exceeds the quota it is blocked
 /// for `block` even for correct credentials, so guessing cannot go on at full speed.
@@ -62,6 +67,8 @@ impl FailureLimiter {
 
 impl Vault {
     /// Resolve a bearer token to the actor it stands for. Failures count against the source.
+    /// A valid token and its actor come from the token cache (`cache.rs`) when it has them; expiry
+    /// is checked against the clock on every call.
     pub async fn authenticate(&self, token: Option<&str>, source: IpAddr) -> ServiceResult<Actor> {
         self.limiter.check(source)?;
         let token = match token {
@@ -70,36 +77,55 @@ impl Vault {
         };
         let keys = self.barrier.keys().await?;
         let hash = keys.tokens.token_hash(token);
-        let info = self.store.token_by_hash(&hash).await?;
         let now = self.clock.now();
-        let info = match info {
-            Some(i) if !i.revoked && i.expires_at.is_none_or(|e| e > now) => i,
-            _ => {
-                self.limiter.failed(source);
-                metrics::counter!("credvault_auth_failures_total").increment(1);
-                return Err(DomainError::Unauthenticated.into());
+        let (feed, cache) = (self.store.feed(), &self.caches.tokens);
+        let entry = match cache.get(feed, &hash) {
+            Some(e) => Some(e),
+            None => {
+                let ticket = cache.ticket(feed);
+                let found = self.resolve_token(&hash).await?.map(Arc::new);
+                if let Some(e) = found.as_ref().filter(|e| usable(&e.0, now)) {
+                    cache.fill(feed, ticket, hash, e.clone());
+                }
+                found
             }
+        };
+        let actor = match entry.as_deref() {
+            Some((info, actor)) if usable(info, now) => match info.user.strip_prefix("app:") {
+                // An application's login token (Vault AppRole): valid while the application exists.
+                Some(app_id) if self.app_entry(app_id).await?.is_none() => None,
+                _ => Some(actor.clone()),
+            },
+            _ => None,
+        };
+        actor.ok_or_else(|| {
+            self.limiter.failed(source);
+            metrics::counter!("credvault_auth_failures_total").increment(1);
+            DomainError::Unauthenticated.into()
+        })
+    }
+
+    /// A token's record and the actor it stands for, from the store (`None`: no such token, or
+    /// its user is gone).
+    async fn resolve_token(&self, hash: &str) -> ServiceResult<Option<(TokenInfo, Actor)>> {
+        let Some(info) = self.store.token_by_hash(hash).await? else {
+            return Ok(None);
         };
         if info.user == "root" {
-            return Ok(Actor::root());
+            return Ok(Some((info, Actor::root())));
         }
-        // An application's login token (Vault AppRole): valid while the application exists.
-        if let Some(app_id) = info.user.strip_prefix("app:") {
-            if self.store.get_app(app_id).await?.is_none() {
-                self.limiter.failed(source);
-                return Err(DomainError::Unauthenticated.into());
-            }
-            return Ok(Actor {
-                name: info.user,
+        if info.user.starts_with("app:") {
+            let actor = Actor {
+                name: info.user.clone(),
                 kind: ActorKind::App,
                 groups: vec![],
-            });
+            };
+            return Ok(Some((info, actor)));
         }
         let Some(user) = self.store.get_user(&info.user).await? else {
-            self.limiter.failed(source);
-            return Err(DomainError::Unauthenticated.into());
+            return Ok(None);
         };
-        self.actor_of_user(user).await
+        Ok(Some((info, self.actor_of_user(user).await?)))
     }
 
     /// The actor a stored user acts as: its kind (admin, human, service) and its groups, with the

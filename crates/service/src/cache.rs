@@ -1,26 +1,36 @@
-//! The application authorisation cache of the CCP hot path (issue 4): an application's record (its
-//! rules) and its grants, by AppID, so a Get Password does not read them from the store every time.
+//! The read caches of the hot paths (issues 4 and 15): what a read needs besides the secret's own
+//! row, kept in memory so a read does not cross to the database for it every time.
 //!
-//! Invalidation:
-//! - **this server**: every change made here (`create_app`, `delete_app`, `set_app_grant`) clears the
-//!   cache synchronously, before the change is acknowledged;
-//! - **other servers**: triggers bump `change_epochs` inside the transaction of any change to `apps` or
-//!   `app_grants` (migration 0009); a task polls the epoch every [`POLL`] and clears the cache when it
-//!   moved. A change on another server is therefore seen within one poll interval.
-//! - **the feed failing**: entries are used only while the last successful poll is younger than
-//!   [`STALE_AFTER`]; otherwise every call reads the store (correct, just slower).
-//! - **racing fills**: a fill takes the generation before reading the store and is dropped if the
-//!   cache was cleared meanwhile, so a read that raced an invalidation never lands.
+//! Every cache is an [`EpochCache`] over one [`Area`] of the store's change feed
+//! (`credvault_store::feed`):
+//! - **this server's writes** publish their area's counter on commit, before they are acknowledged;
+//! - **other servers' writes** arrive through [`Vault::start_background`]'s poll every [`POLL`];
+//! - **the feed failing**: entries are used only while the feed is live (a poll succeeded within
+//!   two seconds); otherwise every call reads the store (correct, just slower);
+//! - **racing fills**: a fill carries the counter taken *before* its store read and is served only
+//!   while the counter has not moved, so a read that raced a change is never served.
+//!
+//! Each cache holds at most its `max` entries; a full cache drops an arbitrary eighth of them.
+//!
+//! [`Vault::start_background`]: crate::Vault::start_background
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::hash::Hash;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
-use credvault_store::{AppGrant, AppRecord, Store};
+use credvault_core::model::TokenInfo;
+use credvault_core::policy::{Actor, Membership};
+use credvault_store::feed::{Area, ChangeFeed};
+use credvault_store::{AppGrant, AppRecord, CredentialWithPayload, LookupKey, Store};
 
+use crate::error::ServiceResult;
+use crate::Vault;
+use uuid::Uuid;
+
+/// How often other servers' changes are polled: the bound on how stale a cached value can be on
+/// a server that did not make the change.
 pub const POLL: Duration = Duration::from_millis(200);
-pub const STALE_AFTER: Duration = Duration::from_secs(2);
-const MAX_ENTRIES: usize = 10_000;
 
 /// An application and its grants, as the store had them.
 #[derive(Debug, Clone)]
@@ -29,142 +39,244 @@ pub struct AppEntry {
     pub grants: Vec<AppGrant>,
 }
 
-struct Inner {
-    generation: u64,
-    epoch: Option<i64>,
-    confirmed: Option<Instant>,
-    apps: HashMap<String, Arc<AppEntry>>,
+/// The caches of one server, one per kind of value (see the module comment for their invalidation).
+pub struct Caches {
+    /// An application and its grants, by AppID (the CCP door, AppRole and OAuth tokens).
+    pub apps: EpochCache<String, AppEntry>,
+    /// A token (by its keyed hash) and the actor it stands for.
+    pub tokens: EpochCache<String, (TokenInfo, Actor)>,
+    /// A safe's members, by safe name.
+    pub members: EpochCache<String, Vec<Membership>>,
+    /// A credential and the sealed payload of its current version, by id.
+    pub creds: EpochCache<Uuid, CredentialWithPayload>,
+    /// An indexed lookup's answer (the CCP door's exact queries), by its key, value and scope.
+    pub lookups: EpochCache<LookupQuery, Vec<CredentialWithPayload>>,
 }
 
-pub struct AppCache {
-    inner: Mutex<Inner>,
+/// An indexed lookup: the column, the case-folded value, and the safes and credential ids searched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LookupQuery {
+    pub key: LookupKey,
+    pub value: String,
+    pub safes: Vec<String>,
+    pub ids: Vec<String>,
 }
 
-impl Default for AppCache {
+impl Default for Caches {
     fn default() -> Self {
         Self {
-            inner: Mutex::new(Inner {
+            apps: EpochCache::new(Area::Apps, 10_000),
+            tokens: EpochCache::new(Area::Identity, 100_000),
+            members: EpochCache::new(Area::Identity, 10_000),
+            creds: EpochCache::new(Area::Credentials, 20_000),
+            lookups: EpochCache::new(Area::Credentials, 20_000),
+        }
+    }
+}
+
+/// What a fill needs: the area's counter (and the cache's own generation) before the store read.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    epoch: i64,
+    generation: u64,
+}
+
+struct Entry<V> {
+    epoch: i64,
+    generation: u64,
+    value: Arc<V>,
+}
+
+struct Inner<K, V> {
+    generation: u64,
+    map: HashMap<K, Entry<V>>,
+}
+
+/// Values of one area, valid while the area's change counter stays where it was when they were read.
+pub struct EpochCache<K, V> {
+    area: Area,
+    max: usize,
+    inner: RwLock<Inner<K, V>>,
+}
+
+impl<K: Eq + Hash + Clone, V> EpochCache<K, V> {
+    pub fn new(area: Area, max: usize) -> Self {
+        Self {
+            area,
+            max: max.max(8),
+            inner: RwLock::new(Inner {
                 generation: 0,
-                epoch: None,
-                confirmed: None,
-                apps: HashMap::new(),
+                map: HashMap::new(),
             }),
         }
     }
-}
 
-impl AppCache {
-    /// A cached entry, if the cache is live and has one.
-    pub fn get(&self, app_id: &str) -> Option<Arc<AppEntry>> {
-        let inner = self.inner.lock().ok()?;
-        let live = inner.confirmed.is_some_and(|t| t.elapsed() < STALE_AFTER);
-        if !live {
+    /// A cached value, if the feed is live and the value is still current.
+    pub fn get(&self, feed: &ChangeFeed, key: &K) -> Option<Arc<V>> {
+        if !feed.live() {
             return None;
         }
-        inner.apps.get(app_id).cloned()
+        let epoch = feed.epoch(self.area);
+        let inner = self.inner.read().ok()?;
+        let e = inner.map.get(key)?;
+        (e.epoch == epoch && e.generation == inner.generation).then(|| e.value.clone())
     }
 
-    /// The generation to pass to [`AppCache::fill`]: take it before reading the store.
-    pub fn generation(&self) -> u64 {
-        self.inner.lock().map_or(0, |i| i.generation)
-    }
-
-    /// Remember what the store said, unless the cache was cleared since `generation` was taken.
-    pub fn fill(&self, generation: u64, app_id: &str, entry: AppEntry) {
-        if let Ok(mut inner) = self.inner.lock() {
-            if inner.generation == generation && inner.confirmed.is_some() {
-                if inner.apps.len() >= MAX_ENTRIES {
-                    inner.apps.clear();
-                }
-                inner.apps.insert(app_id.to_owned(), Arc::new(entry));
-            }
+    /// Take before reading the store; `None` when the feed is not live (do not cache then).
+    pub fn ticket(&self, feed: &ChangeFeed) -> Option<Ticket> {
+        if !feed.live() {
+            return None;
         }
+        let generation = self.inner.read().ok()?.generation;
+        Some(Ticket {
+            epoch: feed.epoch(self.area),
+            generation,
+        })
     }
 
-    /// Drop everything (a local change, or another server's change seen through the epoch).
+    /// Remember what the store said, unless something changed since `ticket` was taken.
+    pub fn fill(&self, feed: &ChangeFeed, ticket: Option<Ticket>, key: K, value: Arc<V>) {
+        let Some(t) = ticket else { return };
+        if feed.epoch(self.area) != t.epoch {
+            return;
+        }
+        let Ok(mut inner) = self.inner.write() else {
+            return;
+        };
+        if inner.generation != t.generation {
+            return;
+        }
+        if inner.map.len() >= self.max {
+            let mut n = 0usize;
+            inner.map.retain(|_, _| {
+                n += 1;
+                !n.is_multiple_of(8)
+            });
+        }
+        inner.map.insert(
+            key,
+            Entry {
+                epoch: t.epoch,
+                generation: t.generation,
+                value,
+            },
+        );
+    }
+
+    /// Drop everything now (a change this server makes outside the store's feed).
     pub fn invalidate(&self) {
-        if let Ok(mut inner) = self.inner.lock() {
+        if let Ok(mut inner) = self.inner.write() {
             inner.generation += 1;
-            inner.apps.clear();
+            inner.map.clear();
         }
     }
+}
 
-    /// One poll of the epoch: clear when it moved, and mark the cache live.
-    fn observe(&self, epoch: i64) {
-        if let Ok(mut inner) = self.inner.lock() {
-            if inner.epoch != Some(epoch) {
-                inner.generation += 1;
-                inner.apps.clear();
-                inner.epoch = Some(epoch);
-            }
-            inner.confirmed = Some(Instant::now());
+impl Vault {
+    /// A credential and its current sealed payload, through the credential cache.
+    pub(crate) async fn current(&self, id: Uuid) -> ServiceResult<Option<CredentialWithPayload>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.creds);
+        if let Some(c) = cache.get(feed, &id) {
+            return Ok(Some((*c).clone()));
         }
+        let ticket = cache.ticket(feed);
+        let found = self.store.credential_with_payload(id).await?;
+        if let Some(c) = &found {
+            cache.fill(feed, ticket, id, Arc::new(c.clone()));
+        }
+        Ok(found)
     }
 
-    /// Poll the store's change epoch until the cache is dropped (the server stopped).
-    pub fn start_polling(self: &Arc<Self>, store: Arc<dyn Store>) {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(POLL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(cache) = weak.upgrade() else { return };
-                match store.change_epoch().await {
-                    Ok(e) => cache.observe(e),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "change epoch poll failed; cache bypassed")
-                    }
-                }
-            }
-        });
+    /// An indexed lookup (at most 1,000 rows), through the lookup cache.
+    pub(crate) async fn lookup(
+        &self,
+        q: LookupQuery,
+    ) -> ServiceResult<Arc<Vec<CredentialWithPayload>>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.lookups);
+        if let Some(rows) = cache.get(feed, &q) {
+            return Ok(rows);
+        }
+        let ticket = cache.ticket(feed);
+        let rows = Arc::new(
+            self.store
+                .find_by_key(q.key, &q.value, &q.safes, &q.ids, 1000)
+                .await?,
+        );
+        cache.fill(feed, ticket, q, rows.clone());
+        Ok(rows)
     }
+}
+
+/// Poll the store's change counters until the store is dropped (the server stopped).
+pub fn start_polling(store: &Arc<dyn Store>) {
+    let weak: Weak<dyn Store> = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(store) = weak.upgrade() else { return };
+            if let Err(e) = store.poll_changes().await {
+                tracing::debug!(error = %e, "change feed poll failed; caches bypassed");
+            }
+        }
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::OffsetDateTime;
 
-    fn entry(owner: &str) -> AppEntry {
-        AppEntry {
-            app: AppRecord {
-                app_id: "A".into(),
-                owner: owner.into(),
-                description: None,
-                rules: "{}".into(),
-                created_at: OffsetDateTime::UNIX_EPOCH,
-            },
-            grants: vec![],
-        }
+    fn live(epoch: i64) -> ChangeFeed {
+        let f = ChangeFeed::default();
+        f.observe(&[(Area::Apps as i64, epoch), (Area::Identity as i64, 0)]);
+        f
     }
 
     #[test]
     fn not_used_until_the_feed_is_live() {
-        let c = AppCache::default();
-        let g = c.generation();
-        c.fill(g, "A", entry("x"));
-        assert!(c.get("A").is_none(), "no poll yet: bypassed");
-        c.observe(1);
-        let g = c.generation();
-        c.fill(g, "A", entry("x"));
-        assert!(c.get("A").is_some());
+        let c: EpochCache<&str, u32> = EpochCache::new(Area::Apps, 10);
+        let f = ChangeFeed::default();
+        let t = c.ticket(&f);
+        assert!(t.is_none(), "no poll yet: nothing is cached");
+        c.fill(&f, t, "A", Arc::new(1));
+        assert!(c.get(&f, &"A").is_none());
+        f.observe(&[(Area::Apps as i64, 1)]);
+        let t = c.ticket(&f);
+        c.fill(&f, t, "A", Arc::new(1));
+        assert_eq!(c.get(&f, &"A").as_deref(), Some(&1));
     }
 
     #[test]
-    fn invalidation_and_epoch_moves_clear_and_racing_fills_are_dropped() {
-        let c = AppCache::default();
-        c.observe(1);
-        let g = c.generation();
+    fn a_moved_counter_or_an_invalidation_drops_values_and_racing_fills() {
+        let c: EpochCache<&str, u32> = EpochCache::new(Area::Apps, 10);
+        let f = live(1);
+        let t = c.ticket(&f);
         c.invalidate(); // a change lands between the store read and the fill
-        c.fill(g, "A", entry("stale"));
-        assert!(c.get("A").is_none());
-        let g = c.generation();
-        c.fill(g, "A", entry("fresh"));
-        assert!(c.get("A").is_some());
-        c.observe(1);
-        assert!(c.get("A").is_some(), "same epoch keeps entries");
-        c.observe(2);
-        assert!(c.get("A").is_none(), "another server changed something");
+        c.fill(&f, t, "A", Arc::new(0));
+        assert!(c.get(&f, &"A").is_none());
+        let t = c.ticket(&f);
+        f.publish(&[(Area::Apps as i64, 2)]); // a write commits between the read and the fill
+        c.fill(&f, t, "A", Arc::new(0));
+        assert!(c.get(&f, &"A").is_none());
+        let t = c.ticket(&f);
+        c.fill(&f, t, "A", Arc::new(2));
+        assert_eq!(c.get(&f, &"A").as_deref(), Some(&2));
+        f.publish(&[(Area::Identity as i64, 9)]);
+        assert!(c.get(&f, &"A").is_some(), "another area's change keeps it");
+        f.publish(&[(Area::Apps as i64, 3)]);
+        assert!(c.get(&f, &"A").is_none(), "its area changed");
+    }
+
+    #[test]
+    fn a_full_cache_stays_within_its_bound() {
+        let c: EpochCache<u32, u32> = EpochCache::new(Area::Apps, 64);
+        let f = live(1);
+        for i in 0..1000 {
+            let t = c.ticket(&f);
+            c.fill(&f, t, i, Arc::new(i));
+        }
+        assert!(c.inner.read().unwrap().map.len() <= 64);
+        assert_eq!(c.get(&f, &999).as_deref(), Some(&999), "the newest is kept");
     }
 }

@@ -169,8 +169,7 @@ impl Vault {
         }
         // The entity rules decided above; the one read path does the rest, as the caller.
         let stored = self
-            .store
-            .credential_with_payload(cred.id)
+            .current(cred.id)
             .await?
             .ok_or_else(|| DomainError::NotFound("credential".into()))?;
         let found = Found {

@@ -55,7 +55,8 @@ impl Vault {
         Ok(self
             .memberships(safe)
             .await?
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|m| SafeMember {
                 kind: m.kind,
                 name: m.name,

@@ -17,7 +17,7 @@ impl Vault {
     /// changes, and the grace before retiring old data keys after a rotation.
     pub fn start_background(&self, retire_grace: Duration) {
         self.set_retire_grace(retire_grace);
-        self.app_cache.start_polling(self.store.clone());
+        crate::cache::start_polling(&self.store);
     }
 
     /// The storage backend's name, for status pages.

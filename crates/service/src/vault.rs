@@ -42,8 +42,8 @@ pub struct Vault {
     pub(crate) limiter: FailureLimiter,
     /// When this server last fetched each integration mirror (the short-lived mirror cache).
     pub(crate) mirror_clock: crate::integrations::MirrorClock,
-    /// Applications and their grants for the CCP hot path (see `cache.rs` for invalidation).
-    pub(crate) app_cache: Arc<crate::cache::AppCache>,
+    /// The read caches of the hot paths (see `cache.rs` for their invalidation).
+    pub(crate) caches: crate::cache::Caches,
     /// How long after a rotation the old data keys may be retired (see `rotation.rs`).
     pub(crate) retire_grace_ms: std::sync::atomic::AtomicU64,
     /// The time the core goes by (see `clock.rs`).
@@ -107,7 +107,7 @@ impl Vault {
             auditor,
             limiter: FailureLimiter::new(auth_failures_per_minute),
             mirror_clock: Default::default(),
-            app_cache: Default::default(),
+            caches: Default::default(),
             retire_grace_ms: std::sync::atomic::AtomicU64::new(60_000),
             clock,
         })
@@ -201,7 +201,19 @@ impl Vault {
 
     // ---------------------------------------------------------------- policy helpers
 
-    pub(crate) async fn memberships(&self, safe: &str) -> ServiceResult<Vec<Membership>> {
+    pub(crate) async fn memberships(&self, safe: &str) -> ServiceResult<Arc<Vec<Membership>>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.members);
+        let key = safe.to_owned();
+        if let Some(m) = cache.get(feed, &key) {
+            return Ok(m);
+        }
+        let ticket = cache.ticket(feed);
+        let members = Arc::new(self.read_memberships(safe).await?);
+        cache.fill(feed, ticket, key, members.clone());
+        Ok(members)
+    }
+
+    async fn read_memberships(&self, safe: &str) -> ServiceResult<Vec<Membership>> {
         Ok(self
             .store
             .safe_members(safe)
@@ -233,7 +245,7 @@ impl Vault {
         }
         let members = match &meta.safe {
             Some(s) => self.memberships(s).await?,
-            None => vec![],
+            None => Arc::default(),
         };
         Ok(policy::credential_perms(actor, meta, &members))
     }
@@ -718,7 +730,7 @@ impl Vault {
             )
             .await?;
         // Each safe's members are read once, however many of the credentials it holds.
-        let mut members: BTreeMap<String, Vec<Membership>> = BTreeMap::new();
+        let mut members: BTreeMap<String, Arc<Vec<Membership>>> = BTreeMap::new();
         let mut out = Vec::with_capacity(found.len());
         for c in found {
             if let Some(s) = c.meta.safe.as_deref().filter(|s| !members.contains_key(*s)) {
@@ -729,7 +741,7 @@ impl Vault {
                 .safe
                 .as_deref()
                 .and_then(|s| members.get(s))
-                .map_or(&[][..], Vec::as_slice);
+                .map_or(&[][..], |m| m.as_slice());
             if policy::resolves_name_for(&ctx.actor, &c.meta, &c.created_by, of_safe) {
                 out.push(c);
             }
@@ -749,13 +761,9 @@ impl Vault {
                 let CredentialWithPayload {
                     credential: c,
                     payload: blob,
-                } = self
-                    .store
-                    .credential_with_payload(id)
-                    .await?
-                    .ok_or_else(|| {
-                        ServiceError::from(DomainError::NotFound("credential".into()))
-                    })?;
+                } = self.current(id).await?.ok_or_else(|| {
+                    ServiceError::from(DomainError::NotFound("credential".into()))
+                })?;
                 let v = c.version;
                 (c, v, blob)
             }

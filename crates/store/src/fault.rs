@@ -102,9 +102,19 @@ impl FaultStore {
     }
 }
 
+#[async_trait]
 impl BackendStore for FaultStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+
+    fn feed(&self) -> &crate::feed::ChangeFeed {
+        self.inner.feed()
+    }
+
+    async fn poll_changes(&self) -> Result<()> {
+        self.hit("poll_changes").await?;
+        self.inner.poll_changes().await
     }
 }
 
@@ -568,11 +578,6 @@ impl AppStore for FaultStore {
     async fn app_grants(&self, app_id: &str) -> Result<Vec<AppGrant>> {
         self.hit("app_grants").await?;
         self.inner.app_grants(app_id).await
-    }
-
-    async fn change_epoch(&self) -> Result<i64> {
-        self.hit("change_epoch").await?;
-        self.inner.change_epoch().await
     }
 }
 

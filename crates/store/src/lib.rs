@@ -11,6 +11,7 @@
 
 pub mod area;
 pub mod fault;
+pub mod feed;
 pub mod migrate;
 pub mod postgres;
 mod sql;
@@ -197,7 +198,7 @@ pub type SnapshotSink<'a> = &'a mut (dyn FnMut(
              + Send);
 
 /// An indexed, case-folded lookup column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LookupKey {
     Name,
     Username,

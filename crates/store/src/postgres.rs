@@ -22,6 +22,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PgStore {
     writer: PgPool,
     reader: PgPool,
+    feed: crate::feed::ChangeFeed,
 }
 
 impl PgStore {
@@ -43,6 +44,7 @@ impl PgStore {
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
+            feed: Default::default(),
         })
     }
 }
@@ -88,8 +90,19 @@ mod keyring;
 #[path = "sql/pam.rs"]
 mod pam;
 
+#[async_trait::async_trait]
 impl crate::BackendStore for PgStore {
     fn backend(&self) -> &'static str {
         dialect::NAME
+    }
+
+    fn feed(&self) -> &crate::feed::ChangeFeed {
+        &self.feed
+    }
+
+    async fn poll_changes(&self) -> Result<()> {
+        let rows = common::read_epochs(&self.reader).await?;
+        self.feed.observe(&rows);
+        Ok(())
     }
 }

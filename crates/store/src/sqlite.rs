@@ -20,6 +20,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    feed: crate::feed::ChangeFeed,
 }
 
 impl SqliteStore {
@@ -49,7 +50,11 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .map_err(db_err)?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            feed: Default::default(),
+        })
     }
 }
 
@@ -96,8 +101,19 @@ mod keyring;
 #[path = "sql/pam.rs"]
 mod pam;
 
+#[async_trait::async_trait]
 impl crate::BackendStore for SqliteStore {
     fn backend(&self) -> &'static str {
         dialect::NAME
+    }
+
+    fn feed(&self) -> &crate::feed::ChangeFeed {
+        &self.feed
+    }
+
+    async fn poll_changes(&self) -> Result<()> {
+        let rows = common::read_epochs(&self.reader).await?;
+        self.feed.observe(&rows);
+        Ok(())
     }
 }

@@ -1105,3 +1105,32 @@ async fn kv_state_is_replaced_by_compare_and_swap_with_its_destroyed_versions() 
         b"two".to_vec()
     );
 }
+
+#[tokio::test]
+async fn writes_publish_their_area_to_the_change_feed_before_returning() {
+    use credvault_store::feed::Area;
+    let b = backend().await;
+    let s = &b.store;
+    let feed = s.feed();
+    assert!(!feed.live(), "no poll yet: caches above must not be used");
+    s.poll_changes().await.unwrap();
+    assert!(feed.live());
+    let epochs = || Area::ALL.map(|a| feed.epoch(a));
+    let [apps, ident, creds] = epochs();
+
+    s.create_group("ops", &AuditAppend::none()).await.unwrap();
+    let [a1, i1, c1] = epochs();
+    assert!(i1 > ident, "an identity change moves its area at once");
+    assert_eq!((a1, c1), (apps, creds), "and no other area");
+
+    s.insert_credential(&cred(meta("fed")), &v(b"x"), &AuditAppend::none())
+        .await
+        .unwrap();
+    let [a2, i2, c2] = epochs();
+    assert!(c2 > c1, "a credential change moves the credentials area");
+    assert_eq!((a2, i2), (a1, i1));
+
+    // What a poll reads is what the writes published: nothing moves backwards or further.
+    s.poll_changes().await.unwrap();
+    assert_eq!(epochs(), [a2, i2, c2]);
+}

@@ -33,8 +33,4 @@ pub trait AppStore: Send + Sync {
     ) -> Result<()>;
     /// Every grant, ordered by kind and target.
     async fn app_grants(&self, app_id: &str) -> Result<Vec<AppGrant>>;
-
-    // --- caches (issue 4)
-    /// A counter bumped by triggers whenever an application's rules or grants change (any server).
-    async fn change_epoch(&self) -> Result<i64>;
 }

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 
-use super::common::commit_audited;
 use super::common::{app_from, conflict_as, exec, not_found_if_zero, s};
 use super::Backend;
 use crate::sql::db_err;
@@ -30,7 +29,7 @@ impl AppStore for Backend {
             "application '{}' already exists",
             app.app_id
         ))))?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn get_app(&self, app_id: &str) -> Result<Option<AppRecord>> {
@@ -56,7 +55,7 @@ impl AppStore for Backend {
         let mut tx = self.begin_write().await?;
         let n = exec(&mut *tx, "DELETE FROM apps WHERE app_id = $1", &[app_id]).await?;
         not_found_if_zero(n, "application")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn set_app_rules(
@@ -73,7 +72,7 @@ impl AppStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "application")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn grant_app(
@@ -97,7 +96,7 @@ impl AppStore for Backend {
             .await
             .map_err(conflict_as(StoreError::NotFound("application".into())))?;
         }
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn revoke_app(
@@ -115,7 +114,7 @@ impl AppStore for Backend {
         for other in and_if_present {
             exec(&mut *tx, delete, &[app_id, other, target]).await?;
         }
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn app_grants(&self, app_id: &str) -> Result<Vec<AppGrant>> {
@@ -137,14 +136,5 @@ impl AppStore for Backend {
                 })
             })
             .collect()
-    }
-
-    // --- caches (issue 4)
-
-    async fn change_epoch(&self) -> Result<i64> {
-        sqlx::query_scalar("SELECT epoch FROM change_epochs WHERE id = 1")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db_err)
     }
 }

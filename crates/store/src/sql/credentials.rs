@@ -6,9 +6,8 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::common::{
-    bytes, commit_audited, conflict_as, cred_from, exec, identifier_taken, insert_one,
-    insert_version, lookup, meta_from, meta_json, not_found_if_zero, s, version_info_from, DbRow,
-    CRED_COLS,
+    bytes, conflict_as, cred_from, exec, identifier_taken, insert_one, insert_version, lookup,
+    meta_from, meta_json, not_found_if_zero, s, version_info_from, DbRow, CRED_COLS,
 };
 use super::{dialect, Backend, Db};
 use crate::sql::db_err;
@@ -51,7 +50,7 @@ impl CredentialStore for Backend {
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         insert_one(&mut tx, cred, v).await?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn insert_credentials(
@@ -63,7 +62,7 @@ impl CredentialStore for Backend {
         for (cred, v) in batch {
             insert_one(&mut tx, cred, v).await?;
         }
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn update_credential(
@@ -119,7 +118,7 @@ impl CredentialStore for Backend {
             });
         }
         insert_version(&mut tx, cred, &meta, v).await?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn get_credential(&self, id: Uuid) -> Result<Option<Credential>> {
@@ -256,7 +255,7 @@ impl CredentialStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "credential")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>> {
@@ -349,6 +348,6 @@ impl CredentialStore for Backend {
             .await
             .map_err(db_err)?;
         }
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 }

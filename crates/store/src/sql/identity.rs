@@ -6,7 +6,6 @@ use sqlx::QueryBuilder;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::commit_audited;
 use super::common::{conflict_as, exec, i, not_found_if_zero, os, s, token_from, user_from, DbRow};
 use super::{Backend, Db};
 use crate::sql::{corrupt, db_err};
@@ -49,7 +48,7 @@ impl IdentityStore for Backend {
             "user '{}' already exists",
             user.name
         ))))?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<User>> {
@@ -96,7 +95,7 @@ impl IdentityStore for Backend {
             &[name],
         )
         .await?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn create_group(&self, name: &str, audit: &AuditAppend<'_>) -> Result<()> {
@@ -109,7 +108,7 @@ impl IdentityStore for Backend {
             .map_err(conflict_as(StoreError::Conflict(format!(
                 "group '{name}' already exists"
             ))))?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn get_group(&self, name: &str) -> Result<Option<Group>> {
@@ -175,7 +174,7 @@ impl IdentityStore for Backend {
             &[name],
         )
         .await?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn add_group_member(
@@ -195,7 +194,7 @@ impl IdentityStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::NotFound("group or user".into())))?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn remove_group_member(
@@ -212,7 +211,7 @@ impl IdentityStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "group member")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn groups_of(&self, user: &str) -> Result<Vec<String>> {
@@ -254,7 +253,7 @@ impl IdentityStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
@@ -302,7 +301,7 @@ impl IdentityStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "token")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     // --- safes
@@ -322,7 +321,7 @@ impl IdentityStore for Backend {
             "safe '{}' already exists",
             safe.name
         ))))?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn get_safe(&self, name: &str) -> Result<Option<Safe>> {
@@ -358,7 +357,7 @@ impl IdentityStore for Backend {
         }
         let n = exec(&mut *tx, "DELETE FROM safes WHERE name = $1", &[name]).await?;
         not_found_if_zero(n, "safe")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn set_safe_member(
@@ -382,7 +381,7 @@ impl IdentityStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(conflict_as(StoreError::NotFound("safe".into())))?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn remove_safe_member(
@@ -400,7 +399,7 @@ impl IdentityStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "safe member")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn safe_members(&self, safe: &str) -> Result<Vec<SafeMemberRow>> {

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 
-use super::common::commit_audited;
 use super::common::{conflict_as, exec, integration_from, not_found_if_zero};
 use super::Backend;
 use crate::sql::db_err;
@@ -36,7 +35,7 @@ impl IntegrationStore for Backend {
             "integration '{}' already exists",
             rec.name
         ))))?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn get_integration(&self, name: &str) -> Result<Option<IntegrationRecord>> {
@@ -83,7 +82,7 @@ impl IntegrationStore for Backend {
         .map_err(db_err)?
         .rows_affected();
         not_found_if_zero(n, "integration")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn set_integration_status(&self, name: &str, status: &str) -> Result<()> {
@@ -105,6 +104,6 @@ impl IntegrationStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "integration")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 }

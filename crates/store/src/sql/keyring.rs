@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::commit_audited;
 use super::common::{bytes, conflict_as, i, s, uuid};
 use super::{dialect, Backend};
 use crate::sql::{corrupt, db_err};
@@ -100,7 +99,7 @@ impl KeyringStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn newest_data_term(&self) -> Result<u32> {
@@ -174,6 +173,9 @@ impl KeyringStore for Backend {
         .await
         .map_err(db_err)?
         .rows_affected();
+        // A cached copy of the old ciphertext must not outlive its key (retired after the rewrap).
+        self.feed
+            .publish(&super::common::read_epochs(&self.writer).await?);
         Ok(n == 1)
     }
 

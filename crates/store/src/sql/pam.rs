@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::common::{
-    append_in, commit_audited, conflict_as, cred_from, device_from, domain_from, exec, insert_one,
-    lookup, not_found_if_zero, os, s, CRED_COLS,
+    conflict_as, cred_from, device_from, domain_from, exec, insert_one, lookup, not_found_if_zero,
+    os, s, CRED_COLS,
 };
 use super::{dialect, Backend};
 use crate::sql::{corrupt, db_err};
@@ -41,7 +41,7 @@ impl PamStore for Backend {
             "domain '{}' (or its abbreviation) already exists",
             d.name
         ))))?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     async fn list_domains(&self) -> Result<Vec<Domain>> {
@@ -80,7 +80,7 @@ impl PamStore for Backend {
         )
         .await?;
         not_found_if_zero(n, "domain")?;
-        commit_audited(tx, audit).await
+        self.commit_audited(tx, audit).await
     }
 
     // --- devices
@@ -214,8 +214,7 @@ impl PamStore for Backend {
             }
         }
         insert_one(&mut tx, cred, v).await?;
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_audited(tx, audit).await?;
         Ok(None)
     }
 
@@ -250,8 +249,7 @@ impl PamStore for Backend {
         if n == 0 {
             return Ok(false);
         }
-        append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_audited(tx, audit).await?;
         Ok(n > 0)
     }
 }
