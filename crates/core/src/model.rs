@@ -38,7 +38,7 @@ pub struct Device {
     pub connectivities: Vec<Connectivity>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OwnerKind {
     User,
@@ -62,7 +62,7 @@ impl OwnerKind {
 }
 
 /// Who owns a credential: a user or a group, by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Owner {
     #[serde(rename = "type")]

@@ -19,10 +19,12 @@ use std::hash::Hash;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use credvault_core::model::TokenInfo;
+use credvault_core::model::{Credential, TokenInfo, VersionInfo};
 use credvault_core::policy::{Actor, Membership};
 use credvault_store::feed::{Area, ChangeFeed};
-use credvault_store::{AppGrant, AppRecord, CredentialWithPayload, LookupKey, Store};
+use credvault_store::{
+    AppGrant, AppRecord, CredentialFilter, CredentialWithPayload, LookupKey, Store,
+};
 
 use crate::error::ServiceResult;
 use crate::Vault;
@@ -49,8 +51,30 @@ pub struct Caches {
     pub members: EpochCache<String, Vec<Membership>>,
     /// A credential and the sealed payload of its current version, by id.
     pub creds: EpochCache<Uuid, CredentialWithPayload>,
+    /// A listing by name (fetch-credentials, name resolution), by its whole filter (visibility included).
+    pub named: EpochCache<CredentialFilter, Vec<Credential>>,
+    /// The safes a user (with its groups) may list, by user and groups.
+    pub listable: EpochCache<(String, Vec<String>), Vec<String>>,
+    /// A credential by identifier (entity credentials).
+    pub by_identifier: EpochCache<String, Credential>,
+    /// A user as an actor (its kind and groups), by name.
+    pub users: EpochCache<String, Actor>,
+    /// Whether a safe exists, by name.
+    pub safes: EpochCache<String, bool>,
+    /// A Vault-KV secret by its identifier: what a read of its latest version needs.
+    pub kv: EpochCache<String, KvEntry>,
     /// An indexed lookup's answer (the CCP door's exact queries), by its key, value and scope.
     pub lookups: EpochCache<LookupQuery, Vec<CredentialWithPayload>>,
+}
+
+/// A Vault-KV secret as the store holds it: the credential, its KV state's text, its versions, and
+/// the sealed payload of its current version.
+#[derive(Debug, Clone)]
+pub struct KvEntry {
+    pub cred: Credential,
+    pub raw_meta: Option<String>,
+    pub versions: Vec<VersionInfo>,
+    pub payload: Vec<u8>,
 }
 
 /// An indexed lookup: the column, the case-folded value, and the safes and credential ids searched.
@@ -70,6 +94,12 @@ impl Default for Caches {
             members: EpochCache::new(Area::Identity, 10_000),
             creds: EpochCache::new(Area::Credentials, 20_000),
             lookups: EpochCache::new(Area::Credentials, 20_000),
+            safes: EpochCache::new(Area::Identity, 10_000),
+            by_identifier: EpochCache::new(Area::Credentials, 20_000),
+            users: EpochCache::new(Area::Identity, 10_000),
+            named: EpochCache::new(Area::Credentials, 10_000),
+            listable: EpochCache::new(Area::Identity, 10_000),
+            kv: EpochCache::new(Area::Credentials, 20_000),
         }
     }
 }
@@ -185,6 +215,115 @@ impl Vault {
             cache.fill(feed, ticket, id, Arc::new(c.clone()));
         }
         Ok(found)
+    }
+
+    /// A listing of at most 100 credentials, through the listing cache.
+    pub(crate) async fn list_named(
+        &self,
+        filter: CredentialFilter,
+    ) -> ServiceResult<Arc<Vec<Credential>>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.named);
+        if let Some(found) = cache.get(feed, &filter) {
+            return Ok(found);
+        }
+        let ticket = cache.ticket(feed);
+        let found = Arc::new(self.store.list_credentials(&filter).await?);
+        cache.fill(feed, ticket, filter, found.clone());
+        Ok(found)
+    }
+
+    /// The safes where a user (with these groups) holds `list`, through the cache.
+    pub(crate) async fn listable_by(
+        &self,
+        user: &str,
+        groups: &[String],
+    ) -> ServiceResult<Arc<Vec<String>>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.listable);
+        let key = (user.to_owned(), groups.to_vec());
+        if let Some(safes) = cache.get(feed, &key) {
+            return Ok(safes);
+        }
+        let ticket = cache.ticket(feed);
+        let safes = Arc::new(
+            self.store
+                .safes_with(user, groups, credvault_core::model::Perms::LIST.0)
+                .await?,
+        );
+        cache.fill(feed, ticket, key, safes.clone());
+        Ok(safes)
+    }
+
+    /// A credential by identifier, through the cache (`None`: no such credential).
+    pub(crate) async fn by_identifier(
+        &self,
+        identifier: &str,
+    ) -> ServiceResult<Option<Credential>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.by_identifier);
+        let key = identifier.to_owned();
+        if let Some(c) = cache.get(feed, &key) {
+            return Ok(Some((*c).clone()));
+        }
+        let ticket = cache.ticket(feed);
+        let found = self.store.credential_by_identifier(identifier).await?;
+        if let Some(c) = &found {
+            cache.fill(feed, ticket, key, Arc::new(c.clone()));
+        }
+        Ok(found)
+    }
+
+    /// A stored user as the actor it acts as, through the cache (`None`: no such user).
+    pub(crate) async fn user_actor(&self, name: &str) -> ServiceResult<Option<Actor>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.users);
+        let key = name.to_owned();
+        if let Some(a) = cache.get(feed, &key) {
+            return Ok(Some((*a).clone()));
+        }
+        let ticket = cache.ticket(feed);
+        let Some(user) = self.store.get_user(name).await? else {
+            return Ok(None);
+        };
+        let actor = self.actor_of_user(user).await?;
+        cache.fill(feed, ticket, key, Arc::new(actor.clone()));
+        Ok(Some(actor))
+    }
+
+    /// Whether the safe exists, through the safe cache.
+    pub(crate) async fn safe_exists(&self, name: &str) -> ServiceResult<bool> {
+        let (feed, cache) = (self.store.feed(), &self.caches.safes);
+        let key = name.to_owned();
+        if let Some(known) = cache.get(feed, &key) {
+            return Ok(*known);
+        }
+        let ticket = cache.ticket(feed);
+        let exists = self.store.get_safe(name).await?.is_some();
+        cache.fill(feed, ticket, key, Arc::new(exists));
+        Ok(exists)
+    }
+
+    /// A KV secret by identifier, through the KV cache (`None`: no such secret).
+    pub(crate) async fn kv_entry(&self, identifier: &str) -> ServiceResult<Option<Arc<KvEntry>>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.kv);
+        let key = identifier.to_owned();
+        if let Some(e) = cache.get(feed, &key) {
+            return Ok(Some(e));
+        }
+        let ticket = cache.ticket(feed);
+        let Some(cred) = self.store.credential_by_identifier(identifier).await? else {
+            return Ok(None);
+        };
+        let raw_meta = self.store.kv_meta(cred.id).await?;
+        let versions = self.store.list_versions(cred.id).await?;
+        let Some(current) = self.store.get_version(cred.id, cred.version).await? else {
+            return Ok(None);
+        };
+        let entry = Arc::new(KvEntry {
+            cred,
+            raw_meta,
+            versions,
+            payload: current.payload,
+        });
+        cache.fill(feed, ticket, key, entry.clone());
+        Ok(Some(entry))
     }
 
     /// An indexed lookup (at most 1,000 rows), through the lookup cache.

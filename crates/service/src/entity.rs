@@ -86,10 +86,7 @@ fn as_package(cred: &Credential) -> policy::EntityPackage<'_> {
 impl Vault {
     async fn entity_find(&self, entity: &str) -> ServiceResult<Option<Credential>> {
         check_entity(entity)?;
-        Ok(self
-            .store
-            .credential_by_identifier(&identifier(entity))
-            .await?)
+        self.by_identifier(&identifier(entity)).await
     }
 
     /// The current owner of an entity (`all-users` when none is stored), for a door to tell an
@@ -118,8 +115,8 @@ impl Vault {
         if name == "root" {
             return Ok(Actor::root());
         }
-        match self.store.get_user(name).await? {
-            Some(user) => self.actor_of_user(user).await,
+        match self.user_actor(name).await? {
+            Some(actor) => Ok(actor),
             None => Ok(Actor {
                 name: name.to_owned(),
                 kind: ActorKind::User,

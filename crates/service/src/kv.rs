@@ -16,6 +16,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::vault::Found;
 use crate::{Ctx, Vault};
 
 /// The KV door's name in `Ctx::door` (owns the `kv:` identifier prefix).
@@ -173,16 +174,23 @@ impl Vault {
         version: Option<i64>,
     ) -> ServiceResult<KvRead> {
         self.kv_require(ctx, mount, Perms::READ).await?;
-        let (cred, meta, _) = self.kv_find(mount, path).await?.ok_or_else(not_found)?;
+        check_path(path)?;
+        let entry = self
+            .kv_entry(&identifier(mount, path))
+            .await?
+            .ok_or_else(not_found)?;
+        let meta: KvMeta = match &entry.raw_meta {
+            Some(m) => serde_json::from_str(m).map_err(|_| ServiceError::Integrity)?,
+            None => KvMeta::default(),
+        };
+        let cred = &entry.cred;
         let v = match version {
             Some(v) if v > 0 => v,
             _ => cred.version,
         };
-        let info = self
-            .store
-            .list_versions(cred.id)
-            .await?
-            .into_iter()
+        let info = entry
+            .versions
+            .iter()
             .find(|i| i.version == v)
             .ok_or_else(not_found)?;
         let mut out = KvRead {
@@ -194,7 +202,19 @@ impl Vault {
             data: None,
         };
         if out.deletion_time.is_none() && !out.destroyed {
-            let read = self.read_secret(ctx, cred.id, Some(v)).await?;
+            let read = match v == cred.version {
+                // The current version's payload came with the entry (no store read).
+                true => {
+                    let found = Found {
+                        cred: cred.clone(),
+                        version: v,
+                        blob: entry.payload.clone(),
+                        latest: false,
+                    };
+                    self.read_found(ctx, found).await?
+                }
+                false => self.read_secret(ctx, cred.id, Some(v)).await?,
+            };
             out.data = Some(read.parameters);
         }
         Ok(out)

@@ -251,7 +251,7 @@ impl Vault {
     }
 
     pub(crate) async fn safe_perms(&self, actor: &Actor, safe: &str) -> ServiceResult<Perms> {
-        if self.store.get_safe(safe).await?.is_none() {
+        if !self.safe_exists(safe).await? {
             return Err(DomainError::NotFound(format!("safe '{safe}'")).into());
         }
         if actor.kind == policy::ActorKind::App {
@@ -671,6 +671,16 @@ impl Vault {
         mut filter: CredentialFilter,
     ) -> ServiceResult<Vec<Credential>> {
         filter.limit = filter.limit.clamp(1, 1000);
+        let filter = self.visible_to(ctx, filter).await?;
+        Ok(self.store.list_credentials(&filter).await?)
+    }
+
+    /// `filter` restricted to what the caller may see.
+    async fn visible_to(
+        &self,
+        ctx: &Ctx,
+        mut filter: CredentialFilter,
+    ) -> ServiceResult<CredentialFilter> {
         if !ctx.actor.is_admin() {
             filter.visibility = Visibility::Restricted {
                 user: ctx.actor.name.clone(),
@@ -678,17 +688,14 @@ impl Vault {
                 safes: self.listable_safes(&ctx.actor).await?,
             };
         }
-        Ok(self.store.list_credentials(&filter).await?)
+        Ok(filter)
     }
 
     /// The safes whose credentials `actor` may list: its memberships with `list`, or for an
     /// application the safes it was granted (`policy::app_safe_perms`).
     async fn listable_safes(&self, actor: &Actor) -> ServiceResult<Vec<String>> {
         if actor.kind != policy::ActorKind::App {
-            return Ok(self
-                .store
-                .safes_with(&actor.name, &actor.groups, Perms::LIST.0)
-                .await?);
+            return Ok(self.listable_by(&actor.name, &actor.groups).await?.to_vec());
         }
         let app_id = actor.name.strip_prefix("app:").unwrap_or_default();
         let Some(entry) = self.app_entry(app_id).await? else {
@@ -719,20 +726,16 @@ impl Vault {
         ctx: &Ctx,
         name: &str,
     ) -> ServiceResult<Vec<Credential>> {
-        let found = self
-            .list_credentials(
-                ctx,
-                CredentialFilter {
-                    name: Some(name.to_owned()),
-                    limit: 100,
-                    ..CredentialFilter::default()
-                },
-            )
-            .await?;
+        let filter = CredentialFilter {
+            name: Some(name.to_owned()),
+            limit: 100,
+            ..CredentialFilter::default()
+        };
+        let found = self.list_named(self.visible_to(ctx, filter).await?).await?;
         // Each safe's members are read once, however many of the credentials it holds.
         let mut members: BTreeMap<String, Arc<Vec<Membership>>> = BTreeMap::new();
         let mut out = Vec::with_capacity(found.len());
-        for c in found {
+        for c in found.iter().cloned() {
             if let Some(s) = c.meta.safe.as_deref().filter(|s| !members.contains_key(*s)) {
                 members.insert(s.to_owned(), self.memberships(s).await?);
             }
@@ -775,6 +778,19 @@ impl Vault {
                 (c, v, sv.payload)
             }
         };
+        let found = Found {
+            cred,
+            version: ver,
+            blob,
+            latest: version.is_none(),
+        };
+        self.read_found(ctx, found).await
+    }
+
+    /// A secret read once its credential and version are found (`read_secret`, the KV door): the
+    /// caller may read it and it is active, then [`Self::open_found`].
+    pub(crate) async fn read_found(&self, ctx: &Ctx, found: Found) -> ServiceResult<SecretRead> {
+        let (cred, id) = (&found.cred, found.cred.id);
         if !self
             .perms_on(&ctx.actor, &cred.meta)
             .await?
@@ -792,12 +808,6 @@ impl Vault {
             )
             .into());
         }
-        let found = Found {
-            cred,
-            version: ver,
-            blob,
-            latest: version.is_none(),
-        };
         self.open_found(ctx, found, "credential.read_secret", json!({}))
             .await
     }

@@ -90,7 +90,7 @@ pub struct StoredVersion {
 
 /// Which credentials a listing may show. Restricted = owned by the user or one of its groups, or in
 /// one of the given safes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum Visibility {
     #[default]
     All,
@@ -101,7 +101,7 @@ pub enum Visibility {
     },
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CredentialFilter {
     pub safe: Option<String>,
     pub folder: Option<String>,
