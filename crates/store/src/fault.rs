@@ -102,9 +102,19 @@ impl FaultStore {
     }
 }
 
+#[async_trait]
 impl BackendStore for FaultStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+
+    fn health(&self) -> &crate::health::StoreHealth {
+        self.inner.health()
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.hit("probe").await?;
+        self.inner.probe().await
     }
 }
 

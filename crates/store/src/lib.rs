@@ -11,7 +11,9 @@
 
 pub mod area;
 pub mod fault;
+pub mod health;
 pub mod migrate;
+mod pool;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
