@@ -118,10 +118,7 @@ impl StoreHealth {
             };
         };
         let (reason, since) = if open {
-            (
-                Some("the database cannot be reached"),
-                s.unreachable_since,
-            )
+            (Some("the database cannot be reached"), s.unreachable_since)
         } else if s.writes_failing_since.is_some() {
             (
                 Some("writes are failing (disk full, or the database refuses them)"),
@@ -217,9 +214,9 @@ mod tests {
     #[test]
     fn only_connection_failures_open_the_circuit() {
         assert!(is_connection_failure(&sqlx::Error::PoolTimedOut));
-        assert!(is_connection_failure(&sqlx::Error::Io(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused
-        ))));
+        assert!(is_connection_failure(&sqlx::Error::Io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused)
+        )));
         assert!(!is_connection_failure(&sqlx::Error::RowNotFound));
         assert!(!is_connection_failure(&sqlx::Error::PoolClosed));
     }

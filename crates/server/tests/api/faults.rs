@@ -104,10 +104,7 @@ async fn a_full_disk_degrades_health_and_the_server_recovers_by_itself_once_spac
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = common::config(disk.path().join("data"));
     cfg.dev = true;
-    let db_url = format!(
-        "sqlite://{}",
-        cfg.data_dir.join("credvault.db").display()
-    );
+    let db_url = format!("sqlite://{}", cfg.data_dir.join("credvault.db").display());
     let mut s = Server::start(cfg, dir, String::new(), db_url).await;
     s.root = s
         .running
@@ -118,13 +115,19 @@ async fn a_full_disk_degrades_health_and_the_server_recovers_by_itself_once_spac
         .to_owned();
     let root = s.root.clone();
     let (st, h) = health(&s).await;
-    assert_eq!((st, h["status"].as_str()), (StatusCode::OK, Some("ok")), "{h}");
+    assert_eq!(
+        (st, h["status"].as_str()),
+        (StatusCode::OK, Some("ok")),
+        "{h}"
+    );
 
     // Acknowledged before the disk fills.
     let mut acked: Vec<(String, String)> = Vec::new();
     for i in 0..5 {
         let secret = format!("before-full-{i}");
-        let id = s.cred(&root, json!({"name": format!("b{i}"), "secret": secret})).await;
+        let id = s
+            .cred(&root, json!({"name": format!("b{i}"), "secret": secret}))
+            .await;
         acked.push((id, secret));
     }
 
@@ -267,7 +270,10 @@ async fn slow_clients_are_cut_off_and_cannot_stop_others_from_being_served() {
         closed_within(&mut read, Duration::from_millis(1500)).await
     });
     for took in futures::future::join_all(flood).await {
-        assert!(took.is_some(), "a connection over the per-source cap was kept open");
+        assert!(
+            took.is_some(),
+            "a connection over the per-source cap was kept open"
+        );
     }
 
     // A normal client from another address is served, promptly, meanwhile.
@@ -330,7 +336,12 @@ async fn slow_clients_are_cut_off_and_cannot_stop_others_from_being_served() {
     assert!(took.is_some(), "an idle keep-alive connection stayed open");
 
     // The refusals are counted where an operator looks.
-    let metrics = reqwest::get(s.url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let refused: f64 = metrics
         .lines()
         .find(|l| {
@@ -364,7 +375,8 @@ async fn postgres_outage_fails_fast_with_health_degraded_then_recovers_by_itself
     for i in 0..3 {
         let secret = format!("before-outage-{i}");
         acked.push((
-            s.cred(&root, json!({"name": format!("p{i}"), "secret": secret})).await,
+            s.cred(&root, json!({"name": format!("p{i}"), "secret": secret}))
+                .await,
             secret,
         ));
     }
@@ -388,7 +400,10 @@ async fn postgres_outage_fails_fast_with_health_degraded_then_recovers_by_itself
             assert_eq!(h["store"]["reachable"], false, "{h}");
             break;
         }
-        assert!(Instant::now() < deadline, "health never saw the outage: {h}");
+        assert!(
+            Instant::now() < deadline,
+            "health never saw the outage: {h}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -402,7 +417,11 @@ async fn postgres_outage_fails_fast_with_health_degraded_then_recovers_by_itself
         assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
         assert!(v["error"]["code"].is_string(), "native format: {v}");
         let (st2, v2) = s
-            .post("/api/v1/credentials", &root, json!({"name": "x", "secret": "during-outage"}))
+            .post(
+                "/api/v1/credentials",
+                &root,
+                json!({"name": "x", "secret": "during-outage"}),
+            )
             .await;
         assert_eq!(st2, StatusCode::SERVICE_UNAVAILABLE, "{v2}");
         let r = s
@@ -428,7 +447,9 @@ async fn postgres_outage_fails_fast_with_health_degraded_then_recovers_by_itself
     let (st, h) = health_until(&s, StatusCode::OK, Duration::from_secs(30)).await;
     assert_eq!(st, StatusCode::OK, "health did not recover: {h}");
     let secret = "after-outage".to_owned();
-    let id = s.cred(&root, json!({"name": "after", "secret": secret})).await;
+    let id = s
+        .cred(&root, json!({"name": "after", "secret": secret}))
+        .await;
     acked.push((id, secret));
     for (id, secret) in &acked {
         let (st, v) = s
