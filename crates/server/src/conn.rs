@@ -9,9 +9,10 @@
 //!   (so a client sending its headers byte by byte, or nothing, is closed).
 //! * **Idle keep-alive timeout** (`keep_alive_timeout`): a connection with no request in flight on
 //!   which nothing is read or written for this long is closed ([`Limited`]: the stream wrapper;
-//!   [`InFlight`]: the service wrapper that tells it a request is running, so a slow handler is
-//!   bounded by the request timeout instead). HTTP/1 connections waiting for their next request
-//!   are also bounded by the header read timeout, whichever is shorter.
+//!   [`InFlight`]: the service wrapper that tells it a request is running, until its answer's
+//!   body is sent, so a slow handler is bounded by the request timeout instead). HTTP/1
+//!   connections waiting for their next request are also bounded by the header read timeout,
+//!   whichever is shorter.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -237,7 +238,7 @@ impl Drop for BusyGuard {
 
 impl<S, R> tower::Service<R> for InFlight<S>
 where
-    S: tower::Service<R>,
+    S: tower::Service<R, Response = axum::http::Response<axum::body::Body>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -252,11 +253,42 @@ where
         self.busy.0.fetch_add(1, Ordering::AcqRel);
         let guard = BusyGuard(self.busy.clone());
         let fut = self.inner.call(req);
+        // Busy until the answer's body is sent too: a backup streamed slowly is not idle.
         Box::pin(async move {
-            let r = fut.await;
-            drop(guard);
-            r
+            let resp = fut.await?;
+            Ok(resp.map(|body| {
+                axum::body::Body::new(BusyBody {
+                    body,
+                    _guard: guard,
+                })
+            }))
         })
+    }
+}
+
+/// A response body holding its connection busy until it is sent (or dropped).
+struct BusyBody {
+    body: axum::body::Body,
+    _guard: BusyGuard,
+}
+
+impl http_body::Body for BusyBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
