@@ -52,7 +52,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Cmd {
     /// Run the server (embedded SQLite store; `--dev` for a self-unsealing development vault).
-    Server(serve::ServerArgs),
+    Server(Box<serve::ServerArgs>),
     /// Initialise, unseal, seal, rotate keys, show status.
     #[command(subcommand)]
     Operator(cmd::operator::OperatorCmd),
@@ -111,7 +111,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Server(args) => serve::run(args).await,
+        Cmd::Server(args) => serve::run(*args).await,
         Cmd::Completions { shell } => cmd::docs::completions(shell),
         Cmd::Man { dir } => cmd::docs::man(dir.as_deref()),
         command => {

@@ -79,6 +79,23 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout_seconds: Option<u64>,
+    /// A request head must arrive complete within this many seconds of the connection's start or
+    /// the previous answer; slower clients are disconnected [default: 10].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_seconds: Option<u64>,
+    /// A connection idle this many seconds (no request running, nothing sent) is closed [default: 5].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_timeout_seconds: Option<u64>,
+    /// Open connections at most; more are closed at once [default: 1024].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one source address at most, 0 for no cap [default: 128].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_source: Option<usize>,
     /// Failed authentications allowed per source address and minute [default: 30].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,6 +184,12 @@ impl Settings {
             dev,
             max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
             request_timeout: secs(self.request_timeout_seconds, d.request_timeout),
+            header_read_timeout: secs(self.header_read_timeout_seconds, d.header_read_timeout),
+            keep_alive_timeout: secs(self.keep_alive_timeout_seconds, d.keep_alive_timeout),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_source: self
+                .max_connections_per_source
+                .unwrap_or(d.max_connections_per_source),
             auth_failures_per_minute: self
                 .auth_failures_per_minute
                 .unwrap_or(d.auth_failures_per_minute),

@@ -6,6 +6,7 @@
 //! ```
 
 pub mod ccp;
+pub mod conn;
 pub mod edge;
 pub mod entity;
 pub mod fetch;
@@ -61,6 +62,15 @@ pub struct Config {
     pub dev: bool,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// A request head must arrive complete within this, counted from the connection's start or
+    /// the end of the previous answer (slow clients, issue 16.3; see `conn.rs`).
+    pub header_read_timeout: Duration,
+    /// A connection with no request running and nothing read or written for this long is closed.
+    pub keep_alive_timeout: Duration,
+    /// Open connections at most; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Open connections from one source address at most (0: no per-source cap).
+    pub max_connections_per_source: usize,
     pub auth_failures_per_minute: u32,
     /// How long after a key rotation the old data keys may be deleted, once nothing uses them
     /// (longer than any request: default the request timeout plus 30 s).
@@ -83,6 +93,10 @@ impl Default for Config {
             dev: false,
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            max_connections_per_source: 128,
             auth_failures_per_minute: 30,
             key_retire_grace: Duration::from_secs(60),
             clock: Clock::system(),
@@ -301,6 +315,11 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
             "a client CA needs HTTPS: set a certificate and a key too".into(),
         ));
     }
+    let limiter = conn::Limiter::new(conn::Limits {
+        max_connections: cfg.max_connections.max(1),
+        max_per_source: cfg.max_connections_per_source,
+        keep_alive_timeout: cfg.keep_alive_timeout,
+    });
     let (https, task) = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = tls::config(
@@ -310,13 +329,23 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
                 cfg.tls_client_crl.as_deref(),
             )
             .map_err(StartError::Tls)?;
-            let server = axum_server::from_tcp(listener)
-                .acceptor(tls::CertAcceptor::new(tls))
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(conn::LimitedAcceptor::new(
+                    tls::CertAcceptor::new(tls),
+                    limiter,
+                ))
                 .handle(handle.clone());
+            http_timeouts(server.http_builder(), &cfg);
             (true, tokio::spawn(server.serve(app)))
         }
         (None, None) => {
-            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(conn::LimitedAcceptor::new(
+                    axum_server::accept::DefaultAcceptor::new(),
+                    limiter,
+                ))
+                .handle(handle.clone());
+            http_timeouts(server.http_builder(), &cfg);
             (false, tokio::spawn(server.serve(app)))
         }
         _ => {
@@ -334,6 +363,21 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
         handle,
         task,
     })
+}
+
+/// hyper's timers: the header read timeout (HTTP/1), and HTTP/2 keep-alive pings that close a
+/// connection whose peer stopped answering.
+fn http_timeouts(
+    b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    cfg: &Config,
+) {
+    b.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout);
+    b.http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(cfg.keep_alive_timeout)
+        .keep_alive_timeout(cfg.keep_alive_timeout);
 }
 
 async fn unseal_from_file(vault: &Vault, path: &std::path::Path) -> Result<(), StartError> {

@@ -12,6 +12,8 @@ mod ccp;
 mod common;
 #[path = "api/entity.rs"]
 mod entity;
+#[path = "api/faults.rs"]
+mod faults;
 #[path = "api/fuzz.rs"]
 mod fuzz;
 #[path = "api/integrations.rs"]

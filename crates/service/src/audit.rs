@@ -166,7 +166,12 @@ async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Rece
         let result = match barrier.keys().await {
             Ok(keys) => {
                 let h = keys.audit.clone();
-                store.append_audit(&records, &move |p, r| h.chain(p, r)).await.map_err(|e| {
+                let appended = store
+                    .append_audit(&records, &move |p, r| h.chain(p, r))
+                    .await;
+                // Health (issue 16.1): an audit that cannot be written degrades the server.
+                crate::health::audit_appended(store.as_ref(), appended.as_ref().err());
+                appended.map_err(|e| {
                     tracing::error!(error = %e, "audit append failed; refusing the requests that needed it");
                 })
             }

@@ -12,7 +12,8 @@
 //! (`apps.rs`), PAM A2A rules, devices and domains (`pam.rs`), the Vault-KV mapping (`kv.rs`),
 //! entity credentials (`entity.rs`), fetch-credentials (`fetch.rs`), integrations (`integrations.rs`),
 //! the seal and keys (`barrier.rs`, `rotation.rs`), audit (`audit.rs`), authentication (`auth.rs`),
-//! backup (`backup.rs`).
+//! backup (`backup.rs`), health: the store's circuit, write outcomes and the background probe
+//! (`health.rs`).
 
 pub mod apps;
 pub mod audit;
@@ -24,6 +25,7 @@ mod clock;
 pub mod entity;
 pub mod error;
 pub mod fetch;
+pub mod health;
 mod identity;
 pub mod integrations;
 pub mod kv;

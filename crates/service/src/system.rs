@@ -14,10 +14,12 @@ use crate::{Ctx, Vault};
 
 impl Vault {
     /// Start the background work of a serving vault: the application cache's poll of other servers'
-    /// changes, and the grace before retiring old data keys after a rotation.
+    /// changes, the grace before retiring old data keys after a rotation, and the store's health
+    /// probe (`health.rs`).
     pub fn start_background(&self, retire_grace: Duration) {
         self.set_retire_grace(retire_grace);
         crate::cache::start_polling(&self.store);
+        self.start_probe();
     }
 
     /// The storage backend's name, for status pages.

@@ -116,6 +116,15 @@ impl BackendStore for FaultStore {
         self.hit("poll_changes").await?;
         self.inner.poll_changes().await
     }
+
+    fn health(&self) -> &crate::health::StoreHealth {
+        self.inner.health()
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.hit("probe").await?;
+        self.inner.probe().await
+    }
 }
 
 #[async_trait]

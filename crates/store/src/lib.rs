@@ -12,7 +12,9 @@
 pub mod area;
 pub mod fault;
 pub mod feed;
+pub mod health;
 pub mod migrate;
+mod pool;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

@@ -9,20 +9,28 @@
 #![allow(clippy::duplicate_mod)]
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
 
+use crate::health::{probe_outcome, StoreHealth, PROBE_TIMEOUT};
+use crate::pool::Pool;
 use crate::sql::db_err;
 use crate::{Result, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
-    writer: PgPool,
-    reader: PgPool,
     feed: crate::feed::ChangeFeed,
+    writer: Pool<sqlx::Postgres>,
+    reader: Pool<sqlx::Postgres>,
+    health: Arc<StoreHealth>,
+    /// The probe's own connection (made on first use, dropped after a failure): a probe neither
+    /// waits behind a busy pool nor for the pool's timeout while the database is down.
+    probe: tokio::sync::Mutex<Option<PgConnection>>,
+    options: PgConnectOptions,
 }
 
 impl PgStore {
@@ -31,21 +39,65 @@ impl PgStore {
         let opts = PgConnectOptions::from_str(url).map_err(|_| {
             StoreError::Unavailable("the database URL is not a valid postgres:// URL".into())
         })?;
+        let health = Arc::new(StoreHealth::new());
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts)
+            .after_release({
+                let health = health.clone();
+                move |conn: &mut PgConnection, _| {
+                    // A connection handed back inside a transaction (a commit that failed and a
+                    // rollback that could not run) is closed, not reused (issue 16.1).
+                    let stuck = conn.is_in_transaction();
+                    if stuck {
+                        health.write_failed(
+                            "write transaction",
+                            "its connection was left inside a transaction; reopening it",
+                        );
+                    }
+                    Box::pin(async move { Ok(!stuck) })
+                }
+            })
+            .connect_with(opts.clone())
             .await
             .map_err(db_err)?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration: {e}")))?;
+        let pool = Pool::new(pool, health.clone());
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
             feed: Default::default(),
+            health,
+            probe: tokio::sync::Mutex::new(None),
+            options: opts,
         })
+    }
+
+    /// See [`crate::BackendStore::probe`]: on its own connection, commit a transaction that takes
+    /// a transaction id (a real commit record).
+    pub(crate) async fn probe_write(&self) -> Result<()> {
+        let mut slot = self.probe.lock().await;
+        let work = async {
+            if slot.is_none() {
+                *slot = Some(self.options.connect().await?);
+            }
+            let Some(conn) = slot.as_mut() else {
+                return Err(sqlx::Error::PoolClosed);
+            };
+            let mut tx = conn.begin().await?;
+            sqlx::query("SELECT txid_current()")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        };
+        let outcome = tokio::time::timeout(PROBE_TIMEOUT, work).await.ok();
+        if !matches!(outcome, Some(Ok(()))) {
+            *slot = None;
+        }
+        probe_outcome(&self.health, outcome, true)
     }
 }
 
@@ -104,5 +156,13 @@ impl crate::BackendStore for PgStore {
         let rows = common::read_epochs(&self.reader).await?;
         self.feed.observe(&rows);
         Ok(())
+    }
+
+    fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.probe_write().await
     }
 }

@@ -7,20 +7,30 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
 
+use crate::health::{probe_outcome, StoreHealth, PROBE_TIMEOUT};
+use crate::pool::Pool;
 use crate::sql::db_err;
 use crate::{Result, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
     feed: crate::feed::ChangeFeed,
+    writer: Pool<sqlx::Sqlite>,
+    reader: Pool<sqlx::Sqlite>,
+    health: Arc<StoreHealth>,
+    /// The probe's own connection (opened on first use, dropped after a failure), so a probe
+    /// never waits for the writer pool's one connection.
+    probe: tokio::sync::Mutex<Option<SqliteConnection>>,
+    options: SqliteConnectOptions,
 }
 
 impl SqliteStore {
@@ -36,8 +46,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let health = Arc::new(StoreHealth::new());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(reset_if_in_transaction(health.clone()))
             .connect_with(base.clone().create_if_missing(true))
             .await
             .map_err(db_err)?;
@@ -47,13 +59,82 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("migration: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(base.read_only(true))
+            .connect_with(base.clone().read_only(true))
             .await
             .map_err(db_err)?;
         Ok(Self {
-            writer,
-            reader,
             feed: Default::default(),
+            writer: Pool::new(writer, health.clone()),
+            reader: Pool::new(reader, health.clone()),
+            health,
+            probe: tokio::sync::Mutex::new(None),
+            options: base,
+        })
+    }
+
+    /// See [`crate::BackendStore::probe`]: `BEGIN IMMEDIATE`, rewrite `user_version` (a real page
+    /// write, so a full disk fails it), commit.
+    pub(crate) async fn probe_write(&self) -> Result<()> {
+        let mut slot = self.probe.lock().await;
+        let work = async {
+            if slot.is_none() {
+                *slot = Some(self.options.connect().await?);
+            }
+            let Some(conn) = slot.as_mut() else {
+                return Err(sqlx::Error::PoolClosed);
+            };
+            let mut tx = conn.begin_with(dialect::BEGIN_WRITE).await?;
+            let v: i64 = sqlx::query_scalar("PRAGMA user_version")
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(&format!("PRAGMA user_version = {v}"))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        };
+        let outcome = tokio::time::timeout(PROBE_TIMEOUT, work).await.ok();
+        if !matches!(outcome, Some(Ok(()))) {
+            // A connection left mid-transaction by a failed commit is not reused.
+            *slot = None;
+        }
+        probe_outcome(&self.health, outcome, false)
+    }
+}
+
+/// The writer pool's `after_release`: a connection handed back still inside a transaction (its
+/// commit failed, e.g. `SQLITE_FULL`, and the rollback could not run because SQLite had already
+/// rolled back) is closed instead of reused, and the pool opens a fresh one. Without this every
+/// later write fails with "attempted to call begin_with at non-zero transaction depth" until a
+/// restart (issue 16.1).
+#[allow(clippy::type_complexity)]
+fn reset_if_in_transaction(
+    health: Arc<StoreHealth>,
+) -> impl for<'c> Fn(
+    &'c mut SqliteConnection,
+    sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'c, std::result::Result<bool, sqlx::Error>>
+       + Send
+       + Sync
+       + 'static {
+    move |conn, _| {
+        let health = health.clone();
+        Box::pin(async move {
+            // A committed connection is handed back at depth 0: nothing to check (no round trip
+            // on the hot path). Otherwise the rollback queued when the transaction was dropped
+            // runs before this ping, and only a connection still inside a transaction after it
+            // is reopened.
+            if !conn.is_in_transaction() {
+                return Ok(true);
+            }
+            conn.ping().await?;
+            if conn.is_in_transaction() {
+                health.write_failed(
+                    "write transaction",
+                    "its connection was left inside a transaction; reopening it",
+                );
+                return Ok(false);
+            }
+            Ok(true)
         })
     }
 }
@@ -115,5 +196,13 @@ impl crate::BackendStore for SqliteStore {
         let rows = common::read_epochs(&self.reader).await?;
         self.feed.observe(&rows);
         Ok(())
+    }
+
+    fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.probe_write().await
     }
 }

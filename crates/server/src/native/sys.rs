@@ -1,6 +1,7 @@
 //! `/api/v1/sys/*` (health, init, unseal, seal, rotate) and `/api/v1/audit/*`.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use credvault_core::model::AuditRecord;
 use credvault_crypto::SecretString;
@@ -13,21 +14,40 @@ use credvault_service::barrier::SealStatus;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
-    pub initialized: bool,
+    /// `ok`, or `degraded` (answered 503) while the store or the audit cannot write or the
+    /// database cannot be reached.
+    pub status: &'static str,
+    /// `null` when the store cannot tell (sealed while the database is unreachable).
+    pub initialized: Option<bool>,
     pub sealed: bool,
     pub version: &'static str,
     pub storage: &'static str,
+    pub store: credvault_service::health::StoreStatus,
 }
 
-#[utoipa::path(get, path = "/api/v1/sys/health", tag = "sys", responses((status = 200, body = Health)))]
-pub async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let st = s.vault.seal_status().await?;
-    Ok(Json(Health {
-        initialized: st.initialized,
-        sealed: st.sealed,
-        version: env!("CARGO_PKG_VERSION"),
-        storage: s.vault.backend(),
-    }))
+/// Always answered, at once, even sealed or with the database down: 200 when `ok` (sealed or not:
+/// see `sealed`), 503 when `degraded`, so a load balancer stops sending traffic to a server that
+/// cannot write or reach its database.
+#[utoipa::path(get, path = "/api/v1/sys/health", tag = "sys",
+    responses((status = 200, body = Health), (status = 503, body = Health, description = "degraded")))]
+pub async fn health(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+    let h = s.vault.health().await;
+    let status = if h.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Health {
+            status: h.status,
+            initialized: h.initialized,
+            sealed: h.sealed,
+            version: env!("CARGO_PKG_VERSION"),
+            storage: h.storage,
+            store: h.store,
+        }),
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/sys/seal-status", tag = "sys", responses((status = 200, body = SealStatus)))]
