@@ -12,6 +12,7 @@
 #   OUT=bench/out/1m CREDS=1000000 BASELINE=bench/out/1k bench/run.sh   # + the 1k -> 1M latency ratios
 #   PROFILE=1 PROFILE_TARGET=sqlite/ccp_read bench/run.sh   # also perf-record 10 s of one target's load
 #   CONNS="16 64 256" FIXED=0 OPENBAO=0 bench/run.sh         # other connection counts, no fixed rate, no OpenBao
+#   ONLY='ceiling|kv_' bench/run.sh                # only the targets whose id matches (ids below)
 #   python3 bench/report.py bench/out/<run>       # redo the tables and the chart from a run's rows
 #
 # Rows (each at every CONNS, closed loop, `wrk -t1 -cC`, a random seeded item per request):
@@ -58,6 +59,7 @@ PROFILE=${PROFILE:-0}
 PROFILE_TARGET=${PROFILE_TARGET:-sqlite/ccp_read}
 BUILD=${BUILD:-1}                   # 0: use the binaries already built
 BASELINE=${BASELINE:-}              # an earlier run's OUT with fewer credentials: scale ratios
+ONLY=${ONLY:-}                      # a regular expression: only the targets whose id matches
 OUT=${OUT:-bench/out/$(date -u +%Y%m%dT%H%M%SZ)}
 BIN=${CARGO_TARGET_DIR:-target}/release
 OPENBAO_VERSION=2.7.2
@@ -243,6 +245,7 @@ a2a_token() { # backend
 targets=()
 declare -A t_server=() t_backend=() t_door=() t_kind=() t_label=() t_script=() t_ids=() t_n=() t_auth=()
 add_target() { # id server backend door kind script n ids auth label
+  if [ -n "$ONLY" ] && ! [[ $1 =~ $ONLY ]]; then return 0; fi
   targets+=("$1")
   t_server[$1]=$2 t_backend[$1]=$3 t_door[$1]=$4 t_kind[$1]=$5 t_script[$1]=$6 t_n[$1]=$7 t_ids[$1]=$8 t_auth[$1]=$9
   t_label[$1]=${10}
@@ -357,18 +360,30 @@ fixed_rate() { # target rate
   python3 bench/report.py --row "$OUT/rows.jsonl"
 }
 
-profile_target() { # target: perf record -g of the server for 10 s of its load at 64 connections
+# perf record -g of the server for 10 s of the target's load at 64 connections. Writes
+# profile-<target>.txt: the CPU share per thread name (comm), per library (dso), the top symbols
+# (`perf report --no-children`, flat), then the top of the call graphs.
+profile_target() { # target
   local t=$1 s=${t_server[$1]} name=${1//\//-}
   echo "profiling $t (server pid ${spid[$s]})" >&2
   wrk_target "$t" 64 14s >/dev/null &
   local load=$!
   sleep 2
-  perf record -q -g -p "${spid[$s]}" -o "$work/perf.data" -- sleep 10 2>/dev/null
+  perf record -q -g -p "${spid[$s]}" -o "$work/perf.data" -- sleep 10 2>/dev/null || true
   wait "$load" || true
-  perf report -i "$work/perf.data" --no-children --stdio 2>/dev/null | grep -v '^$' | head -80 >"$OUT/profile-$name.txt"
-  perf report -i "$work/perf.data" --no-children --stdio --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20 \
-    >"$OUT/profile-$name-dso.txt"
-  echo "  top symbols in $OUT/profile-$name.txt" >&2
+  local rep=(perf report -i "$work/perf.data" --no-children --stdio)
+  {
+    echo "# perf record -g -p <credvault server> -- sleep 10, during $t at 64 connections"
+    echo "## by thread name"
+    "${rep[@]}" --sort comm -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15 || true
+    echo "## by library"
+    "${rep[@]}" --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15 || true
+    echo "## top symbols (perf report --no-children --stdio)"
+    "${rep[@]}" -g none --percent-limit 0.3 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 || true
+    echo "## call graphs of the top symbols"
+    "${rep[@]}" --percent-limit 2 2>/dev/null | grep -v '^$' | head -300 || true
+  } >"$OUT/profile-$name.txt"
+  echo "  profile in $OUT/profile-$name.txt" >&2
 }
 
 # ------------------------------------------------------------------------------------------- main
