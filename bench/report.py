@@ -189,6 +189,23 @@ def evaluate(rows, meta, after, baseline_rows=None, baseline_meta=None):
     return out
 
 
+def seconds(d):
+    """wrk/oha duration text (10s, 2m, 500ms) in seconds."""
+    import re
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", str(d).strip())
+    if not m:
+        return None
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def starved(rows, meta):
+    """Closed-loop rows whose wrk ran much longer than asked: the load generator did not get its core."""
+    asked = seconds(meta.get("duration", ""))
+    if not asked:
+        return []
+    return [r for r in rows if r["mode"] == "closed" and r["wrk"]["duration_us"] / 1e6 > 1.5 * asked]
+
+
 def markdown(rows, meta, after, targets):
     L = []
     L.append(f"Run of {meta.get('date')} (commit {meta.get('commit')}{' + local changes' if meta.get('dirty') else ''}), "
@@ -226,6 +243,12 @@ def markdown(rows, meta, after, targets):
             errs = f"**{r['errors']}**" if r["errors"] else "0"
             L.append(f"| {r['label']} | {fmt_rps(r['rate'])}/s | {fmt_rps(r['rps'])} | {fmt_ms(r['p50_ms'])} | "
                      f"{fmt_ms(r['p99_ms'])} | {r['success'] * 100:.2f} % | {non} | {errs} |")
+    slow = starved(rows, meta)
+    if slow:
+        L.append("")
+        L.append("**Suspect rows**: wrk ran far longer than asked (its core was busy with something else), so "
+                 "these figures are not the server's: " + ", ".join(
+                     f"{r['label']} at {r['conns']} ({r['wrk']['duration_us'] / 1e6:.1f} s)" for r in slow) + ".")
     if targets:
         L.append("")
         L.append("Issue 15's targets, this run:")
