@@ -355,7 +355,7 @@ fixed_rate() { # target rate
   esac
   python3 bench/urls.py "${t_door[$t]}" "${url[${t_server[$t]}]}" "${t_n[$t]}" "${t_ids[$t]}" >"$urls"
   out=$(taskset -c "$LOAD_CORE" oha --no-tui --output-format json -z "$DURATION" -c "$FIXED_CONNS" -q "$rate" \
-    --latency-correction --urls-from-file "${hdr[@]}" "$urls")
+    --latency-correction -w --worker-threads 1 --urls-from-file "${hdr[@]}" "$urls")
   record "$(row_fields "$t" fixed "$FIXED_CONNS")" "\"rate\":$rate" "\"oha\":$(tr -d '\n' <<<"$out")"
   python3 bench/report.py --row "$OUT/rows.jsonl"
 }
