@@ -36,6 +36,21 @@ DOOR_NAMES = {
     "kv_write": "KV v2 write",
 }
 
+REQUESTS = [
+    ("hello", "`GET /hello` on `bench/hello` (bare axum JSON hello-world)."),
+    ("secret_read", "`GET /api/v1/credentials/{id}/secret`, `X-Vault-Token: <root>`, one of the imported ids."),
+    ("ccp_read", "`GET /AIMWebService/api/Accounts?AppID=Bench&Query=Safe=BenchSafe;UserName=user<i>` "
+                 "(application Bench, source rule 127.0.0.1, granted safe BenchSafe)."),
+    ("kv_read", "`GET /v1/secret/data/bench-<i>`, `X-Vault-Token: <root>`; the same on OpenBao (KV v2 at `secret/`)."),
+    ("fetch_read", "`GET /api/fetch-credentials?identifier=cred-<i>`, `X-Vault-Token: <root>`; an answer `[]` "
+                   "counts as an error (wrk rows; oha cannot look into bodies)."),
+    ("entity_read", "`GET /api/public/v1/credentials/for/ent-<i>`, `Authorization: Bearer <root>` (404 when not set)."),
+    ("a2a_read", "`GET /iso/pam/credential/{id}`, `Authorization: Bearer <token>` from `POST /iso/oauth2/token` "
+                 "(client credentials of application Bench); each read also records custody."),
+    ("kv_write", "`POST /v1/secret/data/bench-<i>` `{\"data\":{\"password\":\"w-<i>-<random>\"}}`, "
+                 "`X-Vault-Token: <root>`: a new version of a seeded secret; the same on OpenBao."),
+]
+
 
 def load_rows(path):
     rows = []
@@ -153,10 +168,19 @@ def evaluate(rows, meta, after, baseline_rows=None, baseline_meta=None):
                         "measured": f"{fmt_ms(r['p99_ms'])}, {r['success'] * 100:.2f} % success",
                         "ratio": f"{r['p99_ms'] / P99_MS:.1f}× the limit", "goal": "≤ 5 ms",
                         "met": r["p99_ms"] <= P99_MS and bad(r) == 0, "value": r["p99_ms"]})
-        if r["mode"] == "closed" and r["conns"] == 256:
-            out.append({"target": f"3. no errors at 256 conns, {r['label']}",
-                        "measured": f"{r['non2xx']} non-2xx, {r['errors']} errors; p99 {fmt_ms(r['p99_ms'])}",
-                        "ratio": "", "goal": "0 errors", "met": bad(r) == 0, "value": bad(r)})
+    # 256 connections: one line per server, every row of it without errors.
+    for srv in backends + ["openbao", "openbao-noaudit"]:
+        at256 = [r for r in rows if r["mode"] == "closed" and r["conns"] == 256 and r["server"] == srv]
+        if at256:
+            worst = max(at256, key=lambda r: r["p99_ms"])
+            failing = [r for r in at256 if bad(r)]
+            name = f"credvault {srv}" if srv in backends else srv
+            out.append({"target": f"3. no errors at 256 conns, {name} ({len(at256)} rows)",
+                        "measured": (", ".join(f"{r['door']}: {r['non2xx']} non-2xx, {r['errors']} errors"
+                                               for r in failing) or "0 non-2xx, 0 errors")
+                                    + f"; p99 up to {fmt_ms(worst['p99_ms'])} ({DOOR_NAMES.get(worst['door'])})",
+                        "ratio": "", "goal": "0 errors", "met": not failing,
+                        "value": sum(bad(r) for r in at256)})
     # 4. PostgreSQL >= 50 % of SQLite on the same reads.
     if "sqlite" in backends and "postgres" in backends:
         for d in READ_DOORS:
@@ -257,6 +281,12 @@ def markdown(rows, meta, after, targets):
         L.append("|---|---|---|---|---|")
         for t in targets:
             L.append(f"| {t['target']} | {t['measured']} | {t['ratio']} | {t['goal']} | {met(t['met'])} |")
+    L.append("")
+    L.append("What each row sends (a random seeded item per request; `bench/<door>.lua` for wrk, `bench/urls.py` for oha):")
+    L.append("")
+    for d, what in REQUESTS:
+        if any(r["door"] == d for r in rows):
+            L.append(f"- {DOOR_NAMES[d]}: {what}")
     if after:
         L.append("")
         rss = after.get("rss_kb", {})
