@@ -341,7 +341,8 @@ row_fields() { # target mode conns
 }
 
 closed_loop() { # target conns
-  local t=$1 c=$2 out bench
+  local t=$1 c=$2 out bench started
+  started=$(date -u +%FT%TZ)
   out=$(wrk_target "$t" "$c" "$DURATION")
   bench=$(grep '^BENCH ' <<<"$out" | sed 's/^BENCH //')
   if [ -z "$bench" ]; then
@@ -349,7 +350,7 @@ closed_loop() { # target conns
     echo "$out" >&2
     exit 1
   fi
-  record "$(row_fields "$t" closed "$c")" "\"wrk\":$bench"
+  record "$(row_fields "$t" closed "$c")" "\"started\":\"$started\"" "\"wrk\":$bench"
   python3 bench/report.py --row "$OUT/rows.jsonl"
 }
 
@@ -364,9 +365,11 @@ fixed_rate() { # target rate
     bearer | a2a) hdr=(-H "Authorization: Bearer $tok") ;;
   esac
   python3 bench/urls.py "${t_door[$t]}" "${url[${t_server[$t]}]}" "${t_n[$t]}" "${t_ids[$t]}" >"$urls"
+  local started
+  started=$(date -u +%FT%TZ)
   out=$(taskset -c "$LOAD_CORE" oha --no-tui --output-format json -z "$DURATION" -c "$FIXED_CONNS" -q "$rate" \
     --latency-correction -w --worker-threads 1 --urls-from-file "${hdr[@]}" "$urls")
-  record "$(row_fields "$t" fixed "$FIXED_CONNS")" "\"rate\":$rate" "\"oha\":$(tr -d '\n' <<<"$out")"
+  record "$(row_fields "$t" fixed "$FIXED_CONNS")" "\"started\":\"$started\"" "\"rate\":$rate" "\"oha\":$(tr -d '\n' <<<"$out")"
   python3 bench/report.py --row "$OUT/rows.jsonl"
 }
 
