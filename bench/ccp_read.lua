@@ -1,12 +1,8 @@
 -- wrk script: the CCP door, GET /AIMWebService/api/Accounts for a random seeded account
--- (usernames user0 .. user<N-1> in safe BenchSafe, application Bench). Needs N in the environment.
+-- (user names user0 .. user<N-1> in safe BenchSafe, application Bench, source rule 127.0.0.1). Needs N.
+dofile("bench/common.lua")
 local n = tonumber(os.getenv("N"))
 
-function init(args)
-  math.randomseed(os.time())
-end
-
 function request()
-  local i = math.random(n) - 1
-  return wrk.format("GET", "/AIMWebService/api/Accounts?AppID=Bench&Query=Safe%3DBenchSafe%3BUserName%3Duser" .. i)
+  return wrk.format("GET", "/AIMWebService/api/Accounts?AppID=Bench&Query=Safe%3DBenchSafe%3BUserName%3Duser" .. pick(n))
 end
