@@ -88,11 +88,11 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive_timeout_seconds: Option<u64>,
-    /// Open connections at most; more are closed at once [default: 1024].
+    /// Open connections at most; more are closed at once [default: 4096].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
-    /// Open connections from one source address at most, 0 for no cap [default: 128].
+    /// Open connections from one source address at most, 0 for no cap [default: 1024].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_source: Option<usize>,
