@@ -181,28 +181,3 @@ mod integrations;
 mod keyring;
 #[path = "sql/pam.rs"]
 mod pam;
-
-#[async_trait::async_trait]
-impl crate::BackendStore for SqliteStore {
-    fn backend(&self) -> &'static str {
-        dialect::NAME
-    }
-
-    fn feed(&self) -> &crate::feed::ChangeFeed {
-        &self.feed
-    }
-
-    async fn poll_changes(&self) -> Result<()> {
-        let rows = common::read_epochs(&self.reader).await?;
-        self.feed.observe(&rows);
-        Ok(())
-    }
-
-    fn health(&self) -> &StoreHealth {
-        &self.health
-    }
-
-    async fn probe(&self) -> Result<()> {
-        self.probe_write().await
-    }
-}

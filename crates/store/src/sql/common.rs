@@ -18,6 +18,31 @@ use crate::{
 pub(super) type DbRow = <Db as sqlx::Database>::Row;
 pub(super) type Conn = <Db as sqlx::Database>::Connection;
 
+#[async_trait::async_trait]
+impl crate::BackendStore for Backend {
+    fn backend(&self) -> &'static str {
+        dialect::NAME
+    }
+
+    fn feed(&self) -> &crate::feed::ChangeFeed {
+        &self.feed
+    }
+
+    async fn poll_changes(&self) -> Result<()> {
+        let rows = read_epochs(&self.reader).await?;
+        self.feed.observe(&rows);
+        Ok(())
+    }
+
+    fn health(&self) -> &crate::health::StoreHealth {
+        &self.health
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.probe_write().await
+    }
+}
+
 impl Backend {
     /// A write transaction on the writer pool, begun with the backend's `BEGIN_WRITE`.
     pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>> {
