@@ -162,7 +162,8 @@ fn now_micros() -> OffsetDateTime {
 async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let records: Vec<NewAudit> = batch.iter().map(|(r, _)| r.clone()).collect();
+        // The records move into the append; their waiters stay to be answered (no copy per record).
+        let (records, waiters): (Vec<NewAudit>, Vec<_>) = batch.drain(..).unzip();
         let result = match barrier.keys().await {
             Ok(keys) => {
                 let h = keys.audit.clone();
@@ -180,16 +181,16 @@ async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Rece
                 Err(())
             }
         };
-        metrics::histogram!("credvault_audit_batch_size").record(batch.len() as f64);
+        metrics::histogram!("credvault_audit_batch_size").record(waiters.len() as f64);
         match result {
             Ok(seqs) => {
-                for ((_, done), seq) in batch.drain(..).zip(seqs) {
+                for (done, seq) in waiters.into_iter().zip(seqs) {
                     let _ = done.send(Ok(seq));
                 }
             }
             Err(()) => {
                 metrics::counter!("credvault_audit_failures_total").increment(1);
-                for (_, done) in batch.drain(..) {
+                for done in waiters {
                     let _ = done.send(Err(()));
                 }
             }
