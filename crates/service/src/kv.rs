@@ -329,6 +329,9 @@ impl Vault {
                     ctx,
                     CredentialFilter {
                         safe: Some(mount.to_owned()),
+                        // Only the folder's descendants, through the identifier index: a folder of
+                        // 10 keys costs the same in a mount of 1,000 or 1,000,000 (issue 15).
+                        identifier_prefix: Some(prefix.clone()),
                         after,
                         limit: 1000,
                         ..CredentialFilter::default()

@@ -110,6 +110,10 @@ pub struct CredentialFilter {
     pub name: Option<String>,
     pub username: Option<String>,
     pub identifier: Option<String>,
+    /// Only identifiers that start with this (a Vault-KV folder: `LIST` reads the folder's
+    /// descendants through the identifier index, not the whole mount). Compared bytewise on both
+    /// backends; it must end in an ASCII character (KV folders end in `/`).
+    pub identifier_prefix: Option<String>,
     pub hostname: Option<String>,
     pub ip: Option<String>,
     pub tag: Option<String>,

@@ -105,6 +105,12 @@ mod dialect {
     /// Plain READ COMMITTED; row locks and the optimistic version check do the rest.
     pub const BEGIN_WRITE: &str = "BEGIN";
     pub const NAME: &str = "postgres";
+    /// Bytewise range on the identifier (a KV folder's descendants) whatever the database's
+    /// collation, served by the `COLLATE "C"` index of migration 0014.
+    pub const IDENTIFIER_RANGE: (&str, &str) = (
+        " AND identifier COLLATE \"C\" >= ",
+        " AND identifier COLLATE \"C\" < ",
+    );
     /// `tags` contains the bound value.
     pub const TAG_FILTER: (&str, &str) = (" AND jsonb_exists(meta::jsonb -> 'tags', ", ")");
     /// One audit chain across servers: appends are serialised by this transaction-scoped lock.

@@ -31,7 +31,18 @@ pub struct SqliteStore {
     /// never waits for the writer pool's one connection.
     probe: tokio::sync::Mutex<Option<SqliteConnection>>,
     options: SqliteConnectOptions,
+    /// The background checkpointer (see [`spawn_checkpointer`]), stopped with the store.
+    checkpointer: tokio::task::AbortHandle,
 }
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// How often the background checkpointer copies committed WAL pages into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 impl SqliteStore {
     /// Open (creating if needed) `dir/credvault.db` and apply migrations.
@@ -45,7 +56,13 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // No connection checkpoints when it commits: a read's audit commit would otherwise
+            // wait, every thousand pages, for the checkpoint's page copies and database fsync (the
+            // long tail of issue 15). The checkpointer below does it on its own connection.
+            .pragma("wal_autocheckpoint", "0")
+            // After a checkpoint lets the log restart, its file is cut back to this size.
+            .pragma("journal_size_limit", "67108864");
         let health = Arc::new(StoreHealth::new());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -62,7 +79,9 @@ impl SqliteStore {
             .connect_with(base.clone().read_only(true))
             .await
             .map_err(db_err)?;
+        let checkpointer = spawn_checkpointer(base.clone()).abort_handle();
         Ok(Self {
+            checkpointer,
             feed: Default::default(),
             writer: Pool::new(writer, health.clone()),
             reader: Pool::new(reader, health.clone()),
@@ -99,6 +118,33 @@ impl SqliteStore {
         }
         probe_outcome(&self.health, outcome, false)
     }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] on a connection of its own (`PASSIVE`: it never
+/// waits for, nor blocks, the writer or the readers), so commits only append to the log. Durability
+/// is unchanged: a commit is durable once its WAL frames are synced (`synchronous=FULL`); the
+/// checkpoint only moves them into the database file, and after a crash SQLite replays the log.
+fn spawn_checkpointer(options: SqliteConnectOptions) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conn: Option<SqliteConnection> = None;
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if conn.is_none() {
+                conn = options.connect().await.ok();
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut *c)
+                .await
+            {
+                // A full disk or a vanished file: try again on a fresh connection next time.
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                conn = None;
+            }
+        }
+    })
 }
 
 /// The writer pool's `after_release`: a connection handed back still inside a transaction (its
@@ -144,6 +190,8 @@ mod dialect {
     /// "database is locked" when another process (another server on the same file) wrote in between.
     pub const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
     pub const NAME: &str = "sqlite";
+    /// Bytewise range on the identifier (a KV folder's descendants), served by an index.
+    pub const IDENTIFIER_RANGE: (&str, &str) = (" AND identifier >= ", " AND identifier < ");
     /// `tags` contains the bound value.
     pub const TAG_FILTER: (&str, &str) = (
         " AND EXISTS (SELECT 1 FROM json_each(meta, '$.tags') WHERE value = ",

@@ -939,6 +939,52 @@ async fn identifiers_are_unique_per_safe() {
 }
 
 #[tokio::test]
+async fn an_identifier_prefix_lists_exactly_a_folders_descendants() {
+    let b = backend().await;
+    let s = &b.store;
+    // Neighbours a bytewise range must leave out: the folder's own name, a sibling sharing its
+    // first letters, the next byte after '/', another safe, and an upper-case and non-ASCII key
+    // (a collation that is not bytewise would misplace these).
+    let rows = [
+        ("m", "kv:m/a/x", true),
+        ("m", "kv:m/a/y/z", true),
+        ("m", "kv:m/a/Ünï", true),
+        ("m", "kv:m/a/B", true),
+        ("m", "kv:m/a", false),
+        ("m", "kv:m/ab", false),
+        ("m", "kv:m/a0", false),
+        ("m", "kv:m/b/x", false),
+        ("other", "kv:m/a/x", false),
+    ];
+    for (safe, ident, _) in rows {
+        let mut m = meta(ident);
+        m.identifier = Some(ident.into());
+        m.safe = Some(safe.into());
+        s.insert_credential(&cred(m), &v(b"x"), &AuditAppend::none())
+            .await
+            .unwrap();
+    }
+    let found = s
+        .list_credentials(&CredentialFilter {
+            safe: Some("m".into()),
+            identifier_prefix: Some("kv:m/a/".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut got: Vec<_> = found.iter().filter_map(|c| c.meta.identifier.clone()).collect();
+    got.sort();
+    let mut want: Vec<String> = rows
+        .iter()
+        .filter(|r| r.2)
+        .map(|r| r.1.to_owned())
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
 async fn listings_return_named_rows() {
     use credvault_store::{
         AppGrant, AppRecord, IntegrationCiphertext, IntegrationRecord, SafeMemberRow,

@@ -177,6 +177,14 @@ impl CredentialStore for Backend {
                 q.push(format!(" AND {col} = ")).push_bind(v.clone());
             }
         }
+        if let Some(p) = &f.identifier_prefix {
+            // A range on the identifier index: [prefix, prefix with its last byte + 1).
+            let (lower, upper) = dialect::IDENTIFIER_RANGE;
+            q.push(lower)
+                .push_bind(p.clone())
+                .push(upper)
+                .push_bind(prefix_end(p));
+        }
         if let Some(t) = &f.tag {
             let (before, after) = dialect::TAG_FILTER;
             q.push(before).push_bind(t.clone()).push(after);
@@ -350,4 +358,20 @@ impl CredentialStore for Backend {
         }
         self.commit_audited(tx, audit).await
     }
+}
+
+/// The least string greater than every string starting with `prefix` whose last character is ASCII
+/// (`a/b/` → `a/b0`); a prefix ending otherwise gets itself followed by U+10FFFF, which no stored
+/// identifier exceeds in practice.
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.to_owned();
+    match end.pop() {
+        Some(c) if c.is_ascii() && c != '\x7f' => end.push(char::from(c as u8 + 1)),
+        Some(c) => {
+            end.push(c);
+            end.push(char::MAX);
+        }
+        None => end.push(char::MAX),
+    }
+    end
 }
