@@ -24,12 +24,14 @@ P99_MS = 5.0
 PG_OF_SQLITE = 0.50
 RSS_MB = 100
 SCALE_LATENCY = 1.2
+LIST_SCALE = 2.0
 READ_DOORS = ["secret_read", "ccp_read", "kv_read", "fetch_read", "entity_read", "a2a_read"]
 DOOR_NAMES = {
     "hello": "hello",
     "secret_read": "native secret read",
     "ccp_read": "CCP read",
     "kv_read": "KV v2 read",
+    "kv_list": "KV v2 LIST of 10 keys",
     "fetch_read": "fetch-credentials",
     "entity_read": "entity read",
     "a2a_read": "A2A read",
@@ -42,6 +44,8 @@ REQUESTS = [
     ("ccp_read", "`GET /AIMWebService/api/Accounts?AppID=Bench&Query=Safe=BenchSafe;UserName=user<i>` "
                  "(application Bench, source rule 127.0.0.1, granted safe BenchSafe)."),
     ("kv_read", "`GET /v1/secret/data/bench-<i>`, `X-Vault-Token: <root>`; the same on OpenBao (KV v2 at `secret/`)."),
+    ("kv_list", "`GET /v1/secret/metadata/list10/?list=true` (a folder of 10 secrets in the mount beside the seeded "
+                "`bench-<i>`), `X-Vault-Token: <root>`; the same on OpenBao."),
     ("fetch_read", "`GET /api/fetch-credentials?identifier=cred-<i>`, `X-Vault-Token: <root>`; an answer `[]` "
                    "counts as an error (wrk rows; oha cannot look into bodies)."),
     ("entity_read", "`GET /api/public/v1/credentials/for/ent-<i>`, `Authorization: Bearer <root>` (404 when not set)."),
@@ -207,12 +211,14 @@ def evaluate(rows, meta, after, baseline_rows=None, baseline_meta=None):
             if not b0 or not b0["p50_ms"] or not b0["p99_ms"]:
                 continue
             x50, x99 = r["p50_ms"] / b0["p50_ms"], r["p99_ms"] / b0["p99_ms"]
+            # A listing of 10 keys may cost up to 2x in a mount 1,000 times larger (issue 15).
+            limit = LIST_SCALE if r["door"] == "kv_list" else SCALE_LATENCY
             out.append({"target": f"5. {baseline_meta.get('creds'):,} → {meta.get('creds'):,} credentials "
-                                  f"≤ 1.2× in p50 and p99, {r['label']}",
+                                  f"≤ {limit}× in p50 and p99, {r['label']}",
                         "measured": f"p50 {fmt_ms(b0['p50_ms'])} → {fmt_ms(r['p50_ms'])}, "
                                     f"p99 {fmt_ms(b0['p99_ms'])} → {fmt_ms(r['p99_ms'])}",
-                        "ratio": f"{x50:.2f}× / {x99:.2f}×", "goal": "≤ 1.2×",
-                        "met": x50 <= SCALE_LATENCY and x99 <= SCALE_LATENCY, "value": max(x50, x99)})
+                        "ratio": f"{x50:.2f}× / {x99:.2f}×", "goal": f"≤ {limit}×",
+                        "met": x50 <= limit and x99 <= limit, "value": max(x50, x99)})
     return out
 
 
@@ -313,7 +319,7 @@ def chart(rows, path, conns=64):
     except ImportError:
         print("matplotlib missing: no chart (pip install matplotlib)", file=sys.stderr)
         return False
-    order = ["hello"] + READ_DOORS + ["kv_write"]
+    order = ["hello"] + READ_DOORS + ["kv_list", "kv_write"]
     servers = ["hello", "sqlite", "postgres", "openbao", "openbao-noaudit"]
     closed = sorted((r for r in rows if r["mode"] == "closed" and r["conns"] == conns),
                     key=lambda r: (order.index(r["door"]) if r["door"] in order else 99,

@@ -23,8 +23,9 @@
 #   <backend>/fetch_read    GET /api/fetch-credentials?identifier=cred-<i>   X-Vault-Token: root
 #   <backend>/entity_read   GET /api/public/v1/credentials/for/ent-<i>   Authorization: Bearer root
 #   <backend>/a2a_read      GET /iso/pam/credential/{id}                 Authorization: Bearer <OAuth token of app Bench>
+#   <backend>/kv_list       GET /v1/secret/metadata/list10/?list=true  (a folder of 10 keys beside the mount's N)
 #   <backend>/kv_write      POST /v1/secret/data/bench-<i> {"data":{"password":...}}
-#   openbao/kv_read, openbao/kv_write       the same KV requests on OpenBao with a file audit device
+#   openbao/kv_read, openbao/kv_list, openbao/kv_write   the same KV requests on OpenBao with a file audit device
 #   openbao-noaudit/kv_read                 the same read on a second OpenBao without an audit device
 # Fixed rate (FIXED=1): every read target again with `oha -q RATE` (open loop, latency corrected) at
 # half the requests/s it reached closed-loop at FIXED_CONNS connections.
@@ -240,6 +241,16 @@ seed_credvault() { # backend
   echo "  $b: imported $(wc -l <"$work/ids-$b.txt") credentials" >&2
   seed_http "$b" kv "${root[$b]}" "$HTTP_SEED"
   seed_http "$b" entity "${root[$b]}" "$HTTP_SEED"
+  seed_list10 "$b"
+}
+
+# The folder list10/ of the KV mount: 10 secrets, listed by the kv_list rows.
+seed_list10() { # server
+  local i
+  for i in $(seq 0 9); do
+    curl -sf -H "X-Vault-Token: ${root[$1]}" -H 'content-type: application/json' \
+      -d "{\"data\":{\"password\":\"list-$i\"}}" "${url[$1]}/v1/secret/data/list10/k$i" >/dev/null
+  done
 }
 
 # A fresh OAuth token for the A2A door (they live one hour): client credentials of app Bench.
@@ -271,6 +282,7 @@ declare_targets() {
     add_target "$b/fetch_read" "$b" "$b" fetch_read read bench/fetch_read.lua "$CREDS" "" vault "credvault fetch-credentials (one), $b"
     add_target "$b/entity_read" "$b" "$b" entity_read read bench/entity_read.lua "$HTTP_SEED" "" bearer "credvault entity read (public form), $b"
     add_target "$b/a2a_read" "$b" "$b" a2a_read read bench/a2a_read.lua "$CREDS" "$work/ids-$b.txt" a2a "credvault A2A read (PAM, by id), $b"
+    add_target "$b/kv_list" "$b" "$b" kv_list read bench/kv_list.lua "$HTTP_SEED" "" vault "credvault Vault KV v2 LIST (10 keys), $b"
     add_target "$b/kv_write" "$b" "$b" kv_write write bench/kv_write.lua "$HTTP_SEED" "" vault "credvault Vault KV v2 write, $b"
   done
   if [ "$OPENBAO" = 1 ]; then
@@ -278,6 +290,7 @@ declare_targets() {
     if [ "$BAO_NOAUDIT" = 1 ]; then
       add_target openbao-noaudit/kv_read openbao-noaudit raft kv_read read bench/kv_read.lua "$HTTP_SEED" "" vault "OpenBao KV v2 read, no audit device"
     fi
+    add_target openbao/kv_list openbao raft kv_list read bench/kv_list.lua "$HTTP_SEED" "" vault "OpenBao KV v2 LIST (10 keys), file audit"
     add_target openbao/kv_write openbao raft kv_write write bench/kv_write.lua "$HTTP_SEED" "" vault "OpenBao KV v2 write, file audit"
   fi
 }
@@ -301,6 +314,7 @@ probe() { # target token
     secret_read) path="/api/v1/credentials/$id/secret" ;;
     ccp_read) path="/AIMWebService/api/Accounts?AppID=Bench&Query=Safe%3DBenchSafe%3BUserName%3Duser0" ;;
     kv_read | kv_write) path=/v1/secret/data/bench-0 ;;
+    kv_list) path="/v1/secret/metadata/list10/?list=true" ;;
     fetch_read) path="/api/fetch-credentials?identifier=cred-0" ;;
     entity_read) path=/api/public/v1/credentials/for/ent-0 ;;
     a2a_read) path="/iso/pam/credential/$id" ;;
@@ -417,6 +431,7 @@ main() {
   if [ "$OPENBAO" = 1 ]; then
     start_openbao openbao $((PORT_BASE + 100)) 1
     seed_http openbao kv "${root[openbao]}" "$HTTP_SEED"
+    seed_list10 openbao
     if [ "$BAO_NOAUDIT" = 1 ]; then
       start_openbao openbao-noaudit $((PORT_BASE + 110)) 0
       seed_http openbao-noaudit kv "${root[openbao-noaudit]}" "$HTTP_SEED"

@@ -3,7 +3,7 @@
 the same requests the door's wrk script makes.
 
 Usage: urls.py DOOR BASE_URL N [IDS_FILE] [COUNT]
-  DOOR: hello, secret_read, ccp_read, kv_read, fetch_read, entity_read, a2a_read
+  DOOR: hello, secret_read, ccp_read, kv_read, kv_list, fetch_read, entity_read, a2a_read
   N: the items seeded (indexes 0 .. N-1); IDS_FILE: credential ids, one a line (secret_read, a2a_read)."""
 import random
 import sys
@@ -19,6 +19,7 @@ paths = {
     "ccp_read": lambda: "/AIMWebService/api/Accounts?AppID=Bench&Query=Safe%3DBenchSafe%3BUserName%3Duser"
     + str(random.randrange(n)),
     "kv_read": lambda: f"/v1/secret/data/bench-{random.randrange(n)}",
+    "kv_list": lambda: "/v1/secret/metadata/list10/?list=true",
     "fetch_read": lambda: f"/api/fetch-credentials?identifier=cred-{random.randrange(n)}",
     "entity_read": lambda: f"/api/public/v1/credentials/for/ent-{random.randrange(n)}",
     "a2a_read": lambda: f"/iso/pam/credential/{random.choice(ids)}",

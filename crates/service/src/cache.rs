@@ -217,6 +217,15 @@ impl Vault {
         Ok(found)
     }
 
+    /// A credential's metadata, through the same cache as [`Vault::current`] (no payload copied).
+    pub(crate) async fn credential(&self, id: Uuid) -> ServiceResult<Option<Credential>> {
+        let (feed, cache) = (self.store.feed(), &self.caches.creds);
+        if let Some(c) = cache.get(feed, &id) {
+            return Ok(Some(c.credential.clone()));
+        }
+        Ok(self.current(id).await?.map(|c| c.credential))
+    }
+
     /// A listing of at most 100 credentials, through the listing cache.
     pub(crate) async fn list_named(
         &self,

@@ -581,7 +581,7 @@ impl Vault {
         let app_id = self.pam_app(ctx)?.to_owned();
         let safes = self.pam_read_safes(&app_id).await?;
         let by_id = match Uuid::parse_str(key) {
-            Ok(id) => match self.store.get_credential(id).await? {
+            Ok(id) => match self.credential(id).await? {
                 Some(c) if policy::app_scope_contains(&safes, c.meta.safe.as_deref()) => Some(c),
                 Some(c) => {
                     self.audit_denied(ctx, "credential.read", c.id.to_string())
@@ -676,7 +676,7 @@ impl Vault {
             .take_custody(cred.id, &ctx.actor.name, self.clock.now())
             .await?;
         // The read may have refreshed a mirror: show the metadata of the version read.
-        let cred = self.store.get_credential(cred.id).await?.unwrap_or(cred);
+        let cred = self.credential(cred.id).await?.unwrap_or(cred);
         Ok((cred, secret))
     }
 

@@ -37,7 +37,10 @@ pub trait PamStore: Send + Sync {
         within: &[String],
         audit: &AuditAppend<'_>,
     ) -> Result<Option<Uuid>>;
-    /// Record that `holder` holds the credential (replacing any earlier holder).
+    /// Record that `holder` holds the credential since `since` (replacing any earlier holder). A
+    /// holder that already holds it keeps its first `since`, and nothing is written: on SQLite a
+    /// statement that changes no row commits without a log write or fsync, so the A2A read, which
+    /// takes custody on every read, is not one durable write per read (issue 15).
     async fn take_custody(&self, id: Uuid, holder: &str, since: OffsetDateTime) -> Result<()>;
     /// Release the credential if `holder` holds it; false when it does not.
     async fn release_custody(

@@ -226,7 +226,8 @@ impl PamStore for Backend {
             "INSERT INTO custody (cred_id, holder, since)
              VALUES ($1, $2, $3)
              ON CONFLICT (cred_id) DO UPDATE
-               SET holder = excluded.holder, since = excluded.since",
+               SET holder = excluded.holder, since = excluded.since
+               WHERE custody.holder <> excluded.holder",
             &[&id.to_string(), holder, &format_time(since)],
         )
         .await?;
