@@ -346,6 +346,17 @@ pub fn matches(req: &Request, meta: &CredentialMeta) -> bool {
     })
 }
 
+/// Whether a credential of safe `safe` can match the query at all: false when the query names a
+/// safe (`Safe=`, exact, prefix or regexp) that `safe` does not match. A query without an indexed
+/// criterion scans its application's granted safes; this skips the ones it cannot be about, so a
+/// `Safe=A;Folder=F` query does not read safe B.
+pub fn may_match_safe(req: &Request, safe: &str) -> bool {
+    req.criteria
+        .iter()
+        .filter(|c| c.property == "Safe")
+        .all(|c| value_matches(&c.pattern, safe))
+}
+
 /// The first criterion an index can answer: an exact (not prefix) match on the object name, the user
 /// name or the address, with its folded value. Regexp queries and prefix matches have none.
 pub fn index_hint(req: &Request) -> Option<(&'static str, String)> {
@@ -406,6 +417,23 @@ mod tests {
             ]
             .into(),
             settings: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_query_naming_a_safe_skips_the_other_safes() {
+        let q = |query: &str| parse(&p(&[("AppID", "a"), ("Query", query)])).ok();
+        let table = [
+            ("Safe=Sales;Folder=Root", "Sales", true),
+            ("Safe=sales;Folder=Root", "Sales", true),
+            ("Safe=Sales;Folder=Root", "Finance", false),
+            ("Safe=Sal*", "Sales", true),
+            ("Safe=Sal*", "Finance", false),
+            ("Folder=Root", "Finance", true),
+        ];
+        for (query, safe, want) in table {
+            let req = q(query);
+            assert_eq!(req.map(|r| may_match_safe(&r, safe)), Some(want), "{query} in {safe}");
         }
     }
 
