@@ -106,7 +106,7 @@ mod dialect {
     pub const BEGIN_WRITE: &str = "BEGIN";
     pub const NAME: &str = "postgres";
     /// Bytewise range on the identifier (a KV folder's descendants) whatever the database's
-    /// collation, served by the `COLLATE "C"` index of migration 0014.
+    /// collation, served by the `(safe, identifier COLLATE "C")` index of migration 0014.
     pub const IDENTIFIER_RANGE: (&str, &str) = (
         " AND identifier COLLATE \"C\" >= ",
         " AND identifier COLLATE \"C\" < ",

@@ -190,7 +190,8 @@ mod dialect {
     /// "database is locked" when another process (another server on the same file) wrote in between.
     pub const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
     pub const NAME: &str = "sqlite";
-    /// Bytewise range on the identifier (a KV folder's descendants), served by an index.
+    /// Bytewise range on the identifier (a KV folder's descendants), served with the safe by the
+    /// `(safe, identifier)` index of migration 0014.
     pub const IDENTIFIER_RANGE: (&str, &str) = (" AND identifier >= ", " AND identifier < ");
     /// `tags` contains the bound value.
     pub const TAG_FILTER: (&str, &str) = (

@@ -1,4 +1,4 @@
 -- Listings cost what they return (issue 15): a Vault-KV LIST of one folder reads the folder's
--- descendants by a bytewise range on the identifier. The database's collation may not be bytewise,
--- so the range is taken under COLLATE "C", served by this index.
-CREATE INDEX credentials_identifier_c ON credentials(identifier COLLATE "C");
+-- descendants in its safe (the mount) by a bytewise range on the identifier. The database's
+-- collation may not be bytewise, so the range is taken under COLLATE "C", served by this index.
+CREATE INDEX credentials_safe_identifier_range ON credentials(safe, identifier COLLATE "C");

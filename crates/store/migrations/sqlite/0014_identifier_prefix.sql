@@ -1,4 +1,4 @@
 -- Listings cost what they return (issue 15): a Vault-KV LIST of one folder reads the folder's
--- descendants by a range on the identifier, served by credentials_identifier (0012; SQLite compares
--- text bytewise). Nothing to add here; the migration keeps both dialects' numbering in step.
-SELECT 1;
+-- descendants in its safe (the mount) by a range on the identifier. With only credentials_safe,
+-- SQLite read the whole safe to find them; this index serves the safe and the range together.
+CREATE INDEX credentials_safe_identifier_range ON credentials(safe, identifier);
