@@ -100,6 +100,11 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_failures_per_minute: Option<u32>,
+    /// Free space (MB) of the data directory's filesystem below which writes are refused, keeping
+    /// room for the audit of reads; 0 for no floor [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free_disk_mb: Option<u64>,
     /// Seconds after a key rotation before the old data keys may be deleted, once unused [default: 60].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,6 +117,11 @@ pub struct Settings {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Let the server dump core (for debugging only: a core dump holds the unsealed keys)
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_core_dumps: Option<bool>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +203,9 @@ impl Settings {
             auth_failures_per_minute: self
                 .auth_failures_per_minute
                 .unwrap_or(d.auth_failures_per_minute),
+            min_free_disk_bytes: self
+                .min_free_disk_mb
+                .map_or(d.min_free_disk_bytes, |mb| mb.saturating_mul(1024 * 1024)),
             key_retire_grace: secs(self.key_retire_grace_seconds, d.key_retire_grace),
             clock: d.clock,
         })
@@ -211,12 +224,42 @@ pub fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
+/// Process hardening at start (issue 16.7): files the server creates are its owner's alone (umask
+/// 0o077), and unless `allow_core_dumps`, no core dump can be written (`RLIMIT_CORE` 0, soft and
+/// hard) and the process is not dumpable (`PR_SET_DUMPABLE` 0: no core, no ptrace by other
+/// processes of the same user, `/proc/PID/mem` and `environ` closed to them), since its memory holds
+/// the unsealed keys. A refusal by the kernel is an error: the server does not start unprotected.
+pub fn harden(allow_core_dumps: bool) -> Result<()> {
+    use rustix::process::{self, DumpableBehavior, Resource, Rlimit};
+    process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    if !allow_core_dumps {
+        process::setrlimit(
+            Resource::Core,
+            Rlimit {
+                current: Some(0),
+                maximum: Some(0),
+            },
+        )
+        .context("setting RLIMIT_CORE to 0")?;
+        process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
+            .context("prctl(PR_SET_DUMPABLE, 0)")?;
+    }
+    Ok(())
+}
+
 pub async fn run(args: ServerArgs) -> Result<()> {
     let settings = load(&args)?;
     init_logging(
         settings.log_level.as_deref().unwrap_or("info"),
         settings.log_format.unwrap_or(LogFormat::Text),
     );
+    let allow_core_dumps = settings.allow_core_dumps.unwrap_or(false);
+    harden(allow_core_dumps)?;
+    if allow_core_dumps {
+        tracing::warn!(
+            "core dumps allowed (allow_core_dumps): a core dump holds the unsealed keys"
+        );
+    }
     let cfg = settings.server_config(args.dev)?;
     let data_dir = cfg.data_dir.clone();
     let running = credvault_server::start(cfg)

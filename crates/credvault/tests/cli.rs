@@ -1372,3 +1372,90 @@ fn credentials_by_name_identifier_or_id() {
     ok_json(cli(&addr, Some(&root), &["cred", "rm", "staging/db"], None).pipe_ok());
     assert_eq!(secret(&["db"]), "p-db");
 }
+
+/// Issue 16.7: the server process cannot leave a core dump (its memory holds the unsealed keys)
+/// and what it creates is its owner's alone, whatever it inherits; `--allow-core-dumps` leaves the
+/// inherited limit alone.
+#[test]
+fn the_server_turns_core_dumps_off_and_sets_a_private_umask() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // What a careless shell hands down: core dumps as large as allowed, umask 022.
+    let hard = getrlimit(Resource::Core).maximum;
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: hard,
+            maximum: hard,
+        },
+    )
+    .unwrap();
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let inherited = if hard == Some(0) {
+        "0".to_owned()
+    } else {
+        hard.map_or("unlimited".to_owned(), |h| h.to_string())
+    };
+    let core_limit = |pid: u32| -> Vec<String> {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .skip(4)
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let umask = |pid: u32| -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let (proc, addr, token) = dev_server(dir.path());
+    let pid = proc.0.id();
+    assert_eq!(core_limit(pid), ["0", "0"], "core size, soft and hard");
+    assert_eq!(umask(pid), "0077");
+    // What it writes is private: the data directory and every file in it.
+    let o = cli(
+        &addr,
+        Some(&token),
+        &["cred", "put", "a", "--secret-stdin"],
+        Some("s3cret"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.path().join("data");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    drop(proc);
+
+    // Allowed on purpose: the inherited limit stays.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let proc = server(
+        &[
+            "--dev",
+            "--allow-core-dumps",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ],
+        &[],
+        port,
+        dir.path(),
+    );
+    assert_eq!(core_limit(proc.0.id()), [inherited.clone(), inherited]);
+    assert_eq!(umask(proc.0.id()), "0077", "the umask is set either way");
+}

@@ -72,6 +72,9 @@ pub struct Config {
     /// Open connections from one source address at most (0: no per-source cap).
     pub max_connections_per_source: usize,
     pub auth_failures_per_minute: u32,
+    /// Free space of the data directory's filesystem below which writes are refused (507), so the
+    /// audit of reads keeps room (SQLite; 0: no floor). Issue 16.2, `service/src/disk.rs`.
+    pub min_free_disk_bytes: u64,
     /// How long after a key rotation the old data keys may be deleted, once nothing uses them
     /// (longer than any request: default the request timeout plus 30 s).
     pub key_retire_grace: Duration,
@@ -98,6 +101,7 @@ impl Default for Config {
             max_connections: 4096,
             max_connections_per_source: 1024,
             auth_failures_per_minute: 30,
+            min_free_disk_bytes: 64 * 1024 * 1024,
             key_retire_grace: Duration::from_secs(60),
             clock: Clock::system(),
         }
@@ -287,6 +291,13 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
         cfg.auth_failures_per_minute,
         cfg.clock.clone(),
     );
+    if store.backend() == "sqlite" {
+        let files = ["credvault.db", "credvault.db-wal", "credvault.db-shm"]
+            .iter()
+            .map(|f| cfg.data_dir.join(f))
+            .collect();
+        vault.watch_disk(cfg.data_dir.clone(), files, cfg.min_free_disk_bytes);
+    }
     // Never shorter than a request: a writer holding the old term finishes within the timeout.
     vault.start_background(cfg.key_retire_grace.max(cfg.request_timeout));
     let dev_root_token = if cfg.dev {

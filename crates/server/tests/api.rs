@@ -535,10 +535,16 @@ async fn tokens_revocation_and_login() {
 #[tokio::test]
 async fn failed_authentication_is_rate_limited_per_source() {
     let s = Server::dev_with(|c| c.auth_failures_per_minute = 3).await;
-    for _ in 0..4 {
+    for _ in 0..3 {
         let (st, _) = s.get("/api/v1/auth/self", "cvt_wrong").await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
+    // The failure that goes over the quota is itself answered 429 (issue 16.8).
+    let (st, e) = s.get("/api/v1/auth/self", "cvt_wrong").await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
     // Now blocked, even with the right token.
     let (st, e) = s.get("/api/v1/auth/self", &s.root).await;
     assert_eq!(

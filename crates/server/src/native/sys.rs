@@ -14,8 +14,8 @@ use credvault_service::barrier::SealStatus;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` (answered 503) while the store or the audit cannot write or the
-    /// database cannot be reached.
+    /// `ok`, or `degraded` (answered 503) while the store or the audit cannot write, the
+    /// database cannot be reached, or free disk space is below the floor.
     pub status: &'static str,
     /// `null` when the store cannot tell (sealed while the database is unreachable).
     pub initialized: Option<bool>,
@@ -23,6 +23,10 @@ pub struct Health {
     pub version: &'static str,
     pub storage: &'static str,
     pub store: credvault_service::health::StoreStatus,
+    /// Free disk space and the floor below which writes are refused (SQLite; absent otherwise).
+    /// Below the floor the status is `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<credvault_service::disk::DiskStatus>,
 }
 
 /// Always answered, at once, even sealed or with the database down: 200 when `ok` (sealed or not:
@@ -46,6 +50,7 @@ pub async fn health(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
             version: env!("CARGO_PKG_VERSION"),
             storage: h.storage,
             store: h.store,
+            disk: h.disk,
         }),
     )
 }

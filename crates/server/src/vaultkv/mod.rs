@@ -96,6 +96,7 @@ impl From<ServiceError> for KvError {
             ServiceError::AuditFailed => Self::new(S::SERVICE_UNAVAILABLE, e.to_string()),
             ServiceError::Integrity => Self::new(S::INTERNAL_SERVER_ERROR, e.to_string()),
             ServiceError::Integration(m) => Self::new(S::BAD_GATEWAY, m),
+            ServiceError::InsufficientStorage => Self::new(S::INSUFFICIENT_STORAGE, e.to_string()),
             ServiceError::Store(inner) => {
                 tracing::error!(error = %inner, "storage error");
                 Self::new(S::SERVICE_UNAVAILABLE, "the storage backend is unavailable")
