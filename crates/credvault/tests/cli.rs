@@ -1459,3 +1459,76 @@ fn the_server_turns_core_dumps_off_and_sets_a_private_umask() {
     assert_eq!(core_limit(proc.0.id()), [inherited.clone(), inherited]);
     assert_eq!(umask(proc.0.id()), "0077", "the umask is set either way");
 }
+
+/// Issue 16.2: `audit archive --before DATE FILE` moves the older records into a signed,
+/// owner-only file; `audit verify` still proves the rest and `audit verify FILE` the archive.
+#[test]
+fn audit_archive_then_verify_the_log_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proc, addr, token) = dev_server(dir.path());
+    let tk = Some(token.as_str());
+    for i in 0..3 {
+        let o = cli(
+            &addr,
+            tk,
+            &["cred", "put", &format!("c{i}"), "--secret-stdin"],
+            Some("s"),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let file = dir.path().join("audit-2026.jsonl");
+    let f = file.to_str().unwrap();
+    let v = ok_json(cli(
+        &addr,
+        tk,
+        &[
+            "audit",
+            "archive",
+            "--before",
+            "2999-01-01",
+            f,
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    assert!(v["records"].as_i64().unwrap() >= 4, "{v}");
+    assert_eq!(v["deleted"], v["records"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let v = ok_json(cli(
+        &addr,
+        tk,
+        &["audit", "verify", "--format", "json"],
+        None,
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+    let v = ok_json(cli(
+        &addr,
+        tk,
+        &["audit", "verify", f, "--format", "json"],
+        None,
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+    // An edited archive fails, and so does writing over an existing file.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = dir.path().join("edited.jsonl");
+    std::fs::write(&edited, text.replacen("\"root\"", "\"r00t\"", 1)).unwrap();
+    let o = cli(
+        &addr,
+        tk,
+        &["audit", "verify", edited.to_str().unwrap()],
+        None,
+    );
+    assert!(!o.status.success());
+    let o = cli(
+        &addr,
+        tk,
+        &["audit", "archive", "--before", "2999-01-01", f],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("must not exist"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "untouched");
+}

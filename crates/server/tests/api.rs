@@ -3,6 +3,8 @@
 
 #[path = "api/audit_atomic.rs"]
 mod audit_atomic;
+#[path = "api/audit_retention.rs"]
+mod audit_retention;
 #[path = "api/audit_routes.rs"]
 mod audit_routes;
 #[path = "api/authz.rs"]

@@ -14,9 +14,10 @@
 //! the seal and keys (`barrier.rs`, `rotation.rs`), audit (`audit.rs`), authentication (`auth.rs`),
 //! backup (`backup.rs`), health: the store's circuit, write outcomes and the background probe
 //! (`health.rs`), repeated refusals summarised (`refusals.rs`), disk space
-//! and its floor (`disk.rs`).
+//! and its floor (`disk.rs`), audit archives (`archive.rs`).
 
 pub mod apps;
+pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod backup;
