@@ -105,6 +105,24 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_free_disk_mb: Option<u64>,
+    /// Also append every audit record to this file, as JSON lines (created 0600).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_file: Option<PathBuf>,
+    /// Refuse audited requests while the audit file cannot be written, like the main log
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_file_required: Option<bool>,
+    /// Also send every audit record to syslog (RFC 5424): `local` (/dev/log), `unix:PATH` or
+    /// `udp://HOST:PORT`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_syslog: Option<String>,
+    /// Refuse audited requests while syslog cannot be written, like the main log [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_syslog_required: Option<bool>,
     /// Seconds after a key rotation before the old data keys may be deleted, once unused [default: 60].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,6 +200,20 @@ impl Settings {
             }
         };
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        use credvault_service::audit_sink::{SinkConfig, SinkTarget};
+        let mut audit_sinks = Vec::new();
+        if let Some(p) = &self.audit_file {
+            audit_sinks.push(SinkConfig {
+                target: SinkTarget::File(p.clone()),
+                required: self.audit_file_required.unwrap_or(false),
+            });
+        }
+        if let Some(a) = &self.audit_syslog {
+            audit_sinks.push(SinkConfig {
+                target: SinkTarget::syslog(a).map_err(anyhow::Error::msg)?,
+                required: self.audit_syslog_required.unwrap_or(false),
+            });
+        }
         Ok(credvault_server::Config {
             listen: self.listen.unwrap_or(d.listen),
             data_dir: self.data_dir.clone().unwrap_or(d.data_dir),
@@ -206,6 +238,7 @@ impl Settings {
             min_free_disk_bytes: self
                 .min_free_disk_mb
                 .map_or(d.min_free_disk_bytes, |mb| mb.saturating_mul(1024 * 1024)),
+            audit_sinks,
             key_retire_grace: secs(self.key_retire_grace_seconds, d.key_retire_grace),
             clock: d.clock,
         })

@@ -1532,3 +1532,49 @@ fn audit_archive_then_verify_the_log_and_the_file() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("must not exist"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "untouched");
 }
+
+/// Issue 16.2: the audit sink settings (`--audit-file`, `CREDVAULT_AUDIT_SYSLOG`) reach the server.
+#[test]
+fn audit_sink_settings_copy_the_trail_to_a_file_and_syslog() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = dir.path().join("trail.jsonl");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let syslog = format!("udp://{}", udp.local_addr().unwrap());
+    let data = dir.path().join("data");
+    let _proc = server(
+        &[
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--audit-file",
+            file.to_str().unwrap(),
+            "--audit-file-required",
+        ],
+        &[("CREDVAULT_AUDIT_SYSLOG", &syslog)],
+        port,
+        dir.path(),
+    );
+    let addr = format!("http://127.0.0.1:{port}");
+    let o = cli(
+        &addr,
+        Some(&dev_token(&data)),
+        &["cred", "put", "a", "--secret-stdin"],
+        Some("s"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .contains("credential.create")
+    {
+        assert!(Instant::now() < deadline, "no record in {}", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut buf = [0u8; 65536];
+    let n = udp.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("<86>1 "));
+}

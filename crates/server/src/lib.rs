@@ -75,6 +75,8 @@ pub struct Config {
     /// Free space of the data directory's filesystem below which writes are refused (507), so the
     /// audit of reads keeps room (SQLite; 0: no floor). Issue 16.2, `service/src/disk.rs`.
     pub min_free_disk_bytes: u64,
+    /// Where the audit trail is copied too (a JSON-lines file, syslog), each optionally required.
+    pub audit_sinks: Vec<credvault_service::audit_sink::SinkConfig>,
     /// How long after a key rotation the old data keys may be deleted, once nothing uses them
     /// (longer than any request: default the request timeout plus 30 s).
     pub key_retire_grace: Duration,
@@ -102,6 +104,7 @@ impl Default for Config {
             max_connections_per_source: 1024,
             auth_failures_per_minute: 30,
             min_free_disk_bytes: 64 * 1024 * 1024,
+            audit_sinks: Vec::new(),
             key_retire_grace: Duration::from_secs(60),
             clock: Clock::system(),
         }
@@ -298,6 +301,7 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
             .collect();
         vault.watch_disk(cfg.data_dir.clone(), files, cfg.min_free_disk_bytes);
     }
+    vault.start_audit_sinks(cfg.audit_sinks.clone()).await;
     // Never shorter than a request: a writer holding the old term finishes within the timeout.
     vault.start_background(cfg.key_retire_grace.max(cfg.request_timeout));
     let dev_root_token = if cfg.dev {

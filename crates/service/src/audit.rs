@@ -76,9 +76,13 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    pub fn start(store: Arc<dyn Store>, barrier: Arc<Barrier>) -> Self {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        barrier: Arc<Barrier>,
+        sinks: Arc<crate::audit_sink::Sinks>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(store, barrier, rx));
+        tokio::spawn(writer(store, barrier, sinks, rx));
         Self { tx }
     }
 
@@ -159,7 +163,12 @@ fn now_micros() -> OffsetDateTime {
         .unwrap_or(t)
 }
 
-async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Receiver<Pending>) {
+async fn writer(
+    store: Arc<dyn Store>,
+    barrier: Arc<Barrier>,
+    sinks: Arc<crate::audit_sink::Sinks>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // The records move into the append; their waiters stay to be answered (no copy per record).
@@ -172,9 +181,17 @@ async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Rece
                     .await;
                 // Health (issue 16.1): an audit that cannot be written degrades the server.
                 crate::health::audit_appended(store.as_ref(), appended.as_ref().err());
-                appended.map_err(|e| {
+                let appended = appended.map_err(|e| {
                     tracing::error!(error = %e, "audit append failed; refusing the requests that needed it");
-                })
+                });
+                // Required sinks (`audit_sink.rs`) must have the records before they are answered.
+                match appended {
+                    Ok(seqs) => sinks
+                        .committed(seqs.last().copied().unwrap_or(0))
+                        .await
+                        .map(|()| seqs),
+                    Err(()) => Err(()),
+                }
             }
             Err(_) => {
                 tracing::error!("audit append refused: the vault is sealed");

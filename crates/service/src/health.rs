@@ -32,7 +32,7 @@ pub(crate) fn audit_appended(store: &dyn Store, error: Option<&StoreError>) {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`, or `degraded` while the store or the audit cannot write, the database cannot be
-    /// reached, or free disk space is below the floor.
+    /// reached, free disk space is below the floor, or a required audit sink fails.
     pub status: &'static str,
     /// `null` when the store cannot tell (sealed and the database unreachable).
     pub initialized: Option<bool>,
@@ -43,6 +43,8 @@ pub struct Health {
     /// The data directory's free space and the floor below which writes are refused (SQLite;
     /// absent for PostgreSQL). Below the floor the status is `degraded`.
     pub disk: Option<crate::disk::DiskStatus>,
+    /// The audit sinks (`audit_sink.rs`); a required one failing makes the status `degraded`.
+    pub audit_sinks: Vec<crate::audit_sink::SinkStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -83,7 +85,7 @@ impl Vault {
         let disk = self.disk_status();
         let disk_low = disk.as_ref().is_some_and(|d| d.low);
         Health {
-            status: if r.ok() && !disk_low {
+            status: if r.ok() && !disk_low && !self.sinks.required_failing() {
                 "ok"
             } else {
                 "degraded"
@@ -99,6 +101,7 @@ impl Vault {
                 last_write_ok: time(r.last_write_ok),
             },
             disk,
+            audit_sinks: self.sinks.status(),
         }
     }
 

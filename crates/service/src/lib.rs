@@ -14,11 +14,13 @@
 //! the seal and keys (`barrier.rs`, `rotation.rs`), audit (`audit.rs`), authentication (`auth.rs`),
 //! backup (`backup.rs`), health: the store's circuit, write outcomes and the background probe
 //! (`health.rs`), repeated refusals summarised (`refusals.rs`), disk space
-//! and its floor (`disk.rs`), audit archives (`archive.rs`).
+//! and its floor (`disk.rs`), audit archives (`archive.rs`) and sinks
+//! (`audit_sink.rs`).
 
 pub mod apps;
 pub mod archive;
 pub mod audit;
+pub mod audit_sink;
 pub mod auth;
 pub mod backup;
 pub mod barrier;

@@ -44,6 +44,8 @@ pub struct Vault {
     pub(crate) refusals: crate::refusals::Refusals,
     /// The data directory's free space and its floor, where the store is on a local disk.
     pub(crate) disk: std::sync::OnceLock<crate::disk::DiskWatch>,
+    /// Where the audit trail is copied (`audit_sink.rs`); the audit writer holds them too.
+    pub(crate) sinks: Arc<crate::audit_sink::Sinks>,
     /// When this server last fetched each integration mirror (the short-lived mirror cache).
     pub(crate) mirror_clock: crate::integrations::MirrorClock,
     /// The read caches of the hot paths (see `cache.rs` for their invalidation).
@@ -102,7 +104,8 @@ pub(crate) fn forbidden() -> ServiceError {
 impl Vault {
     pub fn new(store: Arc<dyn Store>, auth_failures_per_minute: u32, clock: Clock) -> Arc<Self> {
         let barrier = Arc::new(Barrier::new(store.clone()));
-        let auditor = Auditor::start(store.clone(), barrier.clone());
+        let sinks = Arc::new(crate::audit_sink::Sinks::default());
+        let auditor = Auditor::start(store.clone(), barrier.clone(), sinks.clone());
         let write_locks = (0..64).map(|_| tokio::sync::Mutex::new(())).collect();
         let vault = Arc::new(Self {
             write_locks,
@@ -112,6 +115,7 @@ impl Vault {
             limiter: FailureLimiter::new(auth_failures_per_minute),
             refusals: Default::default(),
             disk: Default::default(),
+            sinks,
             mirror_clock: Default::default(),
             caches: Default::default(),
             retire_grace_ms: std::sync::atomic::AtomicU64::new(60_000),
@@ -183,6 +187,7 @@ impl Vault {
     /// below the floor (`disk.rs`).
     pub(crate) async fn write_audit_many(&self, events: Vec<Event>) -> ServiceResult<WriteAudit> {
         self.check_disk()?;
+        self.check_sinks()?;
         let keys = self.barrier.keys().await?;
         Ok(WriteAudit::new(events, keys.audit.clone()))
     }

@@ -27,6 +27,9 @@ pub struct Health {
     /// Below the floor the status is `degraded`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk: Option<credvault_service::disk::DiskStatus>,
+    /// The audit sinks; a required one failing makes the status `degraded`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_sinks: Vec<credvault_service::audit_sink::SinkStatus>,
 }
 
 /// Always answered, at once, even sealed or with the database down: 200 when `ok` (sealed or not:
@@ -51,6 +54,7 @@ pub async fn health(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
             storage: h.storage,
             store: h.store,
             disk: h.disk,
+            audit_sinks: h.audit_sinks,
         }),
     )
 }
