@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -57,6 +58,18 @@ impl KvError {
     }
     fn bad(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, msg)
+    }
+}
+
+/// The path's parameters, or 400 in the door's own `{"errors": [...]}` when they are malformed
+/// (not UTF-8 once percent-decoded), as Vault answers (issue 16.10).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(KvError))]
+struct Path<T>(T);
+
+impl From<PathRejection> for KvError {
+    fn from(_: PathRejection) -> Self {
+        Self::bad("invalid request path: it must be UTF-8 once percent-decoded")
     }
 }
 
