@@ -944,3 +944,77 @@ async fn below_the_free_space_floor_writes_are_refused_but_audited_reads_go_on()
     let (_, v) = s.post("/api/v1/audit/verify", &root, json!({})).await;
     assert_eq!(v["ok"], true, "{v}");
 }
+
+// ------------------------------------------------------------------ 16.6: no enumeration by time
+
+/// The median of some durations.
+fn median(mut d: Vec<Duration>) -> Duration {
+    d.sort();
+    d[d.len() / 2]
+}
+
+/// Issue 16.6: an unknown client costs the same as a known one with a wrong secret (a dummy
+/// Argon2 verification), so the time of a refusal does not tell which AppIDs or user names exist:
+/// OAuth client credentials (A2A door), AppRole (Vault KV door) and `auth/login`. Attempts are
+/// interleaved and compared by their medians, with a generous bound (the issue measured 1.7 ms
+/// against 26 ms, 15 times apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_clients_take_as_long_to_refuse_as_wrong_secrets() {
+    let s = Server::dev_with(|c| c.auth_failures_per_minute = 100_000).await;
+    let (st, _) = s
+        .post(
+            "/api/v1/apps",
+            &s.root,
+            json!({"app_id": "Known", "client_secret": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = s
+        .post(
+            "/api/v1/users",
+            &s.root,
+            json!({"name": "known", "password": "a long enough password"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let oauth = |client: &str| {
+        s.http.post(s.url("/iso/oauth2/token")).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client),
+            ("client_secret", "wrong-secret"),
+        ])
+    };
+    let approle = |role: &str| {
+        s.http
+            .post(s.url("/v1/auth/approle/login"))
+            .json(&json!({"role_id": role, "secret_id": "wrong-secret"}))
+    };
+    let login = |user: &str| {
+        s.http
+            .post(s.url("/api/v1/auth/login"))
+            .json(&json!({"username": user, "password": "wrong password here"}))
+    };
+    type Make<'a> = Box<dyn Fn(&str) -> reqwest::RequestBuilder + 'a>;
+    let doors: [(&str, Make, &str, &str); 3] = [
+        ("oauth", Box::new(oauth), "Known", "NoSuchApp"),
+        ("approle", Box::new(approle), "Known", "NoSuchApp"),
+        ("login", Box::new(login), "known", "nosuchuser"),
+    ];
+    for (door, make, known, unknown) in doors {
+        let (mut k, mut u) = (vec![], vec![]);
+        for _ in 0..9 {
+            for (who, times) in [(known, &mut k), (unknown, &mut u)] {
+                let start = Instant::now();
+                let r = make(who).send().await.expect("answer");
+                times.push(start.elapsed());
+                assert!(r.status().is_client_error(), "{door} {who}: {}", r.status());
+                assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+            }
+        }
+        let (k, u) = (median(k), median(u));
+        assert!(
+            u * 5 >= k * 2,
+            "{door}: an unknown client is refused in {u:?}, a wrong secret in {k:?}"
+        );
+    }
+}
