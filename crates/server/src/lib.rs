@@ -450,8 +450,35 @@ pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), StartErr
     let mut f = opts
         .open(path)
         .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
+    // The mode above applies only to a new file: an existing one is made private too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
+    }
     f.write_all(data)
         .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
     f.sync_all()
         .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn write_private_makes_an_existing_file_private_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let path = dir.path().join("key");
+        std::fs::write(&path, b"old").unwrap_or_else(|e| unreachable!("{e}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        super::write_private(&path, b"new").unwrap_or_else(|e| unreachable!("{e}"));
+        let mode = std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&path).ok().as_deref(), Some(&b"new"[..]));
+    }
 }

@@ -551,6 +551,10 @@ async fn guesses_sent_all_at_once_get_at_most_the_quota_before_429s() {
         "{} wrong tokens answered 401 before the 429s (quota {QUOTA}, in {took:?})",
         through.len()
     );
+    eprintln!(
+        "800 wrong tokens at once: {} answered 401, the rest 429, in {took:?}",
+        through.len()
+    );
     assert!(answers
         .iter()
         .filter(|(st, _)| *st == StatusCode::TOO_MANY_REQUESTS)
@@ -690,6 +694,10 @@ async fn repeated_refusals_from_one_source_are_summarised_once_per_period() {
         during.len()
     );
     let bytes: usize = during.iter().map(|r| r.to_string().len()).sum();
+    eprintln!(
+        "200 refused CCP calls: {} records, {bytes} bytes",
+        during.len()
+    );
     assert!(
         bytes < 3 * 4_096,
         "{bytes} bytes of audit for 200 refused calls"
@@ -1012,6 +1020,7 @@ async fn unknown_clients_take_as_long_to_refuse_as_wrong_secrets() {
             }
         }
         let (k, u) = (median(k), median(u));
+        eprintln!("{door}: unknown client refused in {u:?}, wrong secret in {k:?} (medians of 9)");
         assert!(
             u * 5 >= k * 2,
             "{door}: an unknown client is refused in {u:?}, a wrong secret in {k:?}"
