@@ -831,8 +831,8 @@ async fn gauge(s: &Server, name: &str) -> Option<f64> {
 }
 
 /// Issue 16.2: below the free-space floor (`min_free_disk_mb`) writes are refused, in each door's
-/// format (native 507 `insufficient_storage`, Vault KV 507 `{"errors": [...]}`), before anything
-/// is written, while secret reads and their audit go on; health says `degraded` with the disk's
+/// format (native 507 `insufficient_storage`, Vault KV 507 `{"errors": [...]}`, the A2A envelope),
+/// before anything is written, while secret reads and their audit go on; health says `degraded` with the disk's
 /// figures; the store's size and the free space are metrics. Freeing space lets writes in again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_free_space_floor_writes_are_refused_but_audited_reads_go_on() {
@@ -870,6 +870,28 @@ async fn below_the_free_space_floor_writes_are_refused_but_audited_reads_go_on()
             .send()
     };
     assert_eq!(kv_write(1).await.expect("kv").status(), StatusCode::OK);
+    // An A2A application, logged in before the disk fills (a login issues a token: a write).
+    let (st, _) = s.post("/api/v1/safes", &root, json!({"name": "pam"})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, a) = s
+        .post(
+            "/api/v1/apps",
+            &root,
+            json!({"app_id": "Writer", "client_secret": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    let (st, _) = s
+        .post(
+            "/api/v1/apps/Writer/allow",
+            &root,
+            json!({"type": "safe-write", "name": "pam"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let a2a = s
+        .a2a_token("Writer", a["client_secret_value"].as_str().expect("secret"))
+        .await;
 
     // Leave 4 MB free: under the 8 MB floor, with room for the audit.
     let filler = disk.fill();
@@ -909,6 +931,18 @@ async fn below_the_free_space_floor_writes_are_refused_but_audited_reads_go_on()
         )
         .await;
     assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{e}");
+    let r = s
+        .http
+        .post(s.url("/iso/pam/credential"))
+        .bearer_auth(&a2a)
+        .json(&json!({"username": "u", "hostname": "h", "ip": "10.0.0.9", "content": "pw"}))
+        .send()
+        .await
+        .expect("a2a");
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let v: Value = r.json().await.expect("a2a body");
+    assert_eq!(v["code"], 507, "the A2A envelope: {v}");
+    assert!(v["exception"]["code"].is_number(), "{v}");
     let (_, after) = s.get("/api/v1/credentials", &root).await;
     assert_eq!(before, after, "nothing written");
     // Reads and their audit records go on.
