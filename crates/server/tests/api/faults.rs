@@ -512,7 +512,7 @@ fn allowed(per_minute: u32, elapsed: Duration) -> usize {
 /// wrong CCP header secrets (the CCP door's own 429 `CVLIMIT01E`), wrong OAuth client secrets
 /// (the A2A door's `slow_down`). Each door is guessed from a source address of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guesses_sent_all_at_once_get_at_most_the_quota_before_429s() {
+async fn concurrent_guesses_get_at_most_the_quota_before_429s() {
     const QUOTA: u32 = 20;
     let s = Server::dev_with(|c| {
         c.auth_failures_per_minute = QUOTA;
