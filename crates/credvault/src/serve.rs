@@ -311,9 +311,22 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     } else {
         eprintln!("credvault listening on {}", running.url());
     }
+    // SIGINT or SIGTERM (systemd, containers): finish in-flight requests, then write the refusal
+    // summaries still counting (`Running::wait`).
     let handle = running.handle();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
         handle.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     running.wait().await.context("server stopped")

@@ -1578,3 +1578,57 @@ fn audit_sink_settings_copy_the_trail_to_a_file_and_syslog() {
     let n = udp.recv(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("<86>1 "));
 }
+
+/// Issue 16.2: refusals counted into a summary are not lost when the server stops: SIGTERM shuts it
+/// down gracefully and the summary is written.
+#[test]
+fn counted_refusals_are_summarised_when_the_server_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proc, addr, _token) = dev_server(dir.path());
+    for _ in 0..5 {
+        let o = cli(
+            &addr,
+            None,
+            &["login", "nosuchuser"],
+            Some("a wrong password\n"),
+        );
+        assert!(!o.status.success());
+    }
+    let pid = proc.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut proc = proc;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proc.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let db = dir.path().join("data").join("credvault.db");
+    let rows: Vec<(String,)> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query_as("SELECT detail FROM audit_log WHERE action = 'auth.login' ORDER BY seq")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    });
+    let details: Vec<Value> = rows
+        .iter()
+        .map(|(d,)| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        details.len(),
+        2,
+        "the first refusal and one summary: {details:?}"
+    );
+    assert_eq!(details[1]["summary"], true);
+    assert_eq!(details[1]["count"], 4);
+}

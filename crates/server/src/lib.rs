@@ -212,10 +212,14 @@ impl Running {
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
         let _ = self.task.await;
+        self.vault.flush_all_refusals().await;
     }
-    /// Wait until the server stops (it runs until shutdown or a fatal error).
+    /// Wait until the server stops (it runs until shutdown or a fatal error); then the refusals
+    /// counted but not yet summarised are written.
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.unwrap_or(Ok(()))
+        let result = self.task.await.unwrap_or(Ok(()));
+        self.vault.flush_all_refusals().await;
+        result
     }
     pub fn handle(&self) -> axum_server::Handle {
         self.handle.clone()

@@ -7,8 +7,9 @@
 //! first refusal of a key in a period is recorded as before; the others in that period are counted
 //! (with a sample of the actors and targets they named) and, once the period is over, one record
 //! with `detail.summary = true` and the count is appended: at the next refusal of that key, or by
-//! the background flush (every few seconds), whichever comes first. Memory is bounded: at most
-//! [`MAX_KEYS`] keys are tracked; a new key beyond that flushes every tally first.
+//! the background flush (every few seconds), whichever comes first, and every tally at a graceful
+//! shutdown ([`Vault::flush_all_refusals`]). Memory is bounded: at most [`MAX_KEYS`] keys are
+//! tracked; a new key beyond that flushes every tally first.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, Weak};
@@ -136,6 +137,14 @@ impl Refusals {
         (true, out)
     }
 
+    /// The summaries of every period, over or not (at shutdown).
+    fn all(&self) -> Vec<Event> {
+        let Ok(mut map) = self.tallies.lock() else {
+            return vec![];
+        };
+        map.drain().filter_map(|(k, t)| summary(k, t)).collect()
+    }
+
     /// The summaries of every period that is over at `now` (those periods end).
     fn expired(&self, now: OffsetDateTime) -> Vec<Event> {
         let Ok(mut map) = self.tallies.lock() else {
@@ -170,6 +179,17 @@ impl Vault {
     /// Append the summaries of periods that are over.
     pub(crate) async fn flush_refusals(&self) {
         let summaries = self.refusals.expired(self.clock.now());
+        if !summaries.is_empty() {
+            let _ = self.auditor.record_many(summaries).await;
+        }
+    }
+}
+
+impl Vault {
+    /// Append the summaries of every period, over or not: at shutdown, so no counted refusal is
+    /// lost with the process.
+    pub async fn flush_all_refusals(&self) {
+        let summaries = self.refusals.all();
         if !summaries.is_empty() {
             let _ = self.auditor.record_many(summaries).await;
         }
