@@ -143,6 +143,35 @@ impl Client {
             .unwrap_or(Value::Null))
     }
 
+    /// A POST under `/api/v1` with a raw body (an archive file to verify); errors as `call`.
+    pub async fn upload(&self, path: &str, body: Vec<u8>) -> Result<Value> {
+        let url = format!("{}/api/v1{}", self.base, path);
+        let mut req = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            .timeout(std::time::Duration::from_secs(3600))
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach credvault at {}: {e}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = json["error"]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            bail!("{}: {}", status.as_u16(), msg);
+        }
+        Ok(json)
+    }
+
     pub async fn delete(&self, path: &str) -> Result<()> {
         self.call(Method::DELETE, path, None).await.map(|_| ())
     }

@@ -100,6 +100,29 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_failures_per_minute: Option<u32>,
+    /// Free space (MB) of the data directory's filesystem below which writes are refused, keeping
+    /// room for the audit of reads; 0 for no floor [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free_disk_mb: Option<u64>,
+    /// Also append every audit record to this file, as JSON lines (created 0600).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_file: Option<PathBuf>,
+    /// Refuse audited requests while the audit file cannot be written, like the main log
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_file_required: Option<bool>,
+    /// Also send every audit record to syslog (RFC 5424): `local` (/dev/log), `unix:PATH` or
+    /// `udp://HOST:PORT`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_syslog: Option<String>,
+    /// Refuse audited requests while syslog cannot be written, like the main log [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_syslog_required: Option<bool>,
     /// Seconds after a key rotation before the old data keys may be deleted, once unused [default: 60].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,6 +135,11 @@ pub struct Settings {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Let the server dump core (for debugging only: a core dump holds the unsealed keys)
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_core_dumps: Option<bool>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +200,20 @@ impl Settings {
             }
         };
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        use credvault_service::audit_sink::{SinkConfig, SinkTarget};
+        let mut audit_sinks = Vec::new();
+        if let Some(p) = &self.audit_file {
+            audit_sinks.push(SinkConfig {
+                target: SinkTarget::File(p.clone()),
+                required: self.audit_file_required.unwrap_or(false),
+            });
+        }
+        if let Some(a) = &self.audit_syslog {
+            audit_sinks.push(SinkConfig {
+                target: SinkTarget::syslog(a).map_err(anyhow::Error::msg)?,
+                required: self.audit_syslog_required.unwrap_or(false),
+            });
+        }
         Ok(credvault_server::Config {
             listen: self.listen.unwrap_or(d.listen),
             data_dir: self.data_dir.clone().unwrap_or(d.data_dir),
@@ -193,6 +235,10 @@ impl Settings {
             auth_failures_per_minute: self
                 .auth_failures_per_minute
                 .unwrap_or(d.auth_failures_per_minute),
+            min_free_disk_bytes: self
+                .min_free_disk_mb
+                .map_or(d.min_free_disk_bytes, |mb| mb.saturating_mul(1024 * 1024)),
+            audit_sinks,
             key_retire_grace: secs(self.key_retire_grace_seconds, d.key_retire_grace),
             clock: d.clock,
         })
@@ -211,12 +257,42 @@ pub fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
+/// Process hardening at start (issue 16.7): files the server creates are its owner's alone (umask
+/// 0o077), and unless `allow_core_dumps`, no core dump can be written (`RLIMIT_CORE` 0, soft and
+/// hard) and the process is not dumpable (`PR_SET_DUMPABLE` 0: no core, no ptrace by other
+/// processes of the same user, `/proc/PID/mem` and `environ` closed to them), since its memory holds
+/// the unsealed keys. A refusal by the kernel is an error: the server does not start unprotected.
+pub fn harden(allow_core_dumps: bool) -> Result<()> {
+    use rustix::process::{self, DumpableBehavior, Resource, Rlimit};
+    process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    if !allow_core_dumps {
+        process::setrlimit(
+            Resource::Core,
+            Rlimit {
+                current: Some(0),
+                maximum: Some(0),
+            },
+        )
+        .context("setting RLIMIT_CORE to 0")?;
+        process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
+            .context("prctl(PR_SET_DUMPABLE, 0)")?;
+    }
+    Ok(())
+}
+
 pub async fn run(args: ServerArgs) -> Result<()> {
     let settings = load(&args)?;
     init_logging(
         settings.log_level.as_deref().unwrap_or("info"),
         settings.log_format.unwrap_or(LogFormat::Text),
     );
+    let allow_core_dumps = settings.allow_core_dumps.unwrap_or(false);
+    harden(allow_core_dumps)?;
+    if allow_core_dumps {
+        tracing::warn!(
+            "core dumps allowed (allow_core_dumps): a core dump holds the unsealed keys"
+        );
+    }
     let cfg = settings.server_config(args.dev)?;
     let data_dir = cfg.data_dir.clone();
     let running = credvault_server::start(cfg)
@@ -235,9 +311,22 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     } else {
         eprintln!("credvault listening on {}", running.url());
     }
+    // SIGINT or SIGTERM (systemd, containers): finish in-flight requests, then write the refusal
+    // summaries still counting (`Running::wait`).
     let handle = running.handle();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
         handle.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     running.wait().await.context("server stopped")

@@ -1372,3 +1372,263 @@ fn credentials_by_name_identifier_or_id() {
     ok_json(cli(&addr, Some(&root), &["cred", "rm", "staging/db"], None).pipe_ok());
     assert_eq!(secret(&["db"]), "p-db");
 }
+
+/// Issue 16.7: the server process cannot leave a core dump (its memory holds the unsealed keys)
+/// and what it creates is its owner's alone, whatever it inherits; `--allow-core-dumps` leaves the
+/// inherited limit alone.
+#[test]
+fn the_server_turns_core_dumps_off_and_sets_a_private_umask() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // What a careless shell hands down: core dumps as large as allowed, umask 022.
+    let hard = getrlimit(Resource::Core).maximum;
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: hard,
+            maximum: hard,
+        },
+    )
+    .unwrap();
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let inherited = if hard == Some(0) {
+        "0".to_owned()
+    } else {
+        hard.map_or("unlimited".to_owned(), |h| h.to_string())
+    };
+    let core_limit = |pid: u32| -> Vec<String> {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .skip(4)
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let umask = |pid: u32| -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let (proc, addr, token) = dev_server(dir.path());
+    let pid = proc.0.id();
+    assert_eq!(core_limit(pid), ["0", "0"], "core size, soft and hard");
+    assert_eq!(umask(pid), "0077");
+    // What it writes is private: the data directory and every file in it.
+    let o = cli(
+        &addr,
+        Some(&token),
+        &["cred", "put", "a", "--secret-stdin"],
+        Some("s3cret"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.path().join("data");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    drop(proc);
+
+    // Allowed on purpose: the inherited limit stays.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let proc = server(
+        &[
+            "--dev",
+            "--allow-core-dumps",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ],
+        &[],
+        port,
+        dir.path(),
+    );
+    assert_eq!(core_limit(proc.0.id()), [inherited.clone(), inherited]);
+    assert_eq!(umask(proc.0.id()), "0077", "the umask is set either way");
+}
+
+/// Issue 16.2: `audit archive --before DATE FILE` moves the older records into a signed,
+/// owner-only file; `audit verify` still proves the rest and `audit verify FILE` the archive.
+#[test]
+fn audit_archive_then_verify_the_log_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proc, addr, token) = dev_server(dir.path());
+    let tk = Some(token.as_str());
+    for i in 0..3 {
+        let o = cli(
+            &addr,
+            tk,
+            &["cred", "put", &format!("c{i}"), "--secret-stdin"],
+            Some("s"),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let file = dir.path().join("audit-2026.jsonl");
+    let f = file.to_str().unwrap();
+    let v = ok_json(cli(
+        &addr,
+        tk,
+        &[
+            "audit",
+            "archive",
+            "--before",
+            "2999-01-01",
+            f,
+            "--format",
+            "json",
+        ],
+        None,
+    ));
+    assert!(v["records"].as_i64().unwrap() >= 4, "{v}");
+    assert_eq!(v["deleted"], v["records"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let v = ok_json(cli(
+        &addr,
+        tk,
+        &["audit", "verify", "--format", "json"],
+        None,
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+    let v = ok_json(cli(
+        &addr,
+        tk,
+        &["audit", "verify", f, "--format", "json"],
+        None,
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+    // An edited archive fails, and so does writing over an existing file.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = dir.path().join("edited.jsonl");
+    std::fs::write(&edited, text.replacen("\"root\"", "\"r00t\"", 1)).unwrap();
+    let o = cli(
+        &addr,
+        tk,
+        &["audit", "verify", edited.to_str().unwrap()],
+        None,
+    );
+    assert!(!o.status.success());
+    let o = cli(
+        &addr,
+        tk,
+        &["audit", "archive", "--before", "2999-01-01", f],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("must not exist"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "untouched");
+}
+
+/// Issue 16.2: the audit sink settings (`--audit-file`, `CREDVAULT_AUDIT_SYSLOG`) reach the server.
+#[test]
+fn audit_sink_settings_copy_the_trail_to_a_file_and_syslog() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = dir.path().join("trail.jsonl");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let syslog = format!("udp://{}", udp.local_addr().unwrap());
+    let data = dir.path().join("data");
+    let _proc = server(
+        &[
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--audit-file",
+            file.to_str().unwrap(),
+            "--audit-file-required",
+        ],
+        &[("CREDVAULT_AUDIT_SYSLOG", &syslog)],
+        port,
+        dir.path(),
+    );
+    let addr = format!("http://127.0.0.1:{port}");
+    let o = cli(
+        &addr,
+        Some(&dev_token(&data)),
+        &["cred", "put", "a", "--secret-stdin"],
+        Some("s"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .contains("credential.create")
+    {
+        assert!(Instant::now() < deadline, "no record in {}", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut buf = [0u8; 65536];
+    let n = udp.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("<86>1 "));
+}
+
+/// Issue 16.2: refusals counted into a summary are not lost when the server stops: SIGTERM shuts it
+/// down gracefully and the summary is written.
+#[test]
+fn counted_refusals_are_summarised_when_the_server_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proc, addr, _token) = dev_server(dir.path());
+    for _ in 0..5 {
+        let o = cli(
+            &addr,
+            None,
+            &["login", "nosuchuser"],
+            Some("a wrong password\n"),
+        );
+        assert!(!o.status.success());
+    }
+    let pid = proc.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut proc = proc;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proc.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let db = dir.path().join("data").join("credvault.db");
+    let rows: Vec<(String,)> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query_as("SELECT detail FROM audit_log WHERE action = 'auth.login' ORDER BY seq")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    });
+    let details: Vec<Value> = rows
+        .iter()
+        .map(|(d,)| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        details.len(),
+        2,
+        "the first refusal and one summary: {details:?}"
+    );
+    assert_eq!(details[1]["summary"], true);
+    assert_eq!(details[1]["count"], 4);
+}

@@ -72,6 +72,11 @@ pub struct Config {
     /// Open connections from one source address at most (0: no per-source cap).
     pub max_connections_per_source: usize,
     pub auth_failures_per_minute: u32,
+    /// Free space of the data directory's filesystem below which writes are refused (507), so the
+    /// audit of reads keeps room (SQLite; 0: no floor). Issue 16.2, `service/src/disk.rs`.
+    pub min_free_disk_bytes: u64,
+    /// Where the audit trail is copied too (a JSON-lines file, syslog), each optionally required.
+    pub audit_sinks: Vec<credvault_service::audit_sink::SinkConfig>,
     /// How long after a key rotation the old data keys may be deleted, once nothing uses them
     /// (longer than any request: default the request timeout plus 30 s).
     pub key_retire_grace: Duration,
@@ -98,6 +103,8 @@ impl Default for Config {
             max_connections: 4096,
             max_connections_per_source: 1024,
             auth_failures_per_minute: 30,
+            min_free_disk_bytes: 64 * 1024 * 1024,
+            audit_sinks: Vec::new(),
             key_retire_grace: Duration::from_secs(60),
             clock: Clock::system(),
         }
@@ -205,10 +212,14 @@ impl Running {
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
         let _ = self.task.await;
+        self.vault.flush_all_refusals().await;
     }
-    /// Wait until the server stops (it runs until shutdown or a fatal error).
+    /// Wait until the server stops (it runs until shutdown or a fatal error); then the refusals
+    /// counted but not yet summarised are written.
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.unwrap_or(Ok(()))
+        let result = self.task.await.unwrap_or(Ok(()));
+        self.vault.flush_all_refusals().await;
+        result
     }
     pub fn handle(&self) -> axum_server::Handle {
         self.handle.clone()
@@ -287,6 +298,14 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
         cfg.auth_failures_per_minute,
         cfg.clock.clone(),
     );
+    if store.backend() == "sqlite" {
+        let files = ["credvault.db", "credvault.db-wal", "credvault.db-shm"]
+            .iter()
+            .map(|f| cfg.data_dir.join(f))
+            .collect();
+        vault.watch_disk(cfg.data_dir.clone(), files, cfg.min_free_disk_bytes);
+    }
+    vault.start_audit_sinks(cfg.audit_sinks.clone()).await;
     // Never shorter than a request: a writer holding the old term finishes within the timeout.
     vault.start_background(cfg.key_retire_grace.max(cfg.request_timeout));
     let dev_root_token = if cfg.dev {
@@ -435,8 +454,35 @@ pub fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), StartErr
     let mut f = opts
         .open(path)
         .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
+    // The mode above applies only to a new file: an existing one is made private too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
+    }
     f.write_all(data)
         .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))?;
     f.sync_all()
         .map_err(|e| StartError::Io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn write_private_makes_an_existing_file_private_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let path = dir.path().join("key");
+        std::fs::write(&path, b"old").unwrap_or_else(|e| unreachable!("{e}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        super::write_private(&path, b"new").unwrap_or_else(|e| unreachable!("{e}"));
+        let mode = std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&path).ok().as_deref(), Some(&b"new"[..]));
+    }
 }

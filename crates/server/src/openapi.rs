@@ -11,6 +11,7 @@ use crate::native;
     paths(
         native::sys::health, native::sys::seal_status, native::sys::init, native::sys::unseal, native::sys::seal,
         native::sys::rotate, native::sys::rewrap, native::sys::backup, native::sys::audit_tail, native::sys::audit_verify,
+        native::sys::audit_archive, native::sys::audit_archive_commit, native::sys::audit_verify_archive,
         native::identity::login, native::identity::whoami,
         native::credentials::create, native::credentials::import, native::credentials::list, native::credentials::get, native::credentials::update,
         native::credentials::remove, native::credentials::secret, native::credentials::versions,

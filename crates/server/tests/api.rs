@@ -3,6 +3,8 @@
 
 #[path = "api/audit_atomic.rs"]
 mod audit_atomic;
+#[path = "api/audit_retention.rs"]
+mod audit_retention;
 #[path = "api/audit_routes.rs"]
 mod audit_routes;
 #[path = "api/authz.rs"]
@@ -535,10 +537,16 @@ async fn tokens_revocation_and_login() {
 #[tokio::test]
 async fn failed_authentication_is_rate_limited_per_source() {
     let s = Server::dev_with(|c| c.auth_failures_per_minute = 3).await;
-    for _ in 0..4 {
+    for _ in 0..3 {
         let (st, _) = s.get("/api/v1/auth/self", "cvt_wrong").await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
+    // The failure that goes over the quota is itself answered 429 (issue 16.8).
+    let (st, e) = s.get("/api/v1/auth/self", "cvt_wrong").await;
+    assert_eq!(
+        (st, code(&e)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
     // Now blocked, even with the right token.
     let (st, e) = s.get("/api/v1/auth/self", &s.root).await;
     assert_eq!(
@@ -1930,7 +1938,8 @@ async fn the_data_directory_and_database_files_are_private() {
     running.shutdown().await;
 }
 
-/// Issue 16.10: a body over the limit is refused with 413 in each door's own error format.
+/// Issue 16.10: a body over the limit is refused with 413, and a malformed path with 400, in each
+/// door's own error format.
 #[tokio::test]
 async fn oversized_bodies_are_refused_in_each_doors_format() {
     let s = Server::dev_with(|c| c.max_body_bytes = 1024).await;
@@ -1955,6 +1964,33 @@ async fn oversized_bodies_are_refused_in_each_doors_format() {
     for (path, auth, shaped) in cases {
         let resp = send(path, auth).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let text = resp.text().await.unwrap();
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+        assert!(shaped(&v), "{path}: {v}");
+    }
+    // A path that is not UTF-8 once decoded, in each door's format.
+    let malformed: [(&str, Shaped); 4] = [
+        ("/v1/secret/data/%FF%FE", |v| v["errors"].is_array()),
+        ("/api/credentials/for/%FF", |v| {
+            v["error"]["code"] == "invalid_request"
+        }),
+        ("/api/v1/credentials/%FF/secret", |v| {
+            v["error"]["code"] == "invalid_request"
+        }),
+        ("/iso/pam/credential/%FF", |v| {
+            v["exception"]["code"] == 1000
+        }),
+    ];
+    for (path, shaped) in malformed {
+        let resp = s
+            .http
+            .get(s.url(path))
+            .header("X-Vault-Token", &s.root)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
         let text = resp.text().await.unwrap();
         let v: Value =
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));

@@ -224,11 +224,9 @@ impl Vault {
         };
         match app {
             Some(a) if ok => Ok(a),
-            _ => {
-                self.limiter.failed(source);
-                metrics::counter!("credvault_auth_failures_total").increment(1);
-                Err(DomainError::Unauthenticated.into())
-            }
+            _ => Err(self
+                .limiter
+                .refuse(source, DomainError::Unauthenticated.into())),
         }
     }
 
@@ -245,18 +243,17 @@ impl Vault {
         if result.is_err() {
             // A refusal leaves its own record (best effort: refused either way); a login's record
             // commits with its token.
-            let _ = self
-                .auditor
-                .record(Event {
-                    actor: format!("app:{app_id}"),
-                    door,
-                    action: "app.login",
-                    target: app_id.to_owned(),
-                    source: source.to_string(),
-                    outcome: "denied",
-                    detail: json!({}),
-                })
-                .await;
+            // Summarised per source and period when repeated (`refusals.rs`).
+            self.audit_refusal(Event {
+                actor: format!("app:{app_id}"),
+                door,
+                action: "app.login",
+                target: app_id.to_owned(),
+                source: source.to_string(),
+                outcome: "denied",
+                detail: json!({}),
+            })
+            .await;
         }
         let app = result?;
         let ctx = Ctx {
@@ -420,18 +417,16 @@ impl Vault {
                 .map(|(_, v)| v.clone())
         };
         let app_id = get("AppID").unwrap_or_default();
-        let _ = self
-            .auditor
-            .record(Event {
-                actor: format!("app:{app_id}"),
-                door: "ccp",
-                action: "ccp.get_password",
-                target: String::new(),
-                source: source.to_string(),
-                outcome: "refused",
-                detail: json!({"app_id": app_id, "query": get("Query"), "reason": get("Reason"), "error_code": code}),
-            })
-            .await;
+        self.audit_refusal(Event {
+            actor: format!("app:{app_id}"),
+            door: "ccp",
+            action: "ccp.get_password",
+            target: String::new(),
+            source: source.to_string(),
+            outcome: "refused",
+            detail: json!({"app_id": app_id, "query": get("Query"), "reason": get("Reason"), "error_code": code}),
+        })
+        .await;
     }
 
     /// Get Password for an application (the CCP door): the CCP lookup (`find_for_app`: the
@@ -460,12 +455,27 @@ impl Vault {
                 let (outcome, code) = match &e {
                     GetPasswordError::Ccp(c) if c.status == 403 => ("denied", Some(c.code)),
                     GetPasswordError::Ccp(c) => ("refused", Some(c.code)),
+                    GetPasswordError::Service(ServiceError::RateLimited) => {
+                        ("refused", Some("rate_limited"))
+                    }
                     GetPasswordError::Service(_) => ("error", None),
                 };
-                // Best effort: the call is refused either way.
-                let _ = self
-                    .audit(&ctx, "ccp.get_password", "", outcome, detail(code))
-                    .await;
+                // Best effort: the call is refused either way. Refusals (not service errors) are
+                // summarised per source and period when repeated (`refusals.rs`).
+                let event = Event {
+                    actor: ctx.actor.name.clone(),
+                    door: ctx.door,
+                    action: "ccp.get_password",
+                    target: String::new(),
+                    source: ctx.source.clone(),
+                    outcome,
+                    detail: detail(code),
+                };
+                if code.is_some() {
+                    self.audit_refusal(event).await;
+                } else {
+                    let _ = self.auditor.record(event).await;
+                }
                 return Err(e);
             }
         };
@@ -587,8 +597,10 @@ impl Vault {
         self.limiter.check(source)?;
         let keys = self.barrier.keys().await?;
         let Some(entry) = self.app_entry(&req.app_id).await? else {
-            self.limiter.failed(source);
-            return Err(GetPasswordError::Ccp(CcpError::unknown_app(&req.app_id)));
+            return Err(self.limiter.refuse(
+                source,
+                GetPasswordError::Ccp(CcpError::unknown_app(&req.app_id)),
+            ));
         };
         let rules = rules_of(&entry.app)?;
         let sent_hash = header_secret.map(|s| keys.tokens.app_secret_hash(s));
@@ -598,11 +610,12 @@ impl Vault {
                 .is_some_and(|h| credvault_crypto::token::ct_eq(h.as_bytes(), stored.as_bytes()))
         };
         if !rules.authenticate(source, header_ok, cert) {
-            self.limiter.failed(source);
-            metrics::counter!("credvault_auth_failures_total").increment(1);
-            return Err(GetPasswordError::Ccp(CcpError::authentication_failed(
-                &req.app_id,
-            )));
+            // A wrong header secret, a missing or wrong client certificate, or a source outside
+            // the rules: counted like a wrong token, answered 429 once over the quota.
+            return Err(self.limiter.refuse(
+                source,
+                GetPasswordError::Ccp(CcpError::authentication_failed(&req.app_id)),
+            ));
         }
         let grants = &entry.grants;
         // Candidates with their payload when the indexed lookup brought it (one round trip).

@@ -76,9 +76,13 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    pub fn start(store: Arc<dyn Store>, barrier: Arc<Barrier>) -> Self {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        barrier: Arc<Barrier>,
+        sinks: Arc<crate::audit_sink::Sinks>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(store, barrier, rx));
+        tokio::spawn(writer(store, barrier, sinks, rx));
         Self { tx }
     }
 
@@ -159,7 +163,12 @@ fn now_micros() -> OffsetDateTime {
         .unwrap_or(t)
 }
 
-async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Receiver<Pending>) {
+async fn writer(
+    store: Arc<dyn Store>,
+    barrier: Arc<Barrier>,
+    sinks: Arc<crate::audit_sink::Sinks>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // The records move into the append; their waiters stay to be answered (no copy per record).
@@ -172,9 +181,17 @@ async fn writer(store: Arc<dyn Store>, barrier: Arc<Barrier>, mut rx: mpsc::Rece
                     .await;
                 // Health (issue 16.1): an audit that cannot be written degrades the server.
                 crate::health::audit_appended(store.as_ref(), appended.as_ref().err());
-                appended.map_err(|e| {
+                let appended = appended.map_err(|e| {
                     tracing::error!(error = %e, "audit append failed; refusing the requests that needed it");
-                })
+                });
+                // Required sinks (`audit_sink.rs`) must have the records before they are answered.
+                match appended {
+                    Ok(seqs) => sinks
+                        .committed(seqs.last().copied().unwrap_or(0))
+                        .await
+                        .map(|()| seqs),
+                    Err(()) => Err(()),
+                }
             }
             Err(_) => {
                 tracing::error!("audit append refused: the vault is sealed");
@@ -209,12 +226,28 @@ pub struct Verification {
     pub message: String,
 }
 
-/// Walk the whole chain from the start and report the first record that does not verify.
+/// Walk the whole chain from its start (the first record, or the one after the archive checkpoint
+/// `audit_base`, see `archive.rs`) and report the first record that does not verify.
 pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verification> {
     let keys = barrier.keys().await?;
     let mut prev: Vec<u8> = Vec::new();
     let mut expected_seq = 1i64;
     let mut count = 0i64;
+    if let Some(base) = store.audit_base().await? {
+        let chain = |p: &[u8], r: &[u8]| keys.audit.chain(p, r);
+        let mac = credvault_store::audit_base_mac(&chain, base.seq, &base.hash);
+        if !credvault_crypto::token::ct_eq(&mac, &base.mac) {
+            return Ok(Verification {
+                ok: false,
+                records: 0,
+                first_bad_seq: None,
+                message: "the archive checkpoint does not verify (tampered)".to_owned(),
+            });
+        }
+        prev = base.hash;
+        expected_seq = base.seq + 1;
+    }
+    let first_seq = expected_seq;
     loop {
         let rows: Vec<AuditRow> = store.audit_rows(expected_seq - 1, 1000).await?;
         if rows.is_empty() {
@@ -244,6 +277,7 @@ pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verif
         }
     }
     // Truncation: the walked chain must end where the keyed checkpoint says it does.
+    let last = expected_seq - 1;
     let chain = |p: &[u8], r: &[u8]| keys.audit.chain(p, r);
     let bad = |first_bad_seq: Option<i64>, message: String| -> ServiceResult<Verification> {
         Ok(Verification {
@@ -256,9 +290,9 @@ pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verif
     match store.audit_head().await? {
         None if count > 0 => {
             return bad(
-                Some(count + 1),
+                Some(last + 1),
                 format!(
-                    "the log ends at record {count} but has no checkpoint: records may have been \
+                    "the log ends at record {last} but has no checkpoint: records may have been \
                      removed (or nothing was written since the upgrade that added checkpoints)"
                 ),
             )
@@ -272,18 +306,18 @@ pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verif
                     "the audit checkpoint does not verify (tampered)".to_owned(),
                 );
             }
-            if head.seq != count || !credvault_crypto::token::ct_eq(&head.hash, &prev) {
-                let message = if head.seq == count {
+            if head.seq != last || !credvault_crypto::token::ct_eq(&head.hash, &prev) {
+                let message = if head.seq == last {
                     format!(
-                        "record {count} is not the one the checkpoint names: records were replaced"
+                        "record {last} is not the one the checkpoint names: records were replaced"
                     )
                 } else {
                     format!(
-                        "the log ends at record {count} but its checkpoint says {}: records were removed",
+                        "the log ends at record {last} but its checkpoint says {}: records were removed",
                         head.seq
                     )
                 };
-                return bad(Some(count.min(head.seq) + 1), message);
+                return bad(Some(last.min(head.seq) + 1), message);
             }
         }
     }
@@ -291,7 +325,13 @@ pub async fn verify(store: &dyn Store, barrier: &Barrier) -> ServiceResult<Verif
         ok: true,
         records: count,
         first_bad_seq: None,
-        message: format!("{count} records verified"),
+        message: if first_seq > 1 {
+            format!(
+                "{count} records verified (records {first_seq} to {last}; the ones before are archived)"
+            )
+        } else {
+            format!("{count} records verified")
+        },
     })
 }
 

@@ -22,6 +22,11 @@ fn usable(info: &TokenInfo, now: time::OffsetDateTime) -> bool {
 
 /// Limits failed authentications per source address. Once a source exceeds the quota it is blocked
 /// for `block` even for correct credentials, so guessing cannot go on at full speed.
+///
+/// Each failure is counted and checked in one atomic step ([`FailureLimiter::refuse`], governor's
+/// compare-and-swap on the source's state): the failure that goes over the quota is itself answered
+/// 429, so however many attempts run at once, at most the quota of them is answered as a plain
+/// failure (issue 16.8). [`FailureLimiter::check`] refuses early once a source is blocked.
 pub struct FailureLimiter {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     blocked: Mutex<HashMap<IpAddr, Instant>>,
@@ -39,6 +44,7 @@ impl FailureLimiter {
         }
     }
 
+    /// Refuse at once (429) while the source is blocked.
     pub fn check(&self, ip: IpAddr) -> ServiceResult<()> {
         let mut b = self.blocked.lock().map_err(|_| ServiceError::RateLimited)?;
         match b.get(&ip) {
@@ -51,16 +57,31 @@ impl FailureLimiter {
         }
     }
 
-    pub fn failed(&self, ip: IpAddr) {
-        if self.limiter.check_key(&ip).is_err() {
-            if let Ok(mut b) = self.blocked.lock() {
-                b.insert(ip, Instant::now() + self.block);
-                if b.len() > 10_000 {
-                    let now = Instant::now();
-                    b.retain(|_, until| *until > now);
-                }
+    /// Count one failed authentication from `ip`. True when it is within the quota (answer the
+    /// failure as usual); false when it went over (answer 429, and the source is now blocked).
+    pub fn failed(&self, ip: IpAddr) -> bool {
+        metrics::counter!("credvault_auth_failures_total").increment(1);
+        if self.limiter.check_key(&ip).is_ok() {
+            return true;
+        }
+        if let Ok(mut b) = self.blocked.lock() {
+            b.insert(ip, Instant::now() + self.block);
+            if b.len() > 10_000 {
+                let now = Instant::now();
+                b.retain(|_, until| *until > now);
             }
-            self.limiter.retain_recent();
+        }
+        self.limiter.retain_recent();
+        false
+    }
+
+    /// Count one failed authentication from `ip` and say how to answer it: `err` within the quota,
+    /// [`ServiceError::RateLimited`] once over it.
+    pub fn refuse<E: From<ServiceError>>(&self, ip: IpAddr, err: E) -> E {
+        if self.failed(ip) {
+            err
+        } else {
+            ServiceError::RateLimited.into()
         }
     }
 }
@@ -99,9 +120,8 @@ impl Vault {
             _ => None,
         };
         actor.ok_or_else(|| {
-            self.limiter.failed(source);
-            metrics::counter!("credvault_auth_failures_total").increment(1);
-            DomainError::Unauthenticated.into()
+            self.limiter
+                .refuse(source, DomainError::Unauthenticated.into())
         })
     }
 
@@ -169,10 +189,13 @@ mod tests {
         let b: IpAddr = [10, 0, 0, 2].into();
         for _ in 0..3 {
             assert!(l.check(a).is_ok());
-            l.failed(a);
+            assert!(l.failed(a));
         }
         assert!(l.check(a).is_ok());
-        l.failed(a); // fourth failure exceeds the quota
+        assert!(
+            !l.failed(a),
+            "the fourth failure exceeds the quota and is itself refused"
+        );
         assert!(matches!(l.check(a), Err(ServiceError::RateLimited)));
         assert!(l.check(b).is_ok());
     }

@@ -24,6 +24,12 @@ pub enum ServiceError {
     VersionConflict { current: i64 },
     #[error("storage: {0}")]
     Store(StoreError),
+    /// Free disk space is below the floor (`min_free_disk_mb`): writes are refused so the audit
+    /// of reads keeps room (`disk.rs`).
+    #[error(
+        "free disk space is below the configured floor: writes are refused until space is freed"
+    )]
+    InsufficientStorage,
     /// An external vault an integration pulls from failed (down, refused, answered nonsense).
     #[error("{0}")]
     Integration(String),

@@ -31,8 +31,8 @@ pub(crate) fn audit_appended(store: &dyn Store, error: Option<&StoreError>) {
 /// The health of a server, as every door reports it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` while the store or the audit cannot write or the database cannot be
-    /// reached.
+    /// `ok`, or `degraded` while the store or the audit cannot write, the database cannot be
+    /// reached, free disk space is below the floor, or a required audit sink fails.
     pub status: &'static str,
     /// `null` when the store cannot tell (sealed and the database unreachable).
     pub initialized: Option<bool>,
@@ -40,6 +40,11 @@ pub struct Health {
     /// The storage backend (`sqlite`, `postgres`).
     pub storage: &'static str,
     pub store: StoreStatus,
+    /// The data directory's free space and the floor below which writes are refused (SQLite;
+    /// absent for PostgreSQL). Below the floor the status is `degraded`.
+    pub disk: Option<crate::disk::DiskStatus>,
+    /// The audit sinks (`audit_sink.rs`); a required one failing makes the status `degraded`.
+    pub audit_sinks: Vec<crate::audit_sink::SinkStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -77,8 +82,14 @@ impl Vault {
         };
         let r = self.store.health().report();
         let time = |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
+        let disk = self.disk_status();
+        let disk_low = disk.as_ref().is_some_and(|d| d.low);
         Health {
-            status: if r.ok() { "ok" } else { "degraded" },
+            status: if r.ok() && !disk_low && !self.sinks.required_failing() {
+                "ok"
+            } else {
+                "degraded"
+            },
             initialized,
             sealed,
             storage: self.store.backend(),
@@ -89,6 +100,8 @@ impl Vault {
                 since: time(r.since),
                 last_write_ok: time(r.last_write_ok),
             },
+            disk,
+            audit_sinks: self.sinks.status(),
         }
     }
 

@@ -421,9 +421,20 @@ impl Vault {
             door,
         };
         if !ok {
-            self.limiter.failed(source);
-            self.audit_denied(&ctx, "auth.login", user).await;
-            return Err(DomainError::Unauthenticated.into());
+            let err: ServiceError = self
+                .limiter
+                .refuse(source, DomainError::Unauthenticated.into());
+            self.audit_refusal(crate::audit::Event {
+                actor: ctx.actor.name.clone(),
+                door,
+                action: "auth.login",
+                target: user.to_owned(),
+                source: ctx.source.clone(),
+                outcome: "denied",
+                detail: json!({}),
+            })
+            .await;
+            return Err(err);
         }
         self.issue_token(
             &ctx,

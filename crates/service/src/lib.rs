@@ -13,15 +13,20 @@
 //! entity credentials (`entity.rs`), fetch-credentials (`fetch.rs`), integrations (`integrations.rs`),
 //! the seal and keys (`barrier.rs`, `rotation.rs`), audit (`audit.rs`), authentication (`auth.rs`),
 //! backup (`backup.rs`), health: the store's circuit, write outcomes and the background probe
-//! (`health.rs`).
+//! (`health.rs`), repeated refusals summarised (`refusals.rs`), disk space
+//! and its floor (`disk.rs`), audit archives (`archive.rs`) and sinks
+//! (`audit_sink.rs`).
 
 pub mod apps;
+pub mod archive;
 pub mod audit;
+pub mod audit_sink;
 pub mod auth;
 pub mod backup;
 pub mod barrier;
 mod cache;
 mod clock;
+pub mod disk;
 pub mod entity;
 pub mod error;
 pub mod fetch;
@@ -30,6 +35,7 @@ mod identity;
 pub mod integrations;
 pub mod kv;
 pub mod pam;
+mod refusals;
 pub mod rotation;
 mod system;
 mod vault;

@@ -40,6 +40,12 @@ pub struct Vault {
     pub(crate) barrier: Arc<Barrier>,
     pub(crate) auditor: Auditor,
     pub(crate) limiter: FailureLimiter,
+    /// Repeated refusals from one source, counted into summaries (`refusals.rs`).
+    pub(crate) refusals: crate::refusals::Refusals,
+    /// The data directory's free space and its floor, where the store is on a local disk.
+    pub(crate) disk: std::sync::OnceLock<crate::disk::DiskWatch>,
+    /// Where the audit trail is copied (`audit_sink.rs`); the audit writer holds them too.
+    pub(crate) sinks: Arc<crate::audit_sink::Sinks>,
     /// When this server last fetched each integration mirror (the short-lived mirror cache).
     pub(crate) mirror_clock: crate::integrations::MirrorClock,
     /// The read caches of the hot paths (see `cache.rs` for their invalidation).
@@ -98,19 +104,25 @@ pub(crate) fn forbidden() -> ServiceError {
 impl Vault {
     pub fn new(store: Arc<dyn Store>, auth_failures_per_minute: u32, clock: Clock) -> Arc<Self> {
         let barrier = Arc::new(Barrier::new(store.clone()));
-        let auditor = Auditor::start(store.clone(), barrier.clone());
+        let sinks = Arc::new(crate::audit_sink::Sinks::default());
+        let auditor = Auditor::start(store.clone(), barrier.clone(), sinks.clone());
         let write_locks = (0..64).map(|_| tokio::sync::Mutex::new(())).collect();
-        Arc::new(Self {
+        let vault = Arc::new(Self {
             write_locks,
             store,
             barrier,
             auditor,
             limiter: FailureLimiter::new(auth_failures_per_minute),
+            refusals: Default::default(),
+            disk: Default::default(),
+            sinks,
             mirror_clock: Default::default(),
             caches: Default::default(),
             retire_grace_ms: std::sync::atomic::AtomicU64::new(60_000),
             clock,
-        })
+        });
+        tokio::spawn(crate::refusals::flusher(Arc::downgrade(&vault)));
+        vault
     }
 
     pub(crate) async fn audit(
@@ -171,7 +183,11 @@ impl Vault {
     }
 
     /// Several records committed with one write (bulk import).
+    /// Every write comes here first, so this is where a write is refused while free disk space is
+    /// below the floor (`disk.rs`).
     pub(crate) async fn write_audit_many(&self, events: Vec<Event>) -> ServiceResult<WriteAudit> {
+        self.check_disk()?;
+        self.check_sinks()?;
         let keys = self.barrier.keys().await?;
         Ok(WriteAudit::new(events, keys.audit.clone()))
     }

@@ -614,6 +614,24 @@ impl AuditStore for FaultStore {
         self.hit("audit_tail").await?;
         self.inner.audit_tail(n).await
     }
+
+    async fn audit_base(&self) -> Result<Option<AuditHead>> {
+        self.hit("audit_base").await?;
+        self.inner.audit_base().await
+    }
+
+    async fn archive_audit(
+        &self,
+        through_seq: i64,
+        hash: &[u8],
+        audit: &AuditAppend<'_>,
+    ) -> Result<u64> {
+        self.hit("archive_audit").await?;
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.archive_audit(through_seq, hash, &audit).await
+    }
 }
 
 #[async_trait]

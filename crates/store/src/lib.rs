@@ -345,6 +345,15 @@ pub fn audit_head_mac(chain: ChainFn<'_>, seq: i64, hash: &[u8]) -> [u8; 32] {
     chain(b"credvault:audit-head", &msg)
 }
 
+/// The archive checkpoint's MAC (`audit_base`, migration 0015): like [`audit_head_mac`] with a
+/// prefix of its own, so neither checkpoint can stand in for the other.
+pub fn audit_base_mac(chain: ChainFn<'_>, seq: i64, hash: &[u8]) -> [u8; 32] {
+    let mut msg = Vec::with_capacity(8 + hash.len());
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.extend_from_slice(hash);
+    chain(b"credvault:audit-base", &msg)
+}
+
 pub fn format_time(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

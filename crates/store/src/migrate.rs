@@ -229,6 +229,11 @@ pub const TABLES: &[TableSpec] = &[
         columns: &[("id", Int), ("seq", Int), ("hash", Bytes), ("mac", Bytes)],
         order_by: "id",
     },
+    TableSpec {
+        name: "audit_base",
+        columns: &[("id", Int), ("seq", Int), ("hash", Bytes), ("mac", Bytes)],
+        order_by: "id",
+    },
 ];
 
 const BATCH: i64 = 1000;

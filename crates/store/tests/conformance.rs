@@ -399,6 +399,63 @@ async fn concurrent_audit_appends_form_one_chain() {
     );
 }
 
+/// Issue 16.2: an archive commit deletes the records up to one whose hash matches, moves the keyed
+/// base there and appends its own record, in one transaction; appends go on from the head.
+#[tokio::test]
+async fn archiving_moves_the_audit_base_and_deletes_only_the_archived_records() {
+    let b = backend().await;
+    let s = &b.store;
+    let chain = |p: &[u8], r: &[u8]| -> [u8; 32] {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (p, r).hash(&mut h);
+        let mut out = [0u8; 32];
+        out[..8].copy_from_slice(&h.finish().to_be_bytes());
+        out
+    };
+    s.append_audit(&(0..6).map(audit).collect::<Vec<_>>(), &chain)
+        .await
+        .unwrap();
+    assert!(s.audit_base().await.unwrap().is_none());
+    let rows = s.audit_rows(0, 100).await.unwrap();
+    let four = &rows[3];
+    let record = [audit(99)];
+    // A hash that is not record 4's: refused, nothing changes.
+    let err = s
+        .archive_audit(4, &rows[2].hash, &AuditAppend::new(&record, &chain))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.audit_rows(0, 100).await.unwrap().len(), 6);
+    assert!(s.audit_base().await.unwrap().is_none());
+    // The right one: records 1-4 go, the base names 4, the archive's record is 7.
+    let deleted = s
+        .archive_audit(4, &four.hash, &AuditAppend::new(&record, &chain))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 4);
+    let left = s.audit_rows(0, 100).await.unwrap();
+    assert_eq!(left.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6, 7]);
+    let base = s.audit_base().await.unwrap().unwrap();
+    assert_eq!((base.seq, &base.hash), (4, &four.hash));
+    assert_eq!(
+        base.mac,
+        credvault_store::audit_base_mac(&chain, 4, &four.hash).to_vec()
+    );
+    assert_eq!(
+        left[2].hash,
+        chain(&left[1].hash, &left[2].canonical()).to_vec()
+    );
+    // Archived already: refused.
+    assert!(s
+        .archive_audit(4, &four.hash, &AuditAppend::new(&record, &chain))
+        .await
+        .is_err());
+    // Appends continue from the head.
+    let seqs = s.append_audit(&[audit(7)], &chain).await.unwrap();
+    assert_eq!(seqs, [8]);
+}
+
 #[tokio::test]
 async fn export_and_import_round_trip_every_table() {
     let a = backend().await;

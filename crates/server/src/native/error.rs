@@ -77,6 +77,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::AuditFailed => Self::new(S::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()),
             ServiceError::Integrity => Self::new(S::INTERNAL_SERVER_ERROR, "integrity_error", e.to_string()),
             ServiceError::Integration(m) => Self::new(S::BAD_GATEWAY, "integration_unavailable", m),
+            ServiceError::InsufficientStorage => Self::new(S::INSUFFICIENT_STORAGE, "insufficient_storage", e.to_string()),
             ServiceError::Store(inner) => {
                 tracing::error!(error = %inner, "storage error");
                 Self::new(S::SERVICE_UNAVAILABLE, "storage_unavailable", "the storage backend is unavailable; try again")

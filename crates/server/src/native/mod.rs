@@ -92,6 +92,12 @@ pub fn router() -> Router<AppState> {
         .route("/sys/backup", get(sys::backup))
         .route("/audit/tail", get(sys::audit_tail))
         .route("/audit/verify", post(sys::audit_verify))
+        .route("/audit/archive", post(sys::audit_archive))
+        .route("/audit/archive/commit", post(sys::audit_archive_commit))
+        .route(
+            "/audit/verify-archive",
+            post(sys::audit_verify_archive).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/auth/login", post(identity::login))
         .route("/auth/self", get(identity::whoami))
         .route(

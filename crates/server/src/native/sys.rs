@@ -14,8 +14,8 @@ use credvault_service::barrier::SealStatus;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` (answered 503) while the store or the audit cannot write or the
-    /// database cannot be reached.
+    /// `ok`, or `degraded` (answered 503) while the store or the audit cannot write, the
+    /// database cannot be reached, or free disk space is below the floor.
     pub status: &'static str,
     /// `null` when the store cannot tell (sealed while the database is unreachable).
     pub initialized: Option<bool>,
@@ -23,6 +23,13 @@ pub struct Health {
     pub version: &'static str,
     pub storage: &'static str,
     pub store: credvault_service::health::StoreStatus,
+    /// Free disk space and the floor below which writes are refused (SQLite; absent otherwise).
+    /// Below the floor the status is `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<credvault_service::disk::DiskStatus>,
+    /// The audit sinks; a required one failing makes the status `degraded`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_sinks: Vec<credvault_service::audit_sink::SinkStatus>,
 }
 
 /// Always answered, at once, even sealed or with the database down: 200 when `ok` (sealed or not:
@@ -46,6 +53,8 @@ pub async fn health(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
             version: env!("CARGO_PKG_VERSION"),
             storage: h.storage,
             store: h.store,
+            disk: h.disk,
+            audit_sinks: h.audit_sinks,
         }),
     )
 }
@@ -212,4 +221,76 @@ pub async fn audit_verify(
     Caller(ctx): Caller,
 ) -> Result<Json<Verification>, ApiError> {
     Ok(Json(s.vault.audit_verify(&ctx).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveRequest {
+    /// Archive the records older than this (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub before: time::OffsetDateTime,
+}
+
+/// The records older than `before` as a signed archive file, to write and then commit with
+/// `POST /api/v1/audit/archive/commit` (nothing is deleted yet). Admins only.
+#[utoipa::path(post, path = "/api/v1/audit/archive", tag = "audit", request_body = ArchiveRequest,
+    responses((status = 200, body = credvault_service::archive::ArchiveExport)))]
+pub async fn audit_archive(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiJson(b): ApiJson<ArchiveRequest>,
+) -> Result<Json<credvault_service::archive::ArchiveExport>, ApiError> {
+    Ok(Json(s.vault.audit_archive_export(&ctx, b.before).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveCommit {
+    /// The archive's last record (`through_seq` of the export).
+    pub through_seq: i64,
+    /// Its hash (`last_hash` of the export).
+    pub last_hash: String,
+}
+
+/// Delete the archived records (once the archive file is safely written) and start the chain's
+/// checkpoint after them. Admins only.
+#[utoipa::path(post, path = "/api/v1/audit/archive/commit", tag = "audit", request_body = ArchiveCommit,
+    responses((status = 200, body = credvault_service::archive::ArchiveCommitted)))]
+pub async fn audit_archive_commit(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiJson(b): ApiJson<ArchiveCommit>,
+) -> Result<Json<credvault_service::archive::ArchiveCommitted>, ApiError> {
+    Ok(Json(
+        s.vault
+            .audit_archive_commit(&ctx, b.through_seq, &b.last_hash)
+            .await?,
+    ))
+}
+
+/// The largest archive file `verify-archive` reads.
+pub const MAX_ARCHIVE_BYTES: usize = 1 << 30;
+
+/// Verify an archive file (the request body, as written by `credvault audit archive`) against this
+/// vault's audit key. Admins only; the caller is checked before the body is read.
+#[utoipa::path(post, path = "/api/v1/audit/verify-archive", tag = "audit", request_body = String,
+    responses((status = 200, body = Verification)))]
+pub async fn audit_verify_archive(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    body: axum::body::Body,
+) -> Result<Json<Verification>, ApiError> {
+    s.vault.require_admin_caller(&ctx)?;
+    let bytes = axum::body::to_bytes(body, MAX_ARCHIVE_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the archive is larger than 1 GiB or was cut off",
+            )
+        })?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(Json(s.vault.audit_verify_archive(&ctx, &text).await?))
 }

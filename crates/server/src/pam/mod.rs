@@ -74,6 +74,7 @@ fn status_of(e: &PamFail) -> StatusCode {
             ServiceError::Integration(_) => StatusCode::BAD_GATEWAY,
             ServiceError::VersionConflict { .. } => StatusCode::CONFLICT,
             ServiceError::Unseal(_) => StatusCode::BAD_REQUEST,
+            ServiceError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         },
     }

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -60,6 +61,18 @@ impl KvError {
     }
 }
 
+/// The path's parameters, or 400 in the door's own `{"errors": [...]}` when they are malformed
+/// (not UTF-8 once percent-decoded), as Vault answers (issue 16.10).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(KvError))]
+struct Path<T>(T);
+
+impl From<PathRejection> for KvError {
+    fn from(_: PathRejection) -> Self {
+        Self::bad("invalid request path: it must be UTF-8 once percent-decoded")
+    }
+}
+
 impl IntoResponse for KvError {
     fn into_response(self) -> Response {
         let mut body = json!({"errors": self.errors});
@@ -96,6 +109,7 @@ impl From<ServiceError> for KvError {
             ServiceError::AuditFailed => Self::new(S::SERVICE_UNAVAILABLE, e.to_string()),
             ServiceError::Integrity => Self::new(S::INTERNAL_SERVER_ERROR, e.to_string()),
             ServiceError::Integration(m) => Self::new(S::BAD_GATEWAY, m),
+            ServiceError::InsufficientStorage => Self::new(S::INSUFFICIENT_STORAGE, e.to_string()),
             ServiceError::Store(inner) => {
                 tracing::error!(error = %inner, "storage error");
                 Self::new(S::SERVICE_UNAVAILABLE, "the storage backend is unavailable")
