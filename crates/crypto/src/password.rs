@@ -24,9 +24,50 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     }
 }
 
+/// The characters of a generated password: letters, digits and punctuation that needs no quoting
+/// in a shell, a URL's user-info or a connection string.
+const GENERATED: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789-_.!+=@";
+
+/// A random password of `len` characters (at least 12) from a 64-character alphabet: at least one
+/// upper-case letter, one lower-case letter, one digit and one punctuation mark. Each character is
+/// drawn uniformly (6 bits each: 32 characters are 192 bits).
+pub fn generate(len: usize) -> crate::SecretString {
+    use argon2::password_hash::rand_core::RngCore;
+    let len = len.max(12);
+    loop {
+        let mut raw = zeroize::Zeroizing::new(vec![0u8; len]);
+        OsRng.fill_bytes(raw.as_mut());
+        let mut out = zeroize::Zeroizing::new(String::with_capacity(len));
+        for b in raw.iter() {
+            // 64 characters: the low 6 bits pick one uniformly.
+            out.push(char::from(GENERATED[usize::from(b & 63)]));
+        }
+        let has = |f: fn(&char) -> bool| out.chars().any(|c| f(&c));
+        if has(char::is_ascii_uppercase)
+            && has(char::is_ascii_lowercase)
+            && has(char::is_ascii_digit)
+            && has(char::is_ascii_punctuation)
+        {
+            return crate::SecretString::new(std::mem::take(&mut *out));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_mixed_and_different() {
+        assert_eq!(GENERATED.len(), 64);
+        let a = generate(32);
+        let b = generate(32);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a.expose(), b.expose());
+        assert!(a.expose().chars().any(|c| c.is_ascii_digit()));
+        assert!(a.expose().chars().all(|c| GENERATED.contains(&(c as u8))));
+        assert_eq!(generate(3).len(), 12);
+    }
 
     #[test]
     fn hash_and_verify() {
