@@ -12,7 +12,8 @@
 //! (`apps.rs`), PAM A2A rules, devices and domains (`pam.rs`), the Vault-KV mapping (`kv.rs`),
 //! entity credentials (`entity.rs`), fetch-credentials (`fetch.rs`), integrations (`integrations.rs`),
 //! the seal and keys (`barrier.rs`, `rotation.rs`), audit (`audit.rs`), authentication (`auth.rs`),
-//! backup (`backup.rs`), health: the store's circuit, write outcomes and the background probe
+//! automatic password change on target systems (`pwchange.rs`, plugins in
+//! `credvault_connectors::change`), backup (`backup.rs`), health: the store's circuit, write outcomes and the background probe
 //! (`health.rs`).
 
 pub mod apps;
@@ -30,6 +31,7 @@ mod identity;
 pub mod integrations;
 pub mod kv;
 pub mod pam;
+pub mod pwchange;
 pub mod rotation;
 mod system;
 mod vault;
