@@ -1,4 +1,4 @@
-//! `credvault cred ...`: credentials: put, get, list, history, rollback, rm, import.
+//! `credvault cred ...`: credentials: put, get, list, history, rollback, rotate, rotation, rm, import.
 
 use std::path::PathBuf;
 
@@ -51,6 +51,17 @@ pub enum CredCmd {
         #[command(flatten)]
         cred: CredRef,
         version: i64,
+    },
+    /// Change the password on its target now (its execution_settings name the plugin), in two
+    /// phases so the working password is never lost; each change is a new version.
+    Rotate {
+        #[command(flatten)]
+        cred: CredRef,
+    },
+    /// Show the automatic password change: settings, next run, last result, history of changes.
+    Rotation {
+        #[command(flatten)]
+        cred: CredRef,
     },
     /// Delete a credential and its history.
     Rm {
@@ -171,6 +182,8 @@ pub async fn run(c: &Client, fmt: Format, cmd: CredCmd) -> Result<()> {
         CredCmd::Rollback { cred, version } => {
             rollback(c, fmt, &cred.resolve(c).await?, version).await
         }
+        CredCmd::Rotate { cred } => super::rotate::rotate(c, fmt, &cred.resolve(c).await?).await,
+        CredCmd::Rotation { cred } => super::rotate::status(c, fmt, &cred.resolve(c).await?).await,
         CredCmd::Rm { cred } => {
             let id = cred.resolve(c).await?;
             c.delete(&format!("/credentials/{}", enc(&id))).await
