@@ -115,6 +115,17 @@ struct Plan {
     template: &'static str,
     use_own: bool,
     authentication: Option<String>,
+    /// Reconciliation (`status` on, a `reconciliation_credential` set): when the login that makes
+    /// the change is refused (somebody changed the password on the target), the change is made
+    /// again through this credential, plugin and template.
+    reconcile: Option<Recon>,
+}
+
+#[derive(Clone)]
+struct Recon {
+    plugin: &'static dyn ChangePlugin,
+    template: &'static str,
+    credential: String,
 }
 
 fn execution(meta: &CredentialMeta) -> Option<&Map<String, Value>> {
@@ -150,11 +161,28 @@ fn plan_of(meta: &CredentialMeta) -> Result<Plan, String> {
     let plugin = change::plugin(name).ok_or_else(|| format!("unknown plugin '{name}'"))?;
     let template =
         change::template_of(plugin, text(e, "change_template")).ok_or("unknown change_template")?;
+    let reconcile = match text(e, "reconciliation_credential") {
+        Some(c) if flag(e, "status") => {
+            let rp = match text(e, "reconciliation_plugin") {
+                Some(n) => change::plugin(n).ok_or_else(|| format!("unknown plugin '{n}'"))?,
+                None => plugin,
+            };
+            let rt = change::template_of(rp, text(e, "reconciliation_template"))
+                .ok_or("unknown reconciliation_template")?;
+            Some(Recon {
+                plugin: rp,
+                template: rt,
+                credential: c.to_owned(),
+            })
+        }
+        _ => None,
+    };
     Ok(Plan {
         plugin,
         template,
         use_own: flag(e, "use_own_credential_to_connect"),
         authentication: text(e, "authentication_credential").map(str::to_owned),
+        reconcile,
     })
 }
 
@@ -261,6 +289,9 @@ pub enum RunOutcome {
     Changed,
     /// A pending value left by an earlier run was found accepted by the target and made current.
     Settled,
+    /// The login that makes the change was refused (the password was changed out of band), and
+    /// the reconciliation credential set a new one, now current.
+    Reconciled,
     /// The run failed; the working value is unchanged (`error` says why).
     Failed,
     /// Another server is changing this credential now.
@@ -351,6 +382,24 @@ impl Vault {
             .await?;
         plan_of(&cred.meta).map_err(|m| DomainError::invalid("execution_settings", m))?;
         self.run_change(ctx, id).await
+    }
+
+    /// Reconcile now: set a new password through the reconciliation credential (settings `status`
+    /// and `reconciliation_credential`), whatever the current value is (the caller needs `write`).
+    pub async fn reconcile_now(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<RunReport> {
+        let cred = self
+            .load_for(ctx, id, Perms::WRITE, "credential.reconcile")
+            .await?;
+        let plan =
+            plan_of(&cred.meta).map_err(|m| DomainError::invalid("execution_settings", m))?;
+        if plan.reconcile.is_none() {
+            return Err(DomainError::invalid(
+                "execution_settings",
+                "reconciliation is off: set status true and a reconciliation_credential",
+            )
+            .into());
+        }
+        self.run_change_with(ctx, id, true).await
     }
 
     /// A credential's automatic change status (the caller needs `list` on it).
@@ -467,6 +516,10 @@ impl Vault {
 
     /// Set when the next run is due (taking the lease briefly). Unaudited: its cause is.
     async fn set_next_run(&self, id: Uuid, at: Option<OffsetDateTime>) -> ServiceResult<()> {
+        // A run of this credential in this server sets the next run itself when it ends.
+        let Some(_running) = Running::enter(&self.pwchange.running, id) else {
+            return Ok(());
+        };
         let now = self.clock.now();
         let Some(mut row) = self
             .store
@@ -542,6 +595,16 @@ impl Vault {
 
     /// One run for one credential under its lease: settle a pending value, then change.
     async fn run_change(&self, ctx: &Ctx, id: Uuid) -> ServiceResult<RunReport> {
+        self.run_change_with(ctx, id, false).await
+    }
+
+    /// [`Self::run_change`], through the reconciliation credential from the start with `reconcile`.
+    async fn run_change_with(
+        &self,
+        ctx: &Ctx,
+        id: Uuid,
+        reconcile: bool,
+    ) -> ServiceResult<RunReport> {
         let Some(_running) = Running::enter(&self.pwchange.running, id) else {
             return self.busy(id).await;
         };
@@ -554,7 +617,7 @@ impl Vault {
         else {
             return self.busy(id).await;
         };
-        let res = self.run_leased(ctx, id, row).await;
+        let res = self.run_leased(ctx, id, row, reconcile).await;
         if let Err(e) = &res {
             tracing::warn!(credential = %id, error = %e, "password change run stopped");
         }
@@ -579,6 +642,7 @@ impl Vault {
         ctx: &Ctx,
         id: Uuid,
         mut row: PasswordChangeRow,
+        mut reconcile: bool,
     ) -> ServiceResult<RunReport> {
         let (cred, payload) = self.current_plain(id).await?;
         let plan = match plan_of(&cred.meta) {
@@ -626,6 +690,24 @@ impl Vault {
                         .save_password_change(&row, &audit.append())
                         .await?;
                 }
+                Err(ChangeError::Rejected(_)) if plan.reconcile.is_some() => {
+                    // Neither logs in: somebody changed it on the target. Reconcile.
+                    row.change_id = None;
+                    row.pending = None;
+                    row.started_at = None;
+                    let audit = self
+                        .write_audit_outcome(
+                            ctx,
+                            id,
+                            "abandoned",
+                            json!({"change": change_id, "reason": "neither the current nor the pending value logs in"}),
+                        )
+                        .await?;
+                    self.store
+                        .save_password_change(&row, &audit.append())
+                        .await?;
+                    reconcile = true;
+                }
                 Err(e) => {
                     let reason = format!(
                         "neither the current nor the pending value logs in ({e}); reconcile the account"
@@ -638,7 +720,18 @@ impl Vault {
         }
 
         // Who logs in to make the change.
-        let auth = match self.auth_login(&cred, &plan, &own).await {
+        let first = if reconcile {
+            match &plan.reconcile {
+                Some(r) => self.named_login(&cred, &r.credential).await,
+                None => Err("reconciliation is off".to_owned()),
+            }
+        } else {
+            match plan.authentication.as_deref().filter(|_| !plan.use_own) {
+                Some(name) => self.named_login(&cred, name).await,
+                None => Ok(own.clone()),
+            }
+        };
+        let mut auth = match first {
             Ok(a) => a,
             Err(m) => return self.fail(ctx, row, &cred, None, m.into()).await,
         };
@@ -673,48 +766,71 @@ impl Vault {
             ));
         }
 
-        // Phase 2: the target.
-        let changed = plan
-            .plugin
-            .change(plan.template, &target, &auth, &account, &new)
-            .await;
-        if self.stops_at(StopAfter::TargetChanged) {
-            return Err(ServiceError::Integration(
-                "stopped after phase 2 (test)".into(),
-            ));
-        }
-        match changed {
-            Ok(()) => {}
-            // The answer was lost: did it take? The new value decides; else the target kept the
-            // working one, unless it cannot be reached at all (then the next run asks again).
-            Err(e @ ChangeError::Uncertain(_)) => {
-                let with_new = Login {
-                    username: account.clone(),
-                    password: new.clone(),
-                };
-                return match plan.plugin.verify(&target, &with_new).await {
-                    Ok(()) => self.finish(ctx, row, &change_id, new, "ok").await,
-                    Err(ChangeError::Rejected(_)) => {
-                        self.fail(ctx, row, &cred, None, e.to_string().into()).await
-                    }
-                    Err(_) => {
-                        self.fail(ctx, row, &cred, Some(&change_id), e.to_string().into())
-                            .await
-                    }
-                };
+        // Phase 2: the target (again through the reconciliation credential when the login that
+        // makes the change is refused and reconciliation is on).
+        let (plugin, outcome) = loop {
+            let (plugin, template, outcome) = match (&plan.reconcile, reconcile) {
+                (Some(r), true) => (r.plugin, r.template, "reconciled"),
+                _ => (plan.plugin, plan.template, "ok"),
+            };
+            let changed = plugin
+                .change(template, &target, &auth, &account, &new)
+                .await;
+            if self.stops_at(StopAfter::TargetChanged) {
+                return Err(ServiceError::Integration(
+                    "stopped after phase 2 (test)".into(),
+                ));
             }
-            // The target did not take it: the working value stands.
-            Err(e) => return self.fail(ctx, row, &cred, None, e.to_string().into()).await,
-        }
+            match changed {
+                Ok(()) => break (plugin, outcome),
+                // The answer was lost: did it take? The new value decides; else the target kept
+                // the working one, unless it cannot be reached at all (the next run asks again).
+                Err(e @ ChangeError::Uncertain(_)) => {
+                    let with_new = Login {
+                        username: account.clone(),
+                        password: new.clone(),
+                    };
+                    return match plugin.verify(&target, &with_new).await {
+                        Ok(()) => self.finish(ctx, row, &change_id, new, outcome).await,
+                        Err(ChangeError::Rejected(_)) => {
+                            self.fail(ctx, row, &cred, None, e.to_string().into()).await
+                        }
+                        Err(_) => {
+                            self.fail(ctx, row, &cred, Some(&change_id), e.to_string().into())
+                                .await
+                        }
+                    };
+                }
+                Err(e @ ChangeError::Rejected(_)) if !reconcile && plan.reconcile.is_some() => {
+                    let r = plan.reconcile.as_ref().map(|r| r.credential.clone());
+                    match self
+                        .named_login(&cred, r.as_deref().unwrap_or_default())
+                        .await
+                    {
+                        Ok(a) => {
+                            tracing::info!(credential = %id, reason = %e, "login refused: reconciling");
+                            auth = a;
+                            reconcile = true;
+                        }
+                        Err(m) => {
+                            let reason = format!("{e}; reconciliation: {m}");
+                            return self.fail(ctx, row, &cred, None, reason.into()).await;
+                        }
+                    }
+                }
+                // The target did not take it: the working value stands.
+                Err(e) => return self.fail(ctx, row, &cred, None, e.to_string().into()).await,
+            }
+        };
 
         // Phase 3: log in with it.
         let with_new = Login {
             username: account,
             password: new.clone(),
         };
-        match plan.plugin.verify(&target, &with_new).await {
+        match plugin.verify(&target, &with_new).await {
             // Phase 4: current.
-            Ok(()) => self.finish(ctx, row, &change_id, new, "ok").await,
+            Ok(()) => self.finish(ctx, row, &change_id, new, outcome).await,
             Err(e) => {
                 let reason = format!("the new password was set but does not log in: {e}");
                 // Keep it pending: the next run asks the target again.
@@ -752,18 +868,10 @@ impl Vault {
         Ok(SecretString::from(s))
     }
 
-    /// The login that makes the change: the account's own (`use_own_credential_to_connect`, or no
-    /// authentication credential), or the authentication credential, which must be in the same
-    /// safe and on the same device (so its password only ever goes to its own host).
-    async fn auth_login(
-        &self,
-        cred: &Credential,
-        plan: &Plan,
-        own: &Login,
-    ) -> Result<Login, String> {
-        let Some(name) = plan.authentication.as_deref().filter(|_| !plan.use_own) else {
-            return Ok(own.clone());
-        };
+    /// The login of another credential named in the settings (authentication or reconciliation):
+    /// by id, identifier or name, in the same safe and on the same device as `cred`, so its
+    /// password only ever goes to its own host.
+    async fn named_login(&self, cred: &Credential, name: &str) -> Result<Login, String> {
         let found = match Uuid::parse_str(name) {
             Ok(aid) => self.store.get_credential(aid).await.ok().flatten(),
             Err(_) => {
@@ -795,7 +903,13 @@ impl Vault {
                 c.pop()
             }
         };
-        let Some(a) = found.filter(|a| a.meta.safe == cred.meta.safe && a.id != cred.id) else {
+        // The same safe (or, for credentials in no safe, the same owner).
+        let near = |a: &Credential| {
+            a.id != cred.id
+                && a.meta.safe == cred.meta.safe
+                && (cred.meta.safe.is_some() || a.meta.owner == cred.meta.owner)
+        };
+        let Some(a) = found.filter(near) else {
             return Err(format!(
                 "authentication credential '{name}' not found in the credential's safe"
             ));
@@ -890,6 +1004,11 @@ impl Vault {
         outcome: &'static str,
     ) -> ServiceResult<RunReport> {
         let id = row.cred_id;
+        let run_outcome = match outcome {
+            "settled" => RunOutcome::Settled,
+            "reconciled" => RunOutcome::Reconciled,
+            _ => RunOutcome::Changed,
+        };
         for _ in 0..16 {
             let (cur, mut payload) = self.current_plain(id).await?;
             let now = self.clock.now();
@@ -930,11 +1049,7 @@ impl Vault {
                     action: "credential.rotate",
                     target: id.to_string(),
                     source: ctx.source.clone(),
-                    outcome: if outcome == "settled" {
-                        "settled"
-                    } else {
-                        "ok"
-                    },
+                    outcome,
                     detail: json!({"change": change_id, "version": next}),
                 }])
                 .await?;
@@ -945,11 +1060,7 @@ impl Vault {
             {
                 Ok(()) => {
                     return Ok(RunReport {
-                        outcome: if outcome == "settled" {
-                            RunOutcome::Settled
-                        } else {
-                            RunOutcome::Changed
-                        },
+                        outcome: run_outcome,
                         version: next,
                         error: None,
                     })

@@ -1,4 +1,4 @@
-//! `credvault cred ...`: credentials: put, get, list, history, rollback, rotate, rotation, rm, import.
+//! `credvault cred ...`: credentials: put, get, list, history, rollback, rotate, reconcile, rotation, rm, import.
 
 use std::path::PathBuf;
 
@@ -55,6 +55,12 @@ pub enum CredCmd {
     /// Change the password on its target now (its execution_settings name the plugin), in two
     /// phases so the working password is never lost; each change is a new version.
     Rotate {
+        #[command(flatten)]
+        cred: CredRef,
+    },
+    /// Set a new password on its target through the reconciliation credential (execution_settings
+    /// status and reconciliation_credential), as after somebody changed it there.
+    Reconcile {
         #[command(flatten)]
         cred: CredRef,
     },
@@ -182,7 +188,12 @@ pub async fn run(c: &Client, fmt: Format, cmd: CredCmd) -> Result<()> {
         CredCmd::Rollback { cred, version } => {
             rollback(c, fmt, &cred.resolve(c).await?, version).await
         }
-        CredCmd::Rotate { cred } => super::rotate::rotate(c, fmt, &cred.resolve(c).await?).await,
+        CredCmd::Rotate { cred } => {
+            super::rotate::rotate(c, fmt, &cred.resolve(c).await?, "rotate").await
+        }
+        CredCmd::Reconcile { cred } => {
+            super::rotate::rotate(c, fmt, &cred.resolve(c).await?, "reconcile").await
+        }
         CredCmd::Rotation { cred } => super::rotate::status(c, fmt, &cred.resolve(c).await?).await,
         CredCmd::Rm { cred } => {
             let id = cred.resolve(c).await?;

@@ -1,5 +1,6 @@
-//! `credvault cred rotate` and `credvault cred rotation`: the automatic password change (issue 17)
-//! through `POST /api/v1/credentials/{id}/rotate` and `GET .../rotation`.
+//! `credvault cred rotate`, `cred reconcile` and `cred rotation`: the automatic password change
+//! (issue 17) through `POST /api/v1/credentials/{id}/rotate`, `POST .../reconcile` and
+//! `GET .../rotation`.
 
 use anyhow::{bail, Result};
 use reqwest::Method;
@@ -8,19 +9,19 @@ use serde_json::{json, Value};
 use crate::client::{enc, Client};
 use crate::output::{self, Format};
 
-/// Change the password on the target now; fails (exit status 1) when the change failed or another
-/// server is making one, after printing why.
-pub async fn rotate(c: &Client, fmt: Format, id: &str) -> Result<()> {
+/// Change the password on the target now (`what` = `rotate`), or reconcile it (`reconcile`); fails
+/// (exit status 1) when the change failed or another server is making one, after printing why.
+pub async fn rotate(c: &Client, fmt: Format, id: &str, what: &str) -> Result<()> {
     let v = c
         .send(
             Method::POST,
-            &format!("/credentials/{}/rotate", enc(id)),
+            &format!("/credentials/{}/{what}", enc(id)),
             &json!({}),
         )
         .await?;
     output::object(fmt, &v);
     match v["outcome"].as_str() {
-        Some("changed" | "settled") => Ok(()),
+        Some("changed" | "settled" | "reconciled") => Ok(()),
         _ => bail!(
             "the password was not changed: {}",
             v["error"].as_str().unwrap_or("unknown reason")

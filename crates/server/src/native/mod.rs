@@ -114,6 +114,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/credentials/{id}/rollback", post(credentials::rollback))
         .route("/credentials/{id}/rotate", post(credentials::rotate))
+        .route("/credentials/{id}/reconcile", post(credentials::reconcile))
         .route("/credentials/{id}/rotation", get(credentials::rotation))
         .route(
             "/safes",

@@ -47,6 +47,19 @@ async fn logs_in(t: &PgCluster, user: &str, password: &str) -> Option<bool> {
 }
 
 async fn create_role(t: &PgCluster) {
+    as_superuser(
+        t,
+        &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{INITIAL_PW}'"),
+    )
+    .await;
+}
+
+/// Somebody changes the role's password on the target, behind the vault's back.
+async fn change_out_of_band(t: &PgCluster, password: &str) {
+    as_superuser(t, &format!("ALTER ROLE {ROLE} PASSWORD '{password}'")).await;
+}
+
+async fn as_superuser(t: &PgCluster, sql: &str) {
     use sqlx::{ConnectOptions, Connection, Executor};
     let mut c = sqlx::postgres::PgConnectOptions::new_without_pgpass()
         .host("127.0.0.1")
@@ -58,9 +71,7 @@ async fn create_role(t: &PgCluster) {
         .connect()
         .await
         .expect("superuser login");
-    c.execute(format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{INITIAL_PW}'").as_str())
-        .await
-        .expect("create role");
+    c.execute(sql).await.expect("statement as superuser");
     let _ = c.close().await;
 }
 
@@ -541,4 +552,94 @@ async fn a_crash_between_phases_leaves_a_current_value_that_logs_in() {
         .map(|(o, _)| o)
         .collect();
     assert_eq!(outcomes, ["started", "abandoned", "started", "settled"]);
+}
+
+#[tokio::test]
+async fn reconciliation_after_an_out_of_band_change_sets_a_password_that_logs_in() {
+    let Some(t) = target() else { return };
+    create_role(&t).await;
+    let s = Server::dev().await;
+    // Changed with the role's own password; reconciled through the superuser.
+    let id = setup(
+        &s,
+        &t,
+        SUPERUSER_PW,
+        json!({"use_own_credential_to_connect": true, "status": false,
+               "reconciliation_credential": "pg-admin", "reconciliation_plugin": "postgresql"}),
+    )
+    .await;
+    change_out_of_band(&t, "changed-behind-the-vault-1").await;
+
+    // Reconciliation off (`status` false): the role's own login is refused, nothing changes.
+    let (_, run) = rotate(&s, &id).await;
+    assert_eq!(run["outcome"], "failed", "{run}");
+    assert!(
+        run["error"].as_str().unwrap().contains("login refused"),
+        "{run}"
+    );
+    let (st, e) = s
+        .post(
+            &format!("/api/v1/credentials/{id}/reconcile"),
+            &s.root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(secret(&s, &id).await, (1, INITIAL_PW.to_owned()));
+
+    // On: the change falls back to the reconciliation credential and sets a password that works.
+    let (st, _) = s
+        .patch(
+            &format!("/api/v1/credentials/{id}"),
+            &s.root,
+            json!({"settings": {"execution_settings": {
+                "automatic_change": true, "change_plugin": "postgresql", "use_own_credential_to_connect": true,
+                "status": true, "reconciliation_credential": "pg-admin", "reconciliation_plugin": "postgresql"}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, run) = rotate(&s, &id).await;
+    assert_eq!(run["outcome"], "reconciled", "{run}");
+    let (version, new) = secret(&s, &id).await;
+    assert_eq!(version, 3);
+    assert_eq!(logs_in(&t, ROLE, &new).await, Some(true));
+    assert_eq!(
+        logs_in(&t, ROLE, "changed-behind-the-vault-1").await,
+        Some(false)
+    );
+    assert_eq!(status(&s, &id).await["last_result"], "reconciled");
+
+    // Reconcile on demand, after another change behind the vault's back.
+    change_out_of_band(&t, "changed-behind-the-vault-2").await;
+    let (st, run) = s
+        .post(
+            &format!("/api/v1/credentials/{id}/reconcile"),
+            &s.root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, &run["outcome"]),
+        (StatusCode::OK, &json!("reconciled")),
+        "{run}"
+    );
+    let (version, newer) = secret(&s, &id).await;
+    assert_eq!(version, 4);
+    assert_eq!(logs_in(&t, ROLE, &newer).await, Some(true));
+    let outcomes: Vec<String> = rotate_audit(&s, &id)
+        .await
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "started",
+            "failed",
+            "started",
+            "reconciled",
+            "started",
+            "reconciled"
+        ]
+    );
 }
