@@ -355,7 +355,7 @@ impl From<&str> for Failure {
     }
 }
 
-fn pending_binding(id: Uuid, change_id: &str) -> String {
+pub(crate) fn pending_binding(id: Uuid, change_id: &str) -> String {
     format!("credvault:pwchange:{id}:{change_id}")
 }
 

@@ -834,6 +834,16 @@ impl PasswordChangeStore for FaultStore {
         self.inner.save_password_change(row, &audit).await
     }
 
+    async fn pending_not_of_term(&self, term: u32) -> Result<Vec<(Uuid, String, Vec<u8>)>> {
+        self.hit("pending_not_of_term").await?;
+        self.inner.pending_not_of_term(term).await
+    }
+
+    async fn rewrap_pending(&self, cred_id: Uuid, old: &[u8], new: &[u8]) -> Result<bool> {
+        self.hit("rewrap_pending").await?;
+        self.inner.rewrap_pending(cred_id, old, new).await
+    }
+
     async fn finish_password_change(
         &self,
         row: &PasswordChangeRow,

@@ -466,7 +466,8 @@ async fn unknown_plugins_and_templates_are_refused_when_written() {
 
 /// A crash between the phases (the run stops after the pending value is stored, or after the
 /// target took it), then the engine starts again on another server: the pending value is settled
-/// and the vault's current value logs in. Meanwhile every door answers the old value, the CCP door
+/// and the vault's current value logs in, even after a key rotation retired the key it was sealed
+/// under. Meanwhile every door answers the old value, the CCP door
 /// says the change is in process and `FailRequestOnPasswordChange=true` gets APPAP282E.
 #[tokio::test]
 async fn a_crash_between_phases_leaves_a_current_value_that_logs_in() {
@@ -513,6 +514,15 @@ async fn a_crash_between_phases_leaves_a_current_value_that_logs_in() {
     );
     let (_, v) = ccp(&a, "").await;
     assert_eq!(v["PasswordChangeInProcess"], "True");
+
+    // A key rotation meanwhile: the pending value is sealed again under the new key, so the old
+    // key retires without taking the only copy of the password the target now has.
+    let (st, rot) = a.post("/api/v1/sys/rotate", &a.root, json!({})).await;
+    assert_eq!((st, &rot["term"]), (StatusCode::OK, &json!(2)), "{rot}");
+    a.advance_clock(Duration::from_secs(3600));
+    let (st, rw) = a.post("/api/v1/sys/rewrap", &a.root, json!({})).await;
+    assert_eq!((st, &rw["key_terms"]), (StatusCode::OK, &json!(1)), "{rw}");
+
     a.running.vault.pwchange_stop_after(StopAfter::Never);
     a.stop().await;
 
@@ -521,7 +531,7 @@ async fn a_crash_between_phases_leaves_a_current_value_that_logs_in() {
     let b = crate::second_server(&a).await;
     // (The leak check needs a live server; B's covers the logs and audit of both.)
     a.root.clear();
-    b.advance_clock(Duration::from_secs(700));
+    b.advance_clock(Duration::from_secs(700)); // past the lease A took (its clock + 301 s + 300 s)
     let v = b.running.vault.clone();
     let ran = b
         .on_server(async move { v.run_due_changes().await })

@@ -36,6 +36,11 @@ pub trait PasswordChangeStore: Send + Sync {
         row: &PasswordChangeRow,
         audit: &AuditAppend<'_>,
     ) -> Result<()>;
+    /// Pending values sealed under another data key term than `term`: (credential, change, sealed).
+    async fn pending_not_of_term(&self, term: u32) -> Result<Vec<(Uuid, String, Vec<u8>)>>;
+    /// Replace a pending value sealed under an old term by `new` if it is still `old` (key
+    /// rotation's rewrap); false when it changed meanwhile.
+    async fn rewrap_pending(&self, cred_id: Uuid, old: &[u8], new: &[u8]) -> Result<bool>;
     /// Settle a change: write `row` (no change in flight any more) and, when `cred` is given, make
     /// its new version current (`cred.version`, over `expected_version`), with the audit records,
     /// in one transaction. `VersionMismatch` when the credential moved (re-read and retry),

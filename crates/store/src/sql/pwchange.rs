@@ -195,6 +195,45 @@ impl PasswordChangeStore for Backend {
         self.commit_audited(tx, audit).await
     }
 
+    async fn pending_not_of_term(&self, term: u32) -> Result<Vec<(Uuid, String, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT cred_id, change_id, pending
+             FROM password_changes
+             WHERE length(pending) > 0 AND substr(pending, 2, 4) <> $1 AND change_id IS NOT NULL
+             ORDER BY cred_id",
+        )
+        .bind(term.to_be_bytes().to_vec())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                use sqlx::Row;
+                Ok((
+                    uuid(r, "cred_id")?,
+                    os(r, "change_id")?.unwrap_or_default(),
+                    r.try_get("pending").map_err(db_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn rewrap_pending(&self, cred_id: Uuid, old: &[u8], new: &[u8]) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE password_changes SET pending = $1 WHERE cred_id = $2 AND pending = $3",
+        )
+        .bind(new)
+        .bind(cred_id.to_string())
+        .bind(old)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        self.commit_audited(tx, &AuditAppend::none()).await?;
+        Ok(n > 0)
+    }
+
     async fn finish_password_change(
         &self,
         row: &PasswordChangeRow,
