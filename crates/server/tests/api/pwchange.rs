@@ -653,3 +653,77 @@ async fn reconciliation_after_an_out_of_band_change_sets_a_password_that_logs_in
         ]
     );
 }
+
+/// `change_after_release`: an application checks the password out through the A2A door (custody)
+/// and releases it; the engine then changes it by itself, so the value the application saw no
+/// longer logs in.
+#[tokio::test]
+async fn a_custody_release_changes_the_password_when_the_settings_ask() {
+    let Some(t) = target() else { return };
+    create_role(&t).await;
+    let s = Server::dev().await;
+    let id = setup(&s, &t, SUPERUSER_PW, json!({"change_after_release": true})).await;
+    let r = &s.root;
+    let (st, a) = s
+        .post(
+            "/api/v1/apps",
+            r,
+            json!({"app_id": "Ops", "sources": ["127.0.0.0/8"], "client_secret": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    let (st, _) = s
+        .post(
+            "/api/v1/apps/Ops/allow",
+            r,
+            json!({"type": "safe-write", "name": "db"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let tok = s
+        .a2a_token("Ops", a["client_secret_value"].as_str().unwrap())
+        .await;
+    let (st, got) = s
+        .req(
+            Method::GET,
+            &format!("/iso/pam/credential/{id}"),
+            Some(&tok),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{got}");
+    assert_eq!(got["credential"]["password"], INITIAL_PW);
+    assert_eq!(
+        status(&s, &id).await["history"],
+        json!([]),
+        "no change while checked out"
+    );
+    let (st, rel) = s
+        .req(
+            Method::DELETE,
+            &format!("/iso/pam/credential/custody/{id}"),
+            Some(&tok),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rel}");
+
+    // The engine is woken by the release; give it a few seconds.
+    let mut changed = Value::Null;
+    for _ in 0..100 {
+        changed = status(&s, &id).await;
+        if changed["last_result"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(changed["last_result"], "ok", "{changed}");
+    let (version, new) = secret(&s, &id).await;
+    assert_eq!(version, 2);
+    assert_eq!(logs_in(&t, ROLE, &new).await, Some(true));
+    assert_eq!(
+        logs_in(&t, ROLE, INITIAL_PW).await,
+        Some(false),
+        "the checked-out value is dead"
+    );
+}
