@@ -1,4 +1,4 @@
-//! `credvault cred ...`: credentials: put, get, list, history, rollback, rotate, reconcile, rotation, rm, import.
+//! `credvault cred ...`: credentials: put, get, list, history, rollback, auto-change, rotate, reconcile, rotation, rm, import.
 
 use std::path::PathBuf;
 
@@ -63,6 +63,16 @@ pub enum CredCmd {
     Reconcile {
         #[command(flatten)]
         cred: CredRef,
+    },
+    /// Turn on (or --off) the automatic password change and set its plugin, login, schedule and
+    /// reconciliation; shows the resulting status.
+    ///
+    /// Example: credvault cred auto-change db/app --plugin postgresql --auth pg-admin --every-days 30
+    AutoChange {
+        #[command(flatten)]
+        cred: CredRef,
+        #[command(flatten)]
+        settings: super::rotate::AutoChangeArgs,
     },
     /// Show the automatic password change: settings, next run, last result, history of changes.
     Rotation {
@@ -193,6 +203,9 @@ pub async fn run(c: &Client, fmt: Format, cmd: CredCmd) -> Result<()> {
         }
         CredCmd::Reconcile { cred } => {
             super::rotate::rotate(c, fmt, &cred.resolve(c).await?, "reconcile").await
+        }
+        CredCmd::AutoChange { cred, settings } => {
+            super::rotate::auto_change(c, fmt, &cred.resolve(c).await?, settings).await
         }
         CredCmd::Rotation { cred } => super::rotate::status(c, fmt, &cred.resolve(c).await?).await,
         CredCmd::Rm { cred } => {
