@@ -465,7 +465,8 @@ async fn unknown_plugins_and_templates_are_refused_when_written() {
 }
 
 /// A crash between the phases (the run stops after the pending value is stored, or after the
-/// target took it), then the engine starts again on another server: the pending value is settled
+/// target took it; meanwhile a second server on the same store may not touch it), then the engine
+/// runs again on the other server: the pending value is settled
 /// and the vault's current value logs in, even after a key rotation retired the key it was sealed
 /// under. Meanwhile every door answers the old value, the CCP door
 /// says the change is in process and `FailRequestOnPasswordChange=true` gets APPAP282E.
@@ -494,6 +495,24 @@ async fn a_crash_between_phases_leaves_a_current_value_that_logs_in() {
         (StatusCode::INTERNAL_SERVER_ERROR, Some("APPAP282E"))
     );
     assert_eq!(secret(&a, &id).await, (1, INITIAL_PW.to_owned()));
+
+    // Another server on the same store meanwhile: the change is A's (its lease), so B changes
+    // nothing, on demand or in its background runs.
+    let b = crate::second_server(&a).await;
+    let (st, run) = rotate(&b, &id).await;
+    assert_eq!(
+        (st, &run["outcome"]),
+        (StatusCode::OK, &json!("busy")),
+        "{run}"
+    );
+    let vb = b.running.vault.clone();
+    assert_eq!(
+        b.on_server(async move { vb.run_due_changes().await })
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(logs_in(&t, ROLE, INITIAL_PW).await, Some(true));
 
     // 2. Stopped after phase 2: the target has the pending value, the vault still the old one.
     a.running
@@ -526,10 +545,8 @@ async fn a_crash_between_phases_leaves_a_current_value_that_logs_in() {
     a.running.vault.pwchange_stop_after(StopAfter::Never);
     a.stop().await;
 
-    // Another server starts on the same store: once the dead server's lease expired, its engine
-    // settles the pending value: it logs in, so it becomes current.
-    let b = crate::second_server(&a).await;
-    // (The leak check needs a live server; B's covers the logs and audit of both.)
+    // A is gone; once its lease expired, B's engine settles the pending value: it logs in, so it
+    // becomes current. (The leak check needs a live server; B's covers the logs and audit of both.)
     a.root.clear();
     b.advance_clock(Duration::from_secs(700)); // past the lease A took (its clock + 301 s + 300 s)
     let v = b.running.vault.clone();
