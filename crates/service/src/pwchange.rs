@@ -492,7 +492,12 @@ impl Vault {
     /// write is done either way).
     pub(crate) async fn reschedule(&self, cred: &Credential, before: Option<&CredentialMeta>) {
         let now_every = every(&cred.meta);
-        if before.is_some_and(|b| every(b) == now_every) {
+        let unchanged = match before {
+            Some(b) => every(b) == now_every,
+            // A new credential: only one with a schedule has anything to do.
+            None => now_every.is_none(),
+        };
+        if unchanged {
             return;
         }
         let r = async {
