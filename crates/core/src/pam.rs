@@ -197,6 +197,8 @@ const EXECUTION: Spec = &[
     ("change_every_hours", Ty::Count),
     ("change_every_days", Ty::Count),
     ("change_after_release", Ty::Bool),
+    ("password_length", Ty::Count),
+    ("password_avoid", Ty::Str),
 ];
 
 const SESSION: Spec = &[

@@ -1428,11 +1428,19 @@ fn automatic_change_commands() {
         "pg-admin",
         "--every-days",
         "30",
+        "--length",
+        "40",
+        "--avoid",
+        "0O1l",
     ]);
     assert_eq!(st["automatic_change"], true, "{st}");
     assert_eq!(st["plugin"], "postgresql");
     assert_eq!(st["template"], "alter-role");
     assert_eq!(st["every_hours"], 720);
+    assert_eq!(
+        (&st["password_length"], &st["password_avoid"]),
+        (&json!(40), &json!("0O1l"))
+    );
     assert!(st["next_run_at"].is_string(), "{st}");
 
     let e = fails(&["cred", "auto-change", "db/app", "--plugin", "SSH"]);

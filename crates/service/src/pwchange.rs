@@ -62,7 +62,7 @@ pub const LEASE: Duration = Duration::from_secs(300);
 pub const TICK: Duration = Duration::from_secs(30);
 /// One connection to a target.
 pub const TARGET_TIMEOUT: Duration = Duration::from_secs(10);
-/// Generated passwords' length.
+/// Generated passwords' length unless `execution_settings.password_length` says otherwise.
 pub const PASSWORD_LENGTH: usize = 32;
 /// The operation of a version made by a change.
 pub const OPERATION: &str = "rotate";
@@ -217,6 +217,16 @@ pub(crate) fn check_settings(settings: &Value) -> ServiceResult<()> {
             "credential_disable_template",
         ),
     ];
+    if let Some(e) = settings
+        .get("execution_settings")
+        .and_then(Value::as_object)
+    {
+        let (len, avoid) =
+            rules_of(e).map_err(|m| DomainError::invalid("execution_settings", m))?;
+        credvault_crypto::password::check_rules(len, &avoid).map_err(|m| {
+            DomainError::invalid("execution_settings.password_length/password_avoid", m)
+        })?;
+    }
     for (block, plugin, template) in pairs {
         let Some(b) = settings.get(block).and_then(Value::as_object) else {
             continue;
@@ -236,6 +246,24 @@ pub(crate) fn check_settings(settings: &Value) -> ServiceResult<()> {
         }
     }
     Ok(())
+}
+
+/// The password rules of `execution_settings`: `password_length` (default [`PASSWORD_LENGTH`])
+/// and `password_avoid` (characters never to use).
+fn rules_of(e: &Map<String, Value>) -> Result<(usize, String), String> {
+    let len = match e.get("password_length") {
+        None | Some(Value::Null) => PASSWORD_LENGTH,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or("password_length must be a whole number")?,
+    };
+    let avoid = match e.get("password_avoid") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("password_avoid must be a string".into()),
+    };
+    Ok((len, avoid))
 }
 
 /// Where the plugin connects for this credential: its device's IP (else host name), the port from
@@ -317,6 +345,10 @@ pub struct RotationStatus {
     /// The scheduled interval in hours (`change_every_hours` + 24 × `change_every_days`).
     pub every_hours: Option<i64>,
     pub change_after_release: bool,
+    /// The length of generated passwords.
+    pub password_length: usize,
+    /// Characters generated passwords never contain.
+    pub password_avoid: String,
     /// A change is in flight (its new value is pending).
     pub in_flight: bool,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -417,6 +449,9 @@ impl Vault {
             .collect();
         let e = execution(&cred.meta);
         let plan = plan_of(&cred.meta).ok();
+        let rules = e
+            .and_then(|e| rules_of(e).ok())
+            .unwrap_or((PASSWORD_LENGTH, String::new()));
         let row = row.as_ref();
         Ok(RotationStatus {
             id,
@@ -425,6 +460,8 @@ impl Vault {
             template: plan.as_ref().map(|p| p.template.to_owned()),
             every_hours: every(&cred.meta).map(|d| d.whole_hours()),
             change_after_release: e.is_some_and(|e| flag(e, "change_after_release")),
+            password_length: rules.0,
+            password_avoid: rules.1,
             in_flight: row.is_some_and(|r| r.change_id.is_some()),
             next_run_at: row.and_then(|r| r.next_run_at),
             last_attempt_at: row.and_then(|r| r.last_attempt_at),
@@ -743,7 +780,14 @@ impl Vault {
 
         // Phase 1: the new value, pending.
         let change_id = Uuid::now_v7().to_string();
-        let new = credvault_crypto::password::generate(PASSWORD_LENGTH);
+        let rules = execution(&cred.meta).map(rules_of).transpose();
+        let new = match rules.and_then(|r| {
+            let (len, avoid) = r.unwrap_or((PASSWORD_LENGTH, String::new()));
+            credvault_crypto::password::generate_with(len, &avoid)
+        }) {
+            Ok(p) => p,
+            Err(m) => return self.fail(ctx, row, &cred, None, m.into()).await,
+        };
         let sealed = {
             let keys = self.write_keys().await?;
             let plain = zeroize::Zeroizing::new(new.expose().as_bytes().to_vec());

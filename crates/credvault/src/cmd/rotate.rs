@@ -66,6 +66,12 @@ pub struct AutoChangeArgs {
     /// Reconcile through this credential when the login that makes the change is refused.
     #[arg(long, value_name = "CREDENTIAL")]
     pub reconcile_with: Option<String>,
+    /// Length of generated passwords (12 to 128; default 32).
+    #[arg(long, value_name = "N")]
+    pub length: Option<u64>,
+    /// Characters generated passwords must never contain (each class must keep one).
+    #[arg(long, value_name = "CHARS")]
+    pub avoid: Option<String>,
     /// Turn automatic change off (the settings stay).
     #[arg(long)]
     pub off: bool,
@@ -108,6 +114,12 @@ pub async fn auto_change(c: &Client, fmt: Format, id: &str, a: AutoChangeArgs) -
     }
     if a.after_release {
         set("change_after_release", json!(true));
+    }
+    if let Some(n) = a.length {
+        set("password_length", json!(n));
+    }
+    if let Some(x) = a.avoid {
+        set("password_avoid", json!(x));
     }
     if let Some(r) = a.reconcile_with {
         set("reconciliation_credential", json!(r));
