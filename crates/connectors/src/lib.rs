@@ -9,6 +9,10 @@
 //! are [`FetchError::Ambiguous`].
 //!
 //! No I/O besides HTTP to the configured remote; no secret in any error message or `Debug` output.
+//!
+//! [`change`]: the password-change plugins (issue 17), which log in to target systems.
+
+pub mod change;
 
 use std::time::Duration;
 

@@ -159,6 +159,8 @@ enum Ty {
     Long,
     Bool,
     Criticality,
+    /// A whole number from 0 to 100,000 (a form body's text is read as one).
+    Count,
     Secret,
     /// Array of objects with these string fields.
     Objects(&'static [&'static str]),
@@ -191,6 +193,12 @@ const EXECUTION: Spec = &[
     ("reconciliation_ip", Ty::Str),
     ("reconciliation_plugin", Ty::Str),
     ("reconciliation_template", Ty::Str),
+    // credvault's own (issue 17): the automatic change's schedule.
+    ("change_every_hours", Ty::Count),
+    ("change_every_days", Ty::Count),
+    ("change_after_release", Ty::Bool),
+    ("password_length", Ty::Count),
+    ("password_avoid", Ty::Str),
 ];
 
 const SESSION: Spec = &[
@@ -526,6 +534,21 @@ fn settings_block(name: &str, v: &Value, lenient: bool) -> Result<Block, PamErro
                 Value::String(s.clone())
             }
             Ty::Bool => Value::Bool(bool_of(&field, v, lenient)?),
+            Ty::Count => {
+                let n = match v {
+                    Value::String(s) if lenient => s.trim().parse::<u64>().ok(),
+                    other => other.as_u64(),
+                };
+                match n {
+                    Some(n) if n <= 100_000 => Value::from(n),
+                    _ => {
+                        return Err(PamError::invalid(
+                            &field,
+                            "must be a whole number from 0 to 100000",
+                        ))
+                    }
+                }
+            }
             Ty::Criticality => {
                 let s = v.as_str().unwrap_or_default();
                 let Some(c) = CRITICALITIES.iter().find(|c| c.eq_ignore_ascii_case(s)) else {

@@ -1632,3 +1632,98 @@ fn counted_refusals_are_summarised_when_the_server_stops() {
     assert_eq!(details[1]["summary"], true);
     assert_eq!(details[1]["count"], 4);
 }
+
+/// Issue 17 from the command line: turning on the automatic change, its status, a change that
+/// fails (the target is down: exit status 1 with the reason, the value unchanged), an unknown plugin
+/// refused, and turning it off. (Changes on a real target: `tests/api/pwchange.rs`.)
+#[test]
+fn automatic_change_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_srv, addr, root) = dev_server(tmp.path());
+    let as_root = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        cli(&addr, Some(&root), &a, None)
+    };
+    let run = |args: &[&str]| ok_json(as_root(args));
+    let fails = |args: &[&str]| {
+        let o = as_root(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        String::from_utf8(o.stderr).unwrap()
+    };
+    run(&["safe", "add", "db"]);
+    // Nothing listens on this port: the target is down.
+    let port = format!("Port={}", free_port());
+    for (name, user, secret) in [
+        ("pg-admin", "postgres", "admin-secret-1"),
+        ("app", "app_user", "app-secret-1"),
+    ] {
+        run(&[
+            "cred",
+            "put",
+            name,
+            "--safe",
+            "db",
+            "--identifier",
+            name,
+            "--username",
+            user,
+            "--secret",
+            secret,
+            "--hostname",
+            "pg1",
+            "--ip",
+            "127.0.0.1",
+            "--property",
+            &port,
+        ]);
+    }
+    let st = run(&[
+        "cred",
+        "auto-change",
+        "db/app",
+        "--plugin",
+        "postgresql",
+        "--auth",
+        "pg-admin",
+        "--every-days",
+        "30",
+        "--length",
+        "40",
+        "--avoid",
+        "0O1l",
+    ]);
+    assert_eq!(st["automatic_change"], true, "{st}");
+    assert_eq!(st["plugin"], "postgresql");
+    assert_eq!(st["template"], "alter-role");
+    assert_eq!(st["every_hours"], 720);
+    assert_eq!(
+        (&st["password_length"], &st["password_avoid"]),
+        (&json!(40), &json!("0O1l"))
+    );
+    assert!(st["next_run_at"].is_string(), "{st}");
+
+    let e = fails(&["cred", "auto-change", "db/app", "--plugin", "SSH"]);
+    assert!(e.contains("unknown plugin 'SSH'"), "{e}");
+
+    let e = fails(&["cred", "rotate", "db/app"]);
+    assert!(
+        e.contains("not changed") && e.contains("unreachable"),
+        "{e}"
+    );
+    let got = run(&["cred", "get", "db/app", "--secret"]);
+    assert_eq!(
+        (&got["secret"], &got["version"]),
+        (&json!("app-secret-1"), &json!(2))
+    );
+    let st = run(&["cred", "rotation", "db/app"]);
+    assert_eq!(
+        (&st["last_result"], &st["failures"]),
+        (&json!("failed"), &json!(1)),
+        "{st}"
+    );
+
+    let st = run(&["cred", "auto-change", "db/app", "--off"]);
+    assert_eq!(st["automatic_change"], false, "{st}");
+    assert_eq!(st["next_run_at"], Value::Null, "{st}");
+}

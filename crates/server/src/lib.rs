@@ -308,6 +308,7 @@ pub async fn start_with_store(cfg: Config, store: Arc<dyn Store>) -> Result<Runn
     vault.start_audit_sinks(cfg.audit_sinks.clone()).await;
     // Never shorter than a request: a writer holding the old term finishes within the timeout.
     vault.start_background(cfg.key_retire_grace.max(cfg.request_timeout));
+    vault.start_password_changes();
     let dev_root_token = if cfg.dev {
         dev_bootstrap(&vault, &cfg).await?
     } else {

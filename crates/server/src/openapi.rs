@@ -16,6 +16,8 @@ use crate::native;
         native::credentials::create, native::credentials::import, native::credentials::list, native::credentials::get, native::credentials::update,
         native::credentials::remove, native::credentials::secret, native::credentials::versions,
         native::credentials::version, native::credentials::rollback,
+        // --- automatic password change (issue 17) ---
+        native::credentials::rotate, native::credentials::reconcile, native::credentials::rotation,
         native::identity::list_safes, native::identity::create_safe, native::identity::delete_safe,
         native::identity::safe_members, native::identity::set_safe_member, native::identity::remove_safe_member,
         native::identity::list_users, native::identity::create_user, native::identity::get_user, native::identity::delete_user,

@@ -22,6 +22,8 @@ mod fuzz;
 mod integrations;
 #[path = "api/pam.rs"]
 mod pam;
+#[path = "api/pwchange.rs"]
+mod pwchange;
 #[path = "api/vaultkv.rs"]
 mod vaultkv;
 

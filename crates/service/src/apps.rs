@@ -479,7 +479,11 @@ impl Vault {
                 return Err(e);
             }
         };
-        let fields = ccp::account(&found.cred.meta);
+        let mut fields = ccp::account(&found.cred.meta);
+        // A change in flight (`pwchange.rs`): the working value is still the one answered.
+        if self.change_in_flight(found.cred.id).await? {
+            fields.insert("PasswordChangeInProcess".into(), "True".into());
+        }
         let read = self
             .open_found(&ctx, found, "ccp.get_password", detail(None))
             .await?;
@@ -641,7 +645,9 @@ impl Vault {
         let Some((cred, payload)) = found.pop() else {
             return Err(GetPasswordError::Ccp(CcpError::not_found(&req.query_text)));
         };
-        if req.fail_on_password_change && ccp::password_changing(&cred.meta) {
+        if req.fail_on_password_change
+            && (ccp::password_changing(&cred.meta) || self.change_in_flight(cred.id).await?)
+        {
             return Err(GetPasswordError::Ccp(CcpError::password_changing(
                 &req.query_text,
             )));

@@ -12,10 +12,10 @@
 //! (`apps.rs`), PAM A2A rules, devices and domains (`pam.rs`), the Vault-KV mapping (`kv.rs`),
 //! entity credentials (`entity.rs`), fetch-credentials (`fetch.rs`), integrations (`integrations.rs`),
 //! the seal and keys (`barrier.rs`, `rotation.rs`), audit (`audit.rs`), authentication (`auth.rs`),
-//! backup (`backup.rs`), health: the store's circuit, write outcomes and the background probe
-//! (`health.rs`), repeated refusals summarised (`refusals.rs`), disk space
-//! and its floor (`disk.rs`), audit archives (`archive.rs`) and sinks
-//! (`audit_sink.rs`).
+//! automatic password change on target systems (`pwchange.rs`, plugins in
+//! `credvault_connectors::change`), backup (`backup.rs`), health: the store's circuit, write
+//! outcomes and the background probe (`health.rs`), repeated refusals summarised (`refusals.rs`),
+//! disk space and its floor (`disk.rs`), audit archives (`archive.rs`) and sinks (`audit_sink.rs`).
 
 pub mod apps;
 pub mod archive;
@@ -36,6 +36,7 @@ pub mod integrations;
 pub mod kv;
 pub mod pam;
 mod refusals;
+pub mod pwchange;
 pub mod rotation;
 mod system;
 mod vault;

@@ -570,6 +570,7 @@ impl Vault {
             Ok(Some(_)) | Err(StoreError::Conflict(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
+        self.reschedule(&cred, None).await;
         Ok(Some(cred.id))
     }
 
@@ -764,6 +765,7 @@ impl Vault {
         if !released {
             return Err(PamError::not_in_custody().into());
         }
+        self.after_release(&cred).await;
         Ok(cred)
     }
 

@@ -1,7 +1,8 @@
 //! Key rotation's second half: rewrapping and retiring. `operator rotate` adds a data key term (new
 //! writes use it at once); then, in the background, every stored value under an older term is
 //! decrypted and encrypted again under the newest one (credential versions by compare-and-swap, so
-//! a concurrent write or destroy wins; integrations' sealed settings likewise), and once none is
+//! a concurrent write or destroy wins; integrations' sealed settings and the pending values of
+//! password changes in flight likewise), and once none is
 //! left the older data keys are deleted ("retired").
 //!
 //! Retiring waits `retire_grace` after the rotation: a writer that fetched the keys just before it
@@ -84,6 +85,15 @@ impl Vault {
             let plain = keys.keyring.decrypt(&old, &binding)?;
             let new = keys.keyring.encrypt(plain.expose(), &binding)?;
             if self.store.rewrap_integration(&name, &old, &new).await? {
+                done += 1;
+            }
+        }
+        // Passwords of changes in flight (`pwchange.rs`): the target may hold one already.
+        for (id, change_id, old) in self.store.pending_not_of_term(term).await? {
+            let binding = crate::pwchange::pending_binding(id, &change_id);
+            let plain = keys.keyring.decrypt(&old, &binding)?;
+            let new = keys.keyring.encrypt(plain.expose(), &binding)?;
+            if self.store.rewrap_pending(id, &old, &new).await? {
                 done += 1;
             }
         }

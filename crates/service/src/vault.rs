@@ -54,6 +54,8 @@ pub struct Vault {
     pub(crate) retire_grace_ms: std::sync::atomic::AtomicU64,
     /// The time the core goes by (see `clock.rs`).
     pub(crate) clock: Clock,
+    /// The automatic password change's state in this server (see `pwchange.rs`).
+    pub(crate) pwchange: crate::pwchange::Engine,
 }
 
 /// A credential a lookup found, with the sealed payload of the version to read.
@@ -120,6 +122,7 @@ impl Vault {
             caches: Default::default(),
             retire_grace_ms: std::sync::atomic::AtomicU64::new(60_000),
             clock,
+            pwchange: Default::default(),
         });
         tokio::spawn(crate::refusals::flusher(Arc::downgrade(&vault)));
         vault
@@ -403,6 +406,7 @@ impl Vault {
         }
         meta.parameter_names = payload.parameters.keys().cloned().collect();
         validate::credential(meta, payload)?;
+        crate::pwchange::check_settings(&meta.settings)?;
         if let Some(identifier) = &meta.identifier {
             validate::identifier_for_door(identifier, ctx.door)?;
         }
@@ -464,6 +468,7 @@ impl Vault {
         self.store
             .insert_credential(&cred, &v, &audit.append())
             .await?;
+        self.reschedule(&cred, None).await;
         Ok(cred)
     }
 
@@ -617,6 +622,9 @@ impl Vault {
             change(&mut meta, &mut payload)?;
             meta.parameter_names = payload.parameters.keys().cloned().collect();
             validate::credential(&meta, &payload)?;
+            if meta.settings != cur.meta.settings {
+                crate::pwchange::check_settings(&meta.settings)?;
+            }
             if meta.identifier != cur.meta.identifier {
                 if let Some(identifier) = &meta.identifier {
                     validate::identifier_for_door(identifier, ctx.door)?;
@@ -655,7 +663,10 @@ impl Vault {
                 .update_credential(&cred, cur.version, &v, &audit.append())
                 .await
             {
-                Ok(()) => return Ok(cred),
+                Ok(()) => {
+                    self.reschedule(&cred, Some(&cur.meta)).await;
+                    return Ok(cred);
+                }
                 Err(StoreError::VersionMismatch { current }) if expected.is_some() => {
                     return Err(ServiceError::VersionConflict { current })
                 }

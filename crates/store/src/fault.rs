@@ -810,3 +810,68 @@ impl BackupStore for FaultStore {
         self.inner.import_rows(table, rows).await
     }
 }
+
+#[async_trait]
+impl PasswordChangeStore for FaultStore {
+    async fn password_change(&self, cred_id: Uuid) -> Result<Option<PasswordChangeRow>> {
+        self.hit("password_change").await?;
+        self.inner.password_change(cred_id).await
+    }
+
+    async fn password_changes_due(
+        &self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<PasswordChangeRow>> {
+        self.hit("password_changes_due").await?;
+        self.inner.password_changes_due(now, limit).await
+    }
+
+    async fn take_change_lease(
+        &self,
+        cred_id: Uuid,
+        owner: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Option<PasswordChangeRow>> {
+        self.hit("take_change_lease").await?;
+        self.inner
+            .take_change_lease(cred_id, owner, now, until)
+            .await
+    }
+
+    async fn save_password_change(
+        &self,
+        row: &PasswordChangeRow,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        self.hit("save_password_change").await?;
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.save_password_change(row, &audit).await
+    }
+
+    async fn pending_not_of_term(&self, term: u32) -> Result<Vec<(Uuid, String, Vec<u8>)>> {
+        self.hit("pending_not_of_term").await?;
+        self.inner.pending_not_of_term(term).await
+    }
+
+    async fn rewrap_pending(&self, cred_id: Uuid, old: &[u8], new: &[u8]) -> Result<bool> {
+        self.hit("rewrap_pending").await?;
+        self.inner.rewrap_pending(cred_id, old, new).await
+    }
+
+    async fn finish_password_change(
+        &self,
+        row: &PasswordChangeRow,
+        cred: Option<(&Credential, i64, &NewVersion)>,
+        audit: &AuditAppend<'_>,
+    ) -> Result<()> {
+        self.hit("finish_password_change").await?;
+        let injected = self.audit_fault();
+        let hook = move || injected.clone().map_or(Ok(()), Err);
+        let audit = self.with_hook(audit, &hook);
+        self.inner.finish_password_change(row, cred, &audit).await
+    }
+}

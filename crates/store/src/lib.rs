@@ -21,7 +21,7 @@ pub mod sqlite;
 
 pub use area::{
     AppStore, AuditStore, BackendStore, BackupStore, CredentialStore, IdentityStore,
-    IntegrationStore, KeyringStore, PamStore,
+    IntegrationStore, KeyringStore, PamStore, PasswordChangeStore,
 };
 
 /// Everything a caller of the store needs in scope: [`Store`] and its sub-traits (a sub-trait's
@@ -29,7 +29,7 @@ pub use area::{
 pub mod prelude {
     pub use crate::area::{
         AppStore, AuditStore, BackendStore, BackupStore, CredentialStore, IdentityStore,
-        IntegrationStore, KeyringStore, PamStore,
+        IntegrationStore, KeyringStore, PamStore, PasswordChangeStore,
     };
     pub use crate::Store;
 }
@@ -146,6 +146,43 @@ pub struct IntegrationRecord {
     pub enabled: bool,
     pub status: String,
     pub created_at: OffsetDateTime,
+}
+
+/// The automatic password change's state of one credential (`password_changes`, issue 17).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordChangeRow {
+    pub cred_id: Uuid,
+    /// The change in flight, if any.
+    pub change_id: Option<String>,
+    /// Its new value, sealed (binding `credvault:pwchange:<cred_id>:<change_id>`).
+    pub pending: Option<Vec<u8>>,
+    pub started_at: Option<OffsetDateTime>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<OffsetDateTime>,
+    pub lease_seq: i64,
+    /// Failed runs in a row (the retry backoff).
+    pub failures: i64,
+    pub next_run_at: Option<OffsetDateTime>,
+    pub last_attempt_at: Option<OffsetDateTime>,
+    pub last_success_at: Option<OffsetDateTime>,
+    /// `ok`, `failed` or `reconciled`.
+    pub last_result: Option<String>,
+    /// Why the last run failed (the target's message, never a secret).
+    pub last_error: Option<String>,
+}
+
+impl std::fmt::Debug for PasswordChangeRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChangeRow")
+            .field("cred_id", &self.cred_id)
+            .field("change_id", &self.change_id)
+            .field("pending", &self.pending.as_ref().map(|_| "<sealed>"))
+            .field("lease_owner", &self.lease_owner)
+            .field("lease_seq", &self.lease_seq)
+            .field("failures", &self.failures)
+            .field("last_result", &self.last_result)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A device of the registry (PAM A2A door): created on the fly, reused by host name + IP.
@@ -376,6 +413,7 @@ pub trait Store:
     + AuditStore
     + PamStore
     + IntegrationStore
+    + PasswordChangeStore
     + BackupStore
     + Send
     + Sync
@@ -392,6 +430,7 @@ impl<T> Store for T where
         + AuditStore
         + PamStore
         + IntegrationStore
+        + PasswordChangeStore
         + BackupStore
         + Send
         + Sync

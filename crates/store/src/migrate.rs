@@ -208,6 +208,26 @@ pub const TABLES: &[TableSpec] = &[
         columns: &[("cred_id", Text), ("holder", Text), ("since", Text)],
         order_by: "cred_id",
     },
+    // --- automatic password change (issue 17) ---
+    TableSpec {
+        name: "password_changes",
+        columns: &[
+            ("cred_id", Text),
+            ("change_id", Text),
+            ("pending", Bytes),
+            ("started_at", Text),
+            ("lease_owner", Text),
+            ("lease_until", Text),
+            ("lease_seq", Int),
+            ("failures", Int),
+            ("next_run_at", Text),
+            ("last_attempt_at", Text),
+            ("last_success_at", Text),
+            ("last_result", Text),
+            ("last_error", Text),
+        ],
+        order_by: "cred_id",
+    },
     TableSpec {
         name: "audit_log",
         columns: &[

@@ -147,3 +147,5 @@ mod integrations;
 mod keyring;
 #[path = "sql/pam.rs"]
 mod pam;
+#[path = "sql/pwchange.rs"]
+mod pwchange;

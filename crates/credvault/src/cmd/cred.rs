@@ -1,4 +1,4 @@
-//! `credvault cred ...`: credentials: put, get, list, history, rollback, rm, import.
+//! `credvault cred ...`: credentials: put, get, list, history, rollback, auto-change, rotate, reconcile, rotation, rm, import.
 
 use std::path::PathBuf;
 
@@ -51,6 +51,33 @@ pub enum CredCmd {
         #[command(flatten)]
         cred: CredRef,
         version: i64,
+    },
+    /// Change the password on its target now (its execution_settings name the plugin), in two
+    /// phases so the working password is never lost; each change is a new version.
+    Rotate {
+        #[command(flatten)]
+        cred: CredRef,
+    },
+    /// Set a new password on its target through the reconciliation credential (execution_settings
+    /// status and reconciliation_credential), as after somebody changed it there.
+    Reconcile {
+        #[command(flatten)]
+        cred: CredRef,
+    },
+    /// Turn on (or --off) the automatic password change and set its plugin, login, schedule and
+    /// reconciliation; shows the resulting status.
+    ///
+    /// Example: credvault cred auto-change db/app --plugin postgresql --auth pg-admin --every-days 30
+    AutoChange {
+        #[command(flatten)]
+        cred: CredRef,
+        #[command(flatten)]
+        settings: super::rotate::AutoChangeArgs,
+    },
+    /// Show the automatic password change: settings, next run, last result, history of changes.
+    Rotation {
+        #[command(flatten)]
+        cred: CredRef,
     },
     /// Delete a credential and its history.
     Rm {
@@ -171,6 +198,16 @@ pub async fn run(c: &Client, fmt: Format, cmd: CredCmd) -> Result<()> {
         CredCmd::Rollback { cred, version } => {
             rollback(c, fmt, &cred.resolve(c).await?, version).await
         }
+        CredCmd::Rotate { cred } => {
+            super::rotate::rotate(c, fmt, &cred.resolve(c).await?, "rotate").await
+        }
+        CredCmd::Reconcile { cred } => {
+            super::rotate::rotate(c, fmt, &cred.resolve(c).await?, "reconcile").await
+        }
+        CredCmd::AutoChange { cred, settings } => {
+            super::rotate::auto_change(c, fmt, &cred.resolve(c).await?, settings).await
+        }
+        CredCmd::Rotation { cred } => super::rotate::status(c, fmt, &cred.resolve(c).await?).await,
         CredCmd::Rm { cred } => {
             let id = cred.resolve(c).await?;
             c.delete(&format!("/credentials/{}", enc(&id))).await

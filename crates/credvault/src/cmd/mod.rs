@@ -15,6 +15,7 @@ pub mod integration;
 pub mod login;
 pub mod migrate;
 pub mod operator;
+pub mod rotate;
 pub mod safe;
 pub mod token;
 pub mod user;

@@ -379,3 +379,42 @@ pub async fn rollback(
 ) -> Result<Json<Credential>, ApiError> {
     Ok(Json(s.vault.rollback(&ctx, id, b.version).await?))
 }
+
+/// `POST /api/v1/credentials/{id}/rotate`: change the password on the target now (issue 17). The
+/// caller needs `write`; the answer comes when the run is over.
+#[utoipa::path(post, path = "/api/v1/credentials/{id}/rotate", tag = "credentials",
+    responses((status = 200, body = credvault_service::pwchange::RunReport, description = "outcome changed, settled, failed (the working value unchanged; error says why) or busy (another server is changing it)"),
+              (status = 400, description = "no change plugin set"), (status = 403), (status = 404)))]
+pub async fn rotate(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<credvault_service::pwchange::RunReport>, ApiError> {
+    Ok(Json(s.vault.rotate_now(&ctx, id).await?))
+}
+
+/// `POST /api/v1/credentials/{id}/reconcile`: set a new password through the reconciliation
+/// credential now (settings `status` and `reconciliation_credential`), as after an out-of-band
+/// change on the target. The caller needs `write`.
+#[utoipa::path(post, path = "/api/v1/credentials/{id}/reconcile", tag = "credentials",
+    responses((status = 200, body = credvault_service::pwchange::RunReport, description = "outcome reconciled, or failed (error says why)"),
+              (status = 400, description = "reconciliation is off"), (status = 403), (status = 404)))]
+pub async fn reconcile(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<credvault_service::pwchange::RunReport>, ApiError> {
+    Ok(Json(s.vault.reconcile_now(&ctx, id).await?))
+}
+
+/// `GET /api/v1/credentials/{id}/rotation`: the automatic change's settings, schedule, last result
+/// and history (the versions its changes made).
+#[utoipa::path(get, path = "/api/v1/credentials/{id}/rotation", tag = "credentials",
+    responses((status = 200, body = credvault_service::pwchange::RotationStatus), (status = 404)))]
+pub async fn rotation(
+    State(s): State<AppState>,
+    Caller(ctx): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<credvault_service::pwchange::RotationStatus>, ApiError> {
+    Ok(Json(s.vault.rotation_status(&ctx, id).await?))
+}

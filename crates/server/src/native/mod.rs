@@ -119,6 +119,9 @@ pub fn router() -> Router<AppState> {
             get(credentials::version),
         )
         .route("/credentials/{id}/rollback", post(credentials::rollback))
+        .route("/credentials/{id}/rotate", post(credentials::rotate))
+        .route("/credentials/{id}/reconcile", post(credentials::reconcile))
+        .route("/credentials/{id}/rotation", get(credentials::rotation))
         .route(
             "/safes",
             get(identity::list_safes).post(identity::create_safe),

@@ -519,16 +519,19 @@ async fn seed_missing_hostname_and_ip() {
 async fn seed_settings_blocks_are_checked_stored_read_and_versioned() {
     let (s, tok) = setup().await;
     let base = || json!({"username": "exemplo caderno 3.32", "hostname": "API-Testing", "ip": "128.0.0.1"});
+    // Seed 003's examples, but for the plugin names: the seed names its vendor's plugins (`SSH` /
+    // `3COM`, `Windows RM`), which credvault does not have, and unknown plugins are refused when
+    // written (issue 17; `pwchange.rs`): here the one credvault has.
     let blocks = [
         (
             "execution_settings",
             json!({
             "parent_credential": "cred2", "parent_hostname": "gmail", "parent_ip": "https://www.gmail.com",
-            "automatic_change": true, "agent_based_password_change": true, "change_plugin": "SSH",
-            "change_template": "3COM", "use_own_credential_to_connect": false, "authentication_credential": "cred2",
+            "automatic_change": true, "agent_based_password_change": true, "change_plugin": "postgresql",
+            "change_template": "alter-role", "use_own_credential_to_connect": false, "authentication_credential": "cred2",
             "authentication_hostname": "gmail", "authentication_ip": "https://www.gmail.com", "status": true,
             "reconciliation_credential": "cred2", "reconciliation_hostname": "gmail",
-            "reconciliation_ip": "https://www.gmail.com", "reconciliation_plugin": "SSH", "reconciliation_template": "3COM"}),
+            "reconciliation_ip": "https://www.gmail.com", "reconciliation_plugin": "postgresql", "reconciliation_template": "alter-role"}),
         ),
         (
             "session_settings",
@@ -554,10 +557,10 @@ async fn seed_settings_blocks_are_checked_stored_read_and_versioned() {
             "jit": false, "credential_creation_and_deletion": true, "enable_disable_credential": false,
             "use_own_credential_to_connect": false, "authentication_credential": "cred2",
             "authentication_hostname": "gmail", "authentication_ip": "https://www.gmail.com",
-            "credential_creation_plugin": "Windows RM", "credential_creation_template": "Create credential Windows server",
-            "credential_deletion_plugin": "Windows RM", "credential_deletion_template": "Delete credential Windows server",
-            "credential_enable_plugin": "Windows RM", "credential_enable_template": "Enable credential Windows server",
-            "credential_disable_plugin": "Windows RM", "credential_disable_template": "Disable credential Windows server"}),
+            "credential_creation_plugin": "postgresql", "credential_creation_template": "alter-role",
+            "credential_deletion_plugin": "postgresql", "credential_deletion_template": "alter-role",
+            "credential_enable_plugin": "postgresql", "credential_enable_template": "alter-role",
+            "credential_disable_plugin": "postgresql", "credential_disable_template": "alter-role"}),
         ),
     ];
     let mut id = String::new();

@@ -546,12 +546,27 @@ impl PgCluster {
         }
     }
 
-    pub fn start_new() -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (scripts/pg.sh installs it)")
+    /// Debian's PostgreSQL binaries, newest version, if installed.
+    pub fn binaries() -> Option<PathBuf> {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
             .max()
-            .expect("a PostgreSQL version");
+    }
+
+    pub fn start_new() -> Self {
+        Self::start_new_with(None)
+    }
+
+    /// A cluster whose TCP logins need a password (SCRAM), with superuser `postgres` /
+    /// `superuser_password`; local socket logins stay `trust`.
+    pub fn start_new_with_password(superuser_password: &str) -> Self {
+        Self::start_new_with(Some(superuser_password))
+    }
+
+    fn start_new_with(password: Option<&str>) -> Self {
+        let bin = Self::binaries().expect("PostgreSQL is installed (scripts/pg.sh installs it)");
         let dir = tempfile::tempdir().expect("tempdir");
         if running_as_root() {
             let ok = std::process::Command::new("chown")
@@ -567,13 +582,26 @@ impl PgCluster {
             .unwrap()
             .port();
         let c = Self { bin, dir, port };
-        let out = c
-            .as_postgres("initdb")
-            .arg("-D")
-            .arg(c.dir.path().join("data"))
-            .args(["--auth=trust", "-U", "postgres"])
-            .output()
-            .expect("initdb");
+        let mut initdb = c.as_postgres("initdb");
+        initdb.arg("-D").arg(c.dir.path().join("data"));
+        match password {
+            None => {
+                initdb.args(["--auth=trust", "-U", "postgres"]);
+            }
+            Some(pw) => {
+                let file = c.dir.path().join("pwfile");
+                std::fs::write(&file, pw).expect("pwfile");
+                initdb
+                    .args([
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "-U",
+                        "postgres",
+                    ])
+                    .arg(format!("--pwfile={}", file.display()));
+            }
+        }
+        let out = initdb.output().expect("initdb");
         assert!(
             out.status.success(),
             "initdb: {}",

@@ -11,6 +11,7 @@ mod identity;
 mod integrations;
 mod keyring;
 mod pam;
+mod pwchange;
 
 pub use apps::AppStore;
 pub use audit::AuditStore;
@@ -21,3 +22,4 @@ pub use identity::IdentityStore;
 pub use integrations::IntegrationStore;
 pub use keyring::KeyringStore;
 pub use pam::PamStore;
+pub use pwchange::PasswordChangeStore;

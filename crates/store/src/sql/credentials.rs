@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::common::{
     bytes, conflict_as, cred_from, exec, identifier_taken, insert_one, insert_version, lookup,
-    meta_from, meta_json, not_found_if_zero, s, version_info_from, DbRow, CRED_COLS,
+    meta_from, meta_json, not_found_if_zero, s, version_info_from, Conn, DbRow, CRED_COLS,
 };
 use super::{dialect, Backend, Db};
 use crate::sql::db_err;
@@ -38,6 +38,61 @@ fn push_in(q: &mut QueryBuilder<'_, Db>, values: &[String]) {
         sep.push_bind(v.clone());
     }
     q.push(")");
+}
+
+/// Replace the current state of `cred` inside `tx` when it is still at `expected_version`, and
+/// insert its new version (`cred.version`). `VersionMismatch` or `NotFound` otherwise.
+pub(super) async fn update_in(
+    tx: &mut Conn,
+    cred: &Credential,
+    expected_version: i64,
+    v: &NewVersion,
+) -> Result<()> {
+    let meta = meta_json(&cred.meta)?;
+    let l = lookup(&cred.meta);
+    let n = sqlx::query(
+        "UPDATE credentials
+         SET identifier = $1, name = $2, username = $3, safe = $4, folder = $5,
+             owner_kind = $6, owner_name = $7, hostname = $8, ip = $9, meta = $10,
+             version = $11, updated_at = $12, updated_by = $13,
+             name_key = $16, username_key = $17, hostname_key = $18
+         WHERE id = $14 AND version = $15",
+    )
+    .bind(&cred.meta.identifier)
+    .bind(&cred.meta.name)
+    .bind(&cred.meta.username)
+    .bind(l.safe)
+    .bind(l.folder)
+    .bind(l.owner_kind)
+    .bind(l.owner_name)
+    .bind(l.hostname)
+    .bind(l.ip)
+    .bind(&meta)
+    .bind(cred.version)
+    .bind(format_time(cred.updated_at))
+    .bind(&cred.updated_by)
+    .bind(cred.id.to_string())
+    .bind(expected_version)
+    .bind(&l.name_key)
+    .bind(&l.username_key)
+    .bind(&l.hostname_key)
+    .execute(&mut *tx)
+    .await
+    .map_err(conflict_as(identifier_taken()))?
+    .rows_affected();
+    if n == 0 {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM credentials WHERE id = $1")
+                .bind(cred.id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        return Err(match current {
+            Some(current) => StoreError::VersionMismatch { current },
+            None => StoreError::NotFound("credential".into()),
+        });
+    }
+    insert_version(tx, cred, &meta, v).await
 }
 
 #[async_trait]
@@ -72,52 +127,8 @@ impl CredentialStore for Backend {
         v: &NewVersion,
         audit: &AuditAppend<'_>,
     ) -> Result<()> {
-        let meta = meta_json(&cred.meta)?;
-        let l = lookup(&cred.meta);
         let mut tx = self.begin_write().await?;
-        let n = sqlx::query(
-            "UPDATE credentials
-             SET identifier = $1, name = $2, username = $3, safe = $4, folder = $5,
-                 owner_kind = $6, owner_name = $7, hostname = $8, ip = $9, meta = $10,
-                 version = $11, updated_at = $12, updated_by = $13,
-                 name_key = $16, username_key = $17, hostname_key = $18
-             WHERE id = $14 AND version = $15",
-        )
-        .bind(&cred.meta.identifier)
-        .bind(&cred.meta.name)
-        .bind(&cred.meta.username)
-        .bind(l.safe)
-        .bind(l.folder)
-        .bind(l.owner_kind)
-        .bind(l.owner_name)
-        .bind(l.hostname)
-        .bind(l.ip)
-        .bind(&meta)
-        .bind(cred.version)
-        .bind(format_time(cred.updated_at))
-        .bind(&cred.updated_by)
-        .bind(cred.id.to_string())
-        .bind(expected_version)
-        .bind(&l.name_key)
-        .bind(&l.username_key)
-        .bind(&l.hostname_key)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_as(identifier_taken()))?
-        .rows_affected();
-        if n == 0 {
-            let current: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM credentials WHERE id = $1")
-                    .bind(cred.id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            return Err(match current {
-                Some(current) => StoreError::VersionMismatch { current },
-                None => StoreError::NotFound("credential".into()),
-            });
-        }
-        insert_version(&mut tx, cred, &meta, v).await?;
+        update_in(&mut tx, cred, expected_version, v).await?;
         self.commit_audited(tx, audit).await
     }
 

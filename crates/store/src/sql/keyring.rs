@@ -232,7 +232,10 @@ impl KeyringStore for Backend {
                      WHERE length(payload) > 0 AND substr(payload, 2, 4) <> $1)
                   + (SELECT COUNT(*)
                      FROM integrations
-                     WHERE length(secrets) > 0 AND substr(secrets, 2, 4) <> $1)",
+                     WHERE length(secrets) > 0 AND substr(secrets, 2, 4) <> $1)
+                  + (SELECT COUNT(*)
+                     FROM password_changes
+                     WHERE length(pending) > 0 AND substr(pending, 2, 4) <> $1)",
         )
         .bind(term.to_be_bytes().to_vec())
         .fetch_one(&mut *tx)
