@@ -433,7 +433,11 @@ mod tests {
         ];
         for (query, safe, want) in table {
             let req = q(query);
-            assert_eq!(req.map(|r| may_match_safe(&r, safe)), Some(want), "{query} in {safe}");
+            assert_eq!(
+                req.map(|r| may_match_safe(&r, safe)),
+                Some(want),
+                "{query} in {safe}"
+            );
         }
     }
 

@@ -1030,7 +1030,10 @@ async fn an_identifier_prefix_lists_exactly_a_folders_descendants() {
         })
         .await
         .unwrap();
-    let mut got: Vec<_> = found.iter().filter_map(|c| c.meta.identifier.clone()).collect();
+    let mut got: Vec<_> = found
+        .iter()
+        .filter_map(|c| c.meta.identifier.clone())
+        .collect();
     got.sort();
     let mut want: Vec<String> = rows
         .iter()
