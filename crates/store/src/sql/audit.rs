@@ -21,18 +21,7 @@ impl AuditStore for Backend {
     }
 
     async fn audit_head(&self) -> Result<Option<AuditHead>> {
-        sqlx::query("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .map(|r| {
-                Ok(AuditHead {
-                    seq: i(&r, "seq")?,
-                    hash: bytes(&r, "hash")?,
-                    mac: bytes(&r, "mac")?,
-                })
-            })
-            .transpose()
+        self.checkpoint("SELECT seq, hash, mac FROM audit_head WHERE id = 1").await
     }
 
     async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
@@ -65,18 +54,7 @@ impl AuditStore for Backend {
     }
 
     async fn audit_base(&self) -> Result<Option<AuditHead>> {
-        sqlx::query("SELECT seq, hash, mac FROM audit_base WHERE id = 1")
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .map(|r| {
-                Ok(AuditHead {
-                    seq: i(&r, "seq")?,
-                    hash: bytes(&r, "hash")?,
-                    mac: bytes(&r, "mac")?,
-                })
-            })
-            .transpose()
+        self.checkpoint("SELECT seq, hash, mac FROM audit_base WHERE id = 1").await
     }
 
     async fn archive_audit(
@@ -130,5 +108,23 @@ impl AuditStore for Backend {
         append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(deleted)
+    }
+}
+
+impl Backend {
+    /// A keyed checkpoint of the chain (`audit_head` or `audit_base`): its one row, if any.
+    async fn checkpoint(&self, sql: &'static str) -> Result<Option<AuditHead>> {
+        sqlx::query(sql)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .map(|r| {
+                Ok(AuditHead {
+                    seq: i(&r, "seq")?,
+                    hash: bytes(&r, "hash")?,
+                    mac: bytes(&r, "mac")?,
+                })
+            })
+            .transpose()
     }
 }
