@@ -168,7 +168,11 @@ async fn a_full_disk_degrades_health_and_the_server_recovers_by_itself_once_spac
         }
         assert_eq!(v["secret"], acked[0].1, "{v}");
     };
-    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "after {reads} reads: {v}");
+    assert_eq!(
+        st,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "after {reads} reads: {v}"
+    );
     assert_eq!(code(&v), "audit_unavailable", "{v}");
     assert!(v.get("secret").is_none(), "{v}");
 

@@ -21,7 +21,8 @@ impl AuditStore for Backend {
     }
 
     async fn audit_head(&self) -> Result<Option<AuditHead>> {
-        self.checkpoint("SELECT seq, hash, mac FROM audit_head WHERE id = 1").await
+        self.checkpoint("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
+            .await
     }
 
     async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
@@ -54,7 +55,8 @@ impl AuditStore for Backend {
     }
 
     async fn audit_base(&self) -> Result<Option<AuditHead>> {
-        self.checkpoint("SELECT seq, hash, mac FROM audit_base WHERE id = 1").await
+        self.checkpoint("SELECT seq, hash, mac FROM audit_base WHERE id = 1")
+            .await
     }
 
     async fn archive_audit(
