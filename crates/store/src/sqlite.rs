@@ -127,6 +127,7 @@ impl SqliteStore {
 fn spawn_checkpointer(options: SqliteConnectOptions) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut conn: Option<SqliteConnection> = None;
+        let mut failing = false;
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -135,13 +136,20 @@ fn spawn_checkpointer(options: SqliteConnectOptions) -> tokio::task::JoinHandle<
                 conn = options.connect().await.ok();
             }
             let Some(c) = conn.as_mut() else { continue };
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&mut *c)
                 .await
             {
-                // A full disk or a vanished file: try again on a fresh connection next time.
-                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
-                conn = None;
+                Ok(_) => failing = false,
+                Err(e) => {
+                    // A full disk or a vanished file: try again on a fresh connection next time,
+                    // logged once per failing spell, not four times a second.
+                    if !failing {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                    }
+                    failing = true;
+                    conn = None;
+                }
             }
         }
     })
