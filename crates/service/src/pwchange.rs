@@ -1092,15 +1092,12 @@ impl Vault {
             done.lease_owner = None;
             done.lease_until = None;
             let audit = self
-                .write_audit_many(vec![crate::audit::Event {
-                    actor: ctx.actor.name.clone(),
-                    door: ctx.door,
-                    action: "credential.rotate",
-                    target: id.to_string(),
-                    source: ctx.source.clone(),
+                .write_audit_outcome(
+                    ctx,
+                    id,
                     outcome,
-                    detail: json!({"change": change_id, "version": next}),
-                }])
+                    json!({"change": change_id, "version": next}),
+                )
                 .await?;
             match self
                 .store

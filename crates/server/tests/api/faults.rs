@@ -516,6 +516,14 @@ async fn all_at_once(
     (out, start.elapsed())
 }
 
+/// The answers that were not refused by the limiter (429).
+fn not_limited(answers: &[(StatusCode, String)]) -> Vec<&(StatusCode, String)> {
+    answers
+        .iter()
+        .filter(|(st, _)| *st != StatusCode::TOO_MANY_REQUESTS)
+        .collect()
+}
+
 /// How many failures the limiter may let through in `elapsed`: the burst (`per_minute`) plus one
 /// per refill interval (60 s / `per_minute`) that passed.
 fn allowed(per_minute: u32, elapsed: Duration) -> usize {
@@ -551,10 +559,7 @@ async fn concurrent_guesses_get_at_most_the_quota_before_429s() {
             .header("X-Vault-Token", format!("cvt_wrong{i}"))
     })
     .await;
-    let through: Vec<_> = answers
-        .iter()
-        .filter(|(st, _)| *st != StatusCode::TOO_MANY_REQUESTS)
-        .collect();
+    let through = not_limited(&answers);
     assert!(
         through
             .iter()
@@ -583,10 +588,7 @@ async fn concurrent_guesses_get_at_most_the_quota_before_429s() {
             .header("X-CCP-App-Secret", format!("Wrong-Secret-{i:04}"))
     })
     .await;
-    let through: Vec<_> = answers
-        .iter()
-        .filter(|(st, _)| *st != StatusCode::TOO_MANY_REQUESTS)
-        .collect();
+    let through = not_limited(&answers);
     assert!(
         through
             .iter()
@@ -631,10 +633,7 @@ async fn concurrent_guesses_get_at_most_the_quota_before_429s() {
         ])
     })
     .await;
-    let through: Vec<_> = answers
-        .iter()
-        .filter(|(st, _)| *st != StatusCode::TOO_MANY_REQUESTS)
-        .collect();
+    let through = not_limited(&answers);
     assert!(
         through
             .iter()
